@@ -1,0 +1,85 @@
+"""Outcome advantage estimators: one scalar reward per response -> one advantage per response.
+
+Every estimator has the signature ``fn(rewards [B] float, group_ids [B] long, eps=1e-6) -> [B]``.
+Responses to the same prompt share a group id; groups may be ragged, and ids need not be
+contiguous or sorted. Statistics are computed per group without a Python loop over groups.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import torch
+from torch import Tensor
+
+from rlpost.registry import Registry
+
+AdvantageFn = Callable[..., Tensor]
+ADVANTAGES: Registry[AdvantageFn] = Registry("advantage estimator")
+
+
+class GroupStats(NamedTuple):
+    """Per-response view of its group's statistics (all tensors are [B])."""
+
+    size: Tensor  # number of responses in the group (float)
+    sum: Tensor  # sum of rewards in the group
+    mean: Tensor  # mean reward of the group
+    std: Tensor  # unbiased (N-1) std; 0 for groups of size 1
+
+
+def _as_float(rewards: Tensor) -> Tensor:
+    return rewards if rewards.is_floating_point() else rewards.float()
+
+
+def group_stats(rewards: Tensor, group_ids: Tensor) -> GroupStats:
+    """Size, sum, mean and unbiased std of each response's group, gathered back to [B]."""
+    if rewards.dim() != 1 or group_ids.shape != rewards.shape:
+        raise ValueError(
+            f"expected rewards [B] and group_ids [B], got {tuple(rewards.shape)} and {tuple(group_ids.shape)}"
+        )
+    r = _as_float(rewards)
+    _, inv = torch.unique(group_ids, return_inverse=True)
+    n_groups = int(inv.max()) + 1 if inv.numel() else 0
+    size = torch.bincount(inv, minlength=n_groups).to(r.dtype)
+    total = torch.zeros(n_groups, dtype=r.dtype, device=r.device).index_add_(0, inv, r)
+    mean = total / size
+    # Two-pass variance: stable when rewards are large relative to their spread.
+    sq_dev = torch.zeros_like(total).index_add_(0, inv, (r - mean[inv]) ** 2)
+    std = (sq_dev / (size - 1).clamp_min(1)).sqrt()
+    return GroupStats(size[inv], total[inv], mean[inv], std[inv])
+
+
+@ADVANTAGES.register("grpo")
+def grpo(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> Tensor:
+    """GRPO: ``A = (r - mean_g) / (std_g + eps)`` with the unbiased (N-1) group std.
+
+    A group of size 1 uses mean 0 and std 1, so ``A = r / (1 + eps)``, as verl's reference does.
+    """
+    r = _as_float(rewards)
+    st = group_stats(r, group_ids)
+    single = st.size == 1
+    mean = torch.where(single, torch.zeros_like(st.mean), st.mean)
+    std = torch.where(single, torch.ones_like(st.std), st.std)
+    return (r - mean) / (std + eps)
+
+
+@ADVANTAGES.register("dr_grpo")
+def dr_grpo(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> Tensor:
+    """Dr. GRPO: ``A = r - mean_g`` (no std scaling; ``eps`` is unused).
+
+    A group of size 1 gets ``A = 0``: its own mean is its only baseline, so it carries no
+    learning signal. (verl's ``norm_adv_by_std_in_grpo=False`` instead gives ``A = r`` there.)
+    """
+    r = _as_float(rewards)
+    return r - group_stats(r, group_ids).mean
+
+
+@ADVANTAGES.register("rloo")
+def rloo(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> Tensor:
+    """RLOO: ``A_i = r_i - mean(r_j, j != i in the group) = G/(G-1) * (r_i - mean_g)``.
+
+    A group of size 1 has no other member and gets ``A = 0``; ``eps`` is unused.
+    """
+    r = _as_float(rewards)
+    st = group_stats(r, group_ids)
+    loo_mean = (st.sum - r) / (st.size - 1).clamp_min(1)
+    return torch.where(st.size > 1, r - loo_mean, torch.zeros_like(r))

@@ -1,0 +1,119 @@
+"""`rlpost train|sft|eval|recipes`: user errors print one line and exit 2, no traceback."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from rlpost.config import ConfigError
+    from rlpost.data.errors import DataError
+    from rlpost.registry import RegistryError
+
+    return (ConfigError, DataError, RegistryError)
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def cmd_recipes(args) -> int:
+    from rlpost.config import list_recipes
+
+    for name, desc in list_recipes():
+        print(f"{name:40s} {desc}")
+    return 0
+
+
+def cmd_sft(args) -> int:
+    from rlpost.config import load_config
+    from rlpost.data.recipe import load_split
+    from rlpost.sft import run_sft
+
+    cfg = load_config(args.recipe, args.overrides)
+    load_split(cfg, cfg.data.train_split, sft=True)  # fail on data problems before any model loads
+    out = run_sft(cfg, on_log=lambda m: print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())))
+    print(f"SFT model saved to {out}")
+    if cfg.train.eval_after:
+        _eval_and_print(cfg, str(out), "sft")
+    return 0
+
+
+def _eval_and_print(cfg, model_path: str, label: str) -> dict:
+    from rlpost.evaluate import evaluate, print_table, write_result
+    from rlpost.models.loading import load_tokenizer
+    from rlpost.rollout.hf_engine import HFEngine
+    from rlpost.scoring import make_verifier_runner
+
+    engine = HFEngine(model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=cfg.eval.batch_size, threads=cfg.run.threads)
+    with make_verifier_runner(cfg) as runner:
+        result = evaluate(cfg, engine, load_tokenizer(model_path), runner)
+    result["model"] = model_path
+    out = cfg.eval.output or str(cfg.output_dir / f"eval_{label}.json")
+    write_result(result, __import__("pathlib").Path(out))
+    print_table(f"eval ({label})", {label: result})
+    return result
+
+
+def cmd_eval(args) -> int:
+    from rlpost.config import load_config
+    from rlpost.data.recipe import load_split
+    from rlpost.models.loading import resolve_model_path
+
+    cfg = load_config(args.recipe, args.overrides)
+    load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
+    path = args.model or str(resolve_model_path(cfg.model))
+    _eval_and_print(cfg, path, "eval")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from rlpost.config import load_config
+    from rlpost.controller import train
+
+    cfg = load_config(args.recipe, args.overrides)
+    train(cfg, resume=not args.no_resume)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rlpost", description="RL post-training for LLMs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("recipes", help="list recipes").set_defaults(fn=cmd_recipes)
+    for name, fn, help_ in (
+        ("train", cmd_train, "RL training (GRPO family) from a recipe"),
+        ("sft", cmd_sft, "supervised fine-tuning from a recipe"),
+        ("eval", cmd_eval, "evaluate a model on the recipe's held-out split"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("recipe", help="recipe YAML path or name under recipes/")
+        p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+        p.set_defaults(fn=fn)
+        if name == "eval":
+            p.add_argument("--model", help="model folder to evaluate (default: the recipe's model)")
+        if name == "train":
+            p.add_argument("--no-resume", action="store_true", help="start fresh even if a checkpoint exists")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command != "recipes":
+            _quiet_libraries()
+        return args.fn(args)
+    except _user_errors() as e:
+        print(f"rlpost: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rlpost: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

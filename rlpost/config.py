@@ -1,0 +1,329 @@
+"""Typed configuration: every key has a default; a recipe YAML and `key.sub=value` overrides
+change them. Errors name the key, file or column and what was expected, in one line."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RECIPES_DIR = REPO_ROOT / "recipes"
+
+
+class ConfigError(ValueError):
+    """A user error in a recipe or override; the message is one line for the console."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RunConfig(Section):
+    name: str = "run"
+    output_dir: str = "runs/{name}"
+    seed: int = 0
+    threads: int = Field(1, ge=1, description="torch threads per process")
+
+
+class TinyModelConfig(Section):
+    arch: Literal["qwen2", "llama"] = "qwen2"
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    intermediate_size: int = 512
+    max_position_embeddings: int = 512
+    tie_word_embeddings: bool = True
+    seed: int = 0
+
+
+class ModelConfig(Section):
+    source: Literal["tiny", "hf", "gguf"] = "tiny"
+    path: str | None = Field(None, description="HF folder, or 'package:<name>' for a model shipped in a pip package")
+    gguf_file: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    tiny: TinyModelConfig = TinyModelConfig()
+
+
+class DataConfig(Section):
+    task: str = "arithmetic"
+    task_kwargs: dict[str, Any] = {}
+    train_split: str = "train"
+    eval_split: str = "test"
+    template: str | None = None
+    use_chat_template: bool | None = None
+    system_prompt: str | None = None
+
+
+class SFTConfig(Section):
+    steps: int = Field(500, ge=0)
+    batch_size: int = Field(128, ge=1)
+    lr: float = 3e-3
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    target_template: str = "{answer}"
+    output_dir: str | None = Field(None, description="defaults to <run dir>/sft")
+    log_every: int = 50
+
+
+class EvalConfig(Section):
+    split: str | None = Field(None, description="defaults to data.eval_split")
+    limit: int | None = 500
+    max_new_tokens: int = 16
+    batch_size: int = 256
+    pass_k: list[int] = [1]
+    samples: int = Field(0, ge=0, description="samples per prompt for pass@k (0: greedy only)")
+    temperature: float = 1.0
+    output: str | None = Field(None, description="JSON path; defaults to <run dir>/eval.json")
+
+
+class RolloutConfig(Section):
+    engine: Literal["hf", "vllm", "auto"] = "hf"
+    n: int = Field(8, ge=1, description="samples per prompt")
+    max_new_tokens: int = Field(16, ge=1)
+    temperature: float = Field(1.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+    stop: list[str] = []
+    batch_size: int = Field(256, ge=1, description="sequences per forward pass")
+
+
+class SamplerConfig(Section):
+    name: str = "uniform"
+    kwargs: dict[str, Any] = {}
+
+
+class VerifierSpec(Section):
+    name: str
+    fn: str | None = Field(None, description="registered name or 'module:function' / 'file.py:function'")
+    kwargs: dict[str, Any] = {}
+
+    @property
+    def target(self) -> str:
+        return self.fn or self.name
+
+
+class VerifyConfig(Section):
+    verifiers: list[VerifierSpec] = [VerifierSpec(name="math")]
+    timeout_s: float = Field(5.0, gt=0)
+    num_workers: int = Field(1, ge=0)
+
+
+class RewardSpec(Section):
+    name: str
+    fn: str | None = None
+    weight: float = 1.0
+    kwargs: dict[str, Any] = {}
+
+    @property
+    def target(self) -> str:
+        return self.fn or self.name
+
+
+class AlgoConfig(Section):
+    combiner: str = "fixed"
+    advantage: str = "grpo"
+    adv_eps: float = 1e-6
+    selector: str = "degenerate_filter"
+    policy_loss: str = "ppo_clip"
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip: float | None = None
+    aggregation: str = "token-mean"
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    epochs: int = Field(1, ge=1, description="optimizer passes over each batch")
+    minibatches: int = Field(1, ge=1, description="optimizer steps per pass")
+
+
+class OptimConfig(Section):
+    lr: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+
+
+class TrainConfig(Section):
+    steps: int = Field(100, ge=0)
+    prompts_per_step: int = Field(8, ge=1)
+    micro_batch_size: int = Field(64, ge=1, description="sequences per learner forward/backward")
+    warm_start: Literal["none", "sft"] = "none"
+    eval_before: bool = False
+    eval_every: int = 0
+    eval_after: bool = True
+    save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = Field(2, ge=1)
+    parity_check_every: int = Field(0, ge=0, description="rollout/learner logprob parity check every N syncs")
+    parity_tolerance: float = 1e-3
+
+
+class ClusterConfig(Section):
+    mode: Literal["ray", "local"] = "ray"
+    address: str | None = Field(None, description="existing Ray cluster; None starts a local Ray")
+    num_cpus: int | None = None
+
+
+class LogConfig(Section):
+    progress: bool = True
+    tensorboard: bool = True
+    every: int = 1
+
+
+class Config(Section):
+    description: str = ""
+    run: RunConfig = RunConfig()
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    sft: SFTConfig = SFTConfig()
+    eval: EvalConfig = EvalConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    verify: VerifyConfig = VerifyConfig()
+    rewards: list[RewardSpec] = [RewardSpec(name="correctness", kwargs={"verifier": "math"})]
+    algo: AlgoConfig = AlgoConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    log: LogConfig = LogConfig()
+
+    @field_validator("rewards")
+    @classmethod
+    def _unique_reward_names(cls, v: list[RewardSpec]) -> list[RewardSpec]:
+        names = [r.name for r in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"reward names must be unique, got {names}")
+        return v
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.run.output_dir.format(name=self.run.name))
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+def resolve_recipe(recipe: str) -> Path:
+    """A recipe is a YAML path, or a name under recipes/ ('quickstart')."""
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    for cand in (RECIPES_DIR / recipe, RECIPES_DIR / f"{recipe}.yaml"):
+        if cand.is_file():
+            return cand
+    raise ConfigError(f"recipe file not found: {recipe} (see `rlpost recipes`)")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `a.b.0.c=value` in a nested dict/list tree, creating dicts on the way."""
+    keys = dotted.split(".")
+    node: Any = tree
+    for i, key in enumerate(keys):
+        last = i == len(keys) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"override '{dotted}': index '{key}' is not in a list of {len(node)}")
+            if last:
+                node[int(key)] = value
+            else:
+                node = node[int(key)]
+            continue
+        if last:
+            node[key] = value
+        else:
+            nxt = node.get(key)
+            if nxt is None:
+                nxt = node[key] = {}
+            node = nxt
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{loc}'")
+        elif e["type"] == "missing":
+            parts.append(f"missing required key '{loc}'")
+        else:
+            got = e.get("input")
+            got_s = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+            parts.append(f"'{loc}': {e['msg']} (got {got_s})")
+    return f"{source}: " + "; ".join(parts)
+
+
+def _defaults_tree() -> dict[str, Any]:
+    return Config().model_dump(mode="json")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in _OPAQUE_DICTS:
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+# Free-form dicts are replaced as a whole by a recipe, not merged key by key.
+_OPAQUE_DICTS = {"task_kwargs", "kwargs"}
+
+
+def load_config(recipe: str | None, overrides: list[str] | None = None) -> Config:
+    """Recipe YAML + `key=value` overrides -> validated Config, or ConfigError."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if recipe is not None:
+        path = resolve_recipe(recipe)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(loaded).__name__}")
+        tree = loaded
+    # Overrides go onto the full defaults tree so `verify.verifiers.0.fn=...` can index lists.
+    full = _merge(_defaults_tree(), tree)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key.sub=value")
+        key, _, raw = item.partition("=")
+        apply_override(full, key.strip(), _parse_value(raw))
+        source = f"{source} + overrides"
+    try:
+        return Config.model_validate(full)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def list_recipes() -> list[tuple[str, str]]:
+    """(name, one-line description) for every recipe under recipes/."""
+    out = []
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        try:
+            desc = (yaml.safe_load(path.read_text()) or {}).get("description", "")
+        except yaml.YAMLError:
+            desc = "(invalid YAML)"
+        out.append((path.stem, str(desc).strip().splitlines()[0] if desc else ""))
+    return out
+
+
+def cache_dir() -> Path:
+    """Where built models and converted checkpoints are cached."""
+    return Path(os.environ.get("RLPOST_CACHE", Path.home() / ".cache" / "rlpost"))

@@ -1,0 +1,100 @@
+"""Held-out evaluation: greedy accuracy and unbiased pass@k, as JSON and a console table."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from rlpost.config import Config
+from rlpost.data.recipe import encode_prompts, load_split
+from rlpost.types import Request, SamplingParams
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per prompt, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def correctness_verifier(cfg: Config) -> str:
+    """The verifier whose `correct` fact defines accuracy: the first one configured."""
+    if not cfg.verify.verifiers:
+        raise ValueError("evaluation needs at least one verifier in verify.verifiers")
+    return cfg.verify.verifiers[0].name
+
+
+def score(facts: list[dict[str, dict]], verifier: str) -> tuple[list[bool], int]:
+    """Correct flags and the number of completions whose verification failed (counted, not hidden)."""
+    flags, errors = [], 0
+    for f in facts:
+        vf = f.get(verifier, {})
+        if "error" in vf:
+            errors += 1
+        flags.append(bool(vf.get("correct", False)))
+    return flags, errors
+
+
+def evaluate(cfg: Config, engine, tokenizer, runner, records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Greedy accuracy (and pass@k when eval.samples > 0) of `engine` on the eval split."""
+    ec = cfg.eval
+    if records is None:
+        records = load_split(cfg, ec.split or cfg.data.eval_split, limit=ec.limit)
+    _, prompt_ids = encode_prompts(cfg, records, tokenizer)
+    verifier = correctness_verifier(cfg)
+    requests = [Request(prompt_ids=p, key=i) for i, p in enumerate(prompt_ids)]
+    stop = cfg.rollout.stop
+
+    greedy = engine.generate(requests, SamplingParams(n=1, max_new_tokens=ec.max_new_tokens, temperature=0.0, stop=stop))
+    facts = runner.run([c.text for c in greedy], records)
+    flags, errors = score(facts, verifier)
+    result: dict[str, Any] = {
+        "n_prompts": len(records),
+        "greedy_accuracy": sum(flags) / max(1, len(flags)),
+        "mean_length": sum(len(c.token_ids) for c in greedy) / max(1, len(greedy)),
+        "verifier_errors": errors,
+    }
+    if ec.samples > 0:
+        sampled = engine.generate(
+            requests,
+            SamplingParams(n=ec.samples, max_new_tokens=ec.max_new_tokens, temperature=ec.temperature, stop=stop),
+        )
+        recs = [records[c.key] for c in sampled]
+        s_flags, s_errors = score(runner.run([c.text for c in sampled], recs), verifier)
+        result["verifier_errors"] += s_errors
+        correct_per_prompt = [0] * len(records)
+        for c, ok in zip(sampled, s_flags):
+            correct_per_prompt[c.key] += ok
+        for k in ec.pass_k:
+            vals = [pass_at_k(ec.samples, c, k) for c in correct_per_prompt]
+            result[f"pass@{k}"] = sum(vals) / len(vals)
+        result["sample_accuracy"] = sum(s_flags) / max(1, len(s_flags))
+    return result
+
+
+def write_result(result: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+
+
+def print_table(title: str, rows: dict[str, dict[str, Any]]) -> None:
+    """rows: column label -> result dict (e.g. {"before": ..., "after": ...})."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    labels = list(rows)
+    for label in labels:
+        table.add_column(label, justify="right")
+    keys = [k for k in next(iter(rows.values()))]
+    for key in keys:
+        cells = []
+        for label in labels:
+            v = rows[label].get(key, "")
+            cells.append(f"{v:.4f}" if isinstance(v, float) else str(v))
+        table.add_row(key, *cells)
+    Console().print(table)

@@ -1,0 +1,1 @@
+"""The learner: policy updates (GRPO family), update modes, weight export for sync."""

@@ -1,0 +1,221 @@
+"""The Learner actor: GRPO-family policy updates and weight export for the rollout workers."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlpost.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
+from rlpost.algos.aggregation import aggregation_kwargs
+from rlpost.config import Config
+from rlpost.learner.optim import build_optimizer
+from rlpost.models.forward import completion_logprobs
+from rlpost.models.loading import load_model, load_tokenizer
+from rlpost.types import TrainBatch, TrainSample, WeightPayload
+
+log = logging.getLogger("rlpost.learner")
+
+
+def _chunks(seq: list, size: int) -> list[list]:
+    return [seq[i : i + size] for i in range(0, len(seq), size)]
+
+
+class Learner:
+    def __init__(self, cfg: Config, model_path: str) -> None:
+        torch.set_num_threads(cfg.run.threads)
+        torch.manual_seed(cfg.run.seed)
+        self.cfg = cfg
+        self.model = load_model(model_path, "float32").train()
+        self.tokenizer = load_tokenizer(model_path)
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        a = cfg.algo
+        self.loss_fn = POLICY_LOSSES.get(a.policy_loss)
+        AGGREGATIONS.get(a.aggregation)  # fail early on a bad name
+        self.kl_fn = KL_ESTIMATORS.get(a.kl_estimator) if a.kl_coef > 0 else None
+        self.ref_model = load_model(model_path, "float32").eval() if self.kl_fn else None
+        if self.ref_model is not None:
+            self.ref_model.requires_grad_(False)
+        o = cfg.optim
+        self.optimizer, self.scheduler = build_optimizer(
+            self.model.parameters(), o.lr, cfg.train.steps * a.epochs * a.minibatches, o.warmup_steps,
+            o.schedule, o.min_lr_ratio, o.weight_decay, o.betas, o.eps,
+        )
+        self.shuffle_gen = torch.Generator().manual_seed(cfg.run.seed + 1)
+        self.version = 0
+        self.nan_skips = 0
+        self._export_buffer: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ update
+
+    def _forward(self, model, samples: list[TrainSample], temperature: float, entropy: bool = False):
+        return completion_logprobs(
+            model, [s.prompt_ids for s in samples], [s.token_ids for s in samples], self.pad_id,
+            temperature=temperature, with_entropy=entropy,
+        )
+
+    @torch.no_grad()
+    def _logprobs_no_grad(self, model, samples: list[TrainSample], temperature: float) -> list[torch.Tensor]:
+        mb = self.cfg.train.micro_batch_size
+        out = []
+        for chunk in _chunks(samples, mb):
+            logp, mask, _ = self._forward(model, chunk, temperature)
+            out += [logp[i, : len(s.token_ids)] for i, s in enumerate(chunk)]
+        return out
+
+    def update(self, batch: TrainBatch) -> dict[str, float]:
+        """Several optimizer passes over the batch with old logprobs fixed once before the first."""
+        a, samples = self.cfg.algo, batch.samples
+        if not samples:
+            return {"learner/skipped_empty": 1.0}
+        t0 = time.perf_counter()
+        passes = a.epochs * a.minibatches
+        old = None
+        if passes > 1:  # with one pass, old = the pass's own detached logprobs (ratio 1)
+            old = self._logprobs_no_grad(self.model, samples, batch.temperature)
+        ref = self._logprobs_no_grad(self.ref_model, samples, batch.temperature) if self.ref_model else None
+        t_old = time.perf_counter() - t0
+
+        stats: dict[str, list[float]] = {}
+        order = list(range(len(samples)))
+        for epoch in range(a.epochs):
+            if epoch > 0:
+                order = torch.randperm(len(samples), generator=self.shuffle_gen).tolist()
+            mb_size = -(-len(samples) // a.minibatches)
+            for mb in _chunks(order, mb_size):
+                self._optimizer_step(samples, mb, old, ref, batch, stats, first=(epoch == 0))
+        metrics = {k: float(np.mean(v)) for k, v in stats.items()}
+        metrics.update({
+            "learner/lr": self.scheduler.get_last_lr()[0],
+            "learner/nan_skips": float(self.nan_skips),
+            "train/tokens": float(sum(len(s.token_ids) for s in samples)),
+            "train/samples": float(len(samples)),
+            "time/old_logprob": t_old,
+            "time/update": time.perf_counter() - t0 - t_old,
+        })
+        self.version += 1
+        return metrics
+
+    def _optimizer_step(self, samples, idx, old, ref, batch, stats, first: bool) -> None:
+        a = self.cfg.algo
+        mb_samples = [samples[i] for i in idx]
+        agg_kwargs = aggregation_kwargs(
+            a.aggregation, [len(s.token_ids) for s in mb_samples], [s.weight for s in mb_samples], batch.max_new_tokens
+        )
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = True
+        for chunk in _chunks(idx, self.cfg.train.micro_batch_size):
+            cs = [samples[i] for i in chunk]
+            logp, mask, entropy = self._forward(self.model, cs, batch.temperature, entropy=first)
+            T = mask.shape[1]
+            mask = mask * torch.tensor([s.weight for s in cs])[:, None]
+            old_t = self._pad([old[i] for i in chunk], T) if old is not None else logp.detach()
+            adv = torch.tensor([s.advantage for s in cs], dtype=torch.float32)
+            loss, m = self.loss_fn(
+                logp, old_t, adv, mask, clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip,
+                aggregation=a.aggregation, agg_kwargs=agg_kwargs,
+            )
+            if ref is not None:
+                kl_tok = self.kl_fn(logp, self._pad([ref[i] for i in chunk], T))
+                kl = AGGREGATIONS.get(a.aggregation)(kl_tok, mask, **agg_kwargs)
+                loss = loss + a.kl_coef * kl
+                m["kl"] = float((kl_tok.detach() * (mask > 0)).sum() / (mask > 0).sum().clamp(min=1))
+            if not torch.isfinite(loss):
+                finite = False
+                break
+            loss.backward()
+            self._accumulate(stats, m, loss.item(), logp, old_t, mask, entropy, cs, first)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
+        if not finite or not torch.isfinite(grad_norm):
+            self.nan_skips += 1
+            log.warning("non-finite loss or gradient: update skipped (%d so far)", self.nan_skips)
+            self.optimizer.zero_grad(set_to_none=True)
+            return
+        self.optimizer.step()
+        self.scheduler.step()
+        stats.setdefault("learner/grad_norm", []).append(float(grad_norm))
+
+    def _accumulate(self, stats, m, loss, logp, old_t, mask, entropy, cs, first) -> None:
+        for k, v in m.items():
+            stats.setdefault(f"learner/{k}", []).append(v)
+        stats.setdefault("learner/loss", []).append(loss)
+        if first:  # rollout/learner mismatch and entropy of the policy that generated the batch
+            roll = self._pad([torch.tensor(s.rollout_logprobs) for s in cs], logp.shape[1])
+            binary = (mask > 0).float()
+            diff = ((old_t - roll).abs() * binary).sum() / binary.sum().clamp(min=1)
+            stats.setdefault("learner/logprob_mismatch", []).append(float(diff))
+            if entropy is not None:
+                stats.setdefault("learner/entropy", []).append(float((entropy * binary).sum() / binary.sum().clamp(min=1)))
+
+    @staticmethod
+    def _pad(rows: list[torch.Tensor], T: int) -> torch.Tensor:
+        out = torch.zeros((len(rows), T), dtype=torch.float32)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+        return out
+
+    # ------------------------------------------------------------------ sync and parity
+
+    @torch.no_grad()
+    def export_weights(self) -> WeightPayload:
+        """All trainable weights as one flat float32 buffer (tied weights appear once)."""
+        params = list(self.model.named_parameters())
+        total = sum(p.numel() for _, p in params)
+        if self._export_buffer is None or self._export_buffer.size != total:
+            self._export_buffer = np.empty(total, dtype=np.float32)
+        flat = torch.from_numpy(self._export_buffer)
+        specs, offset = [], 0
+        for name, p in params:
+            n = p.numel()
+            flat[offset : offset + n].copy_(p.detach().reshape(-1))
+            specs.append((name, tuple(p.shape), offset))
+            offset += n
+        return WeightPayload(version=self.version, buffer=self._export_buffer, specs=specs)
+
+    @torch.no_grad()
+    def logprobs(self, sequences: list[tuple[list[int], list[int]]], temperature: float = 1.0) -> list[list[float]]:
+        samples = [TrainSample(p, c, [], 0.0) for p, c in sequences]
+        return [t.tolist() for t in self._logprobs_no_grad(self.model, samples, temperature)]
+
+    # ------------------------------------------------------------------ checkpoint
+
+    def save(self, path: str) -> None:
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out / "model", safe_serialization=True)
+        self.tokenizer.save_pretrained(out / "model")
+        torch.save(
+            {
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(), "shuffle_gen": self.shuffle_gen.get_state(),
+                "version": self.version, "nan_skips": self.nan_skips,
+            },
+            out / "learner_state.pt",
+        )
+
+    def load(self, path: str) -> None:
+        from safetensors.torch import load_file
+
+        src = Path(path)
+        weights: dict[str, Any] = {}
+        for f in sorted((src / "model").glob("*.safetensors")):
+            weights.update(load_file(f))
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        real_missing = [k for k in missing if not (k == "lm_head.weight" and self.model.config.tie_word_embeddings)]
+        if real_missing or unexpected:
+            raise RuntimeError(f"checkpoint {src} does not match the model: missing {real_missing}, unexpected {unexpected}")
+        state = torch.load(src / "learner_state.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.shuffle_gen.set_state(state["shuffle_gen"])
+        self.version = state["version"]
+        self.nan_skips = state["nan_skips"]
+
+    def save_hf(self, path: str) -> None:
+        from rlpost.sft import save_hf_folder
+
+        save_hf_folder(self.model, self.tokenizer, Path(path))

@@ -1,0 +1,41 @@
+"""AdamW with linear warm-up and constant / linear / cosine decay, shared by SFT and RL."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the base lr at optimizer step `step` (0-based)."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "linear":
+        decay = 1.0 - progress
+    elif schedule == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        raise ValueError(f"unknown lr schedule '{schedule}'")
+    return min_ratio + (1.0 - min_ratio) * decay
+
+
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter],
+    lr: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    schedule: str = "constant",
+    min_lr_ratio: float = 0.0,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    opt = torch.optim.AdamW(list(params), lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, warmup_steps, total_steps, schedule, min_lr_ratio)
+    )
+    return opt, sched

@@ -1,0 +1,88 @@
+"""Name -> object registries that also resolve user plug-ins by path.
+
+A component is named either by its registered name (``"math"``), by an import path
+(``"my_pkg.my_module:my_fn"``) or by a file path (``"path/to/file.py:my_fn"``), so users
+plug in their own verifiers, rewards or algorithms without forking rlpost.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class RegistryError(LookupError):
+    """A name that no registry entry or import path resolves."""
+
+
+def load_object(spec: str) -> Any:
+    """Import ``module.path:attr`` or ``file.py:attr`` and return the attribute."""
+    if ":" not in spec:
+        raise RegistryError(f"'{spec}' is not of the form 'package.module:function' or 'file.py:function'")
+    target, _, attr = spec.rpartition(":")
+    if target.endswith(".py"):
+        path = os.path.abspath(target)
+        if not os.path.isfile(path):
+            raise RegistryError(f"plug-in file not found: {target}")
+        mod_name = "rlpost_plugin_" + os.path.splitext(os.path.basename(path))[0]
+        module = sys.modules.get(mod_name)
+        if module is None or getattr(module, "__file__", None) != path:
+            loader_spec = importlib.util.spec_from_file_location(mod_name, path)
+            assert loader_spec is not None and loader_spec.loader is not None
+            module = importlib.util.module_from_spec(loader_spec)
+            sys.modules[mod_name] = module
+            loader_spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise RegistryError(f"cannot import '{target}' for '{spec}': {e}") from e
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise RegistryError(f"'{target}' has no attribute '{attr}' (from '{spec}')") from None
+
+
+class Registry(Generic[T]):
+    """A named collection of components of one kind (verifiers, rewards, advantages...)."""
+
+    def __init__(self, kind: str, builtins_module: str | None = None) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+        # Imported lazily on first lookup so that registering modules stay cheap to import.
+        self._builtins_module = builtins_module
+
+    def _load_builtins(self) -> None:
+        if self._builtins_module is not None:
+            mod, self._builtins_module = self._builtins_module, None
+            importlib.import_module(mod)
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def deco(obj: T) -> T:
+            if name in self._items and self._items[name] is not obj:
+                raise RegistryError(f"{self.kind} '{name}' is already registered")
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def get(self, name: str) -> T:
+        self._load_builtins()
+        if name in self._items:
+            return self._items[name]
+        if ":" in name:
+            return load_object(name)
+        known = ", ".join(sorted(self._items)) or "none"
+        raise RegistryError(f"unknown {self.kind} '{name}' (known: {known}; or give 'package.module:function')")
+
+    def names(self) -> list[str]:
+        self._load_builtins()
+        return sorted(self._items)
+
+    def __contains__(self, name: str) -> bool:
+        self._load_builtins()
+        return name in self._items

@@ -1,0 +1,1 @@
+"""Rollout: engines that generate completions with per-token logprobs, the worker, samplers."""

@@ -1,0 +1,180 @@
+"""Hugging Face rollout engine: batched sampling with a KV cache over left-padded prompts.
+
+The decoding loop is our own (a few lines over `model(...)` with a DynamicCache) rather than
+`model.generate`: it returns the sampled tokens' logprobs under exactly the distribution the
+learner recomputes, drops finished rows from the cache, and samples from a seeded generator
+whose state is checkpointed for exact resume.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from rlpost.models.forward import completion_logprobs
+from rlpost.models.loading import load_model, load_tokenizer
+from rlpost.types import Completion, Request, SamplingParams, WeightPayload
+
+
+def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, idx = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # Drop a token when the mass before it already exceeds top_p (the first always stays).
+        drop = probs.cumsum(-1) - probs > top_p
+        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, idx, sorted_logits)
+    return logits
+
+
+class HFEngine:
+    """RolloutEngine over a transformers causal LM."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        dtype: str = "float32",
+        seed: int = 0,
+        batch_size: int = 256,
+        threads: int | None = None,
+    ) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = load_model(model_path, dtype).eval()
+        self.tokenizer = load_tokenizer(model_path)
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        eos = self.model.config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(int(self.tokenizer.eos_token_id))
+        self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long)
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.version = 0
+
+    # ------------------------------------------------------------------ contract
+
+    @torch.no_grad()
+    def generate(self, requests: Sequence[Request], sampling: SamplingParams) -> list[Completion]:
+        """n samples per request, in request order (all samples of request 0 first)."""
+        rows: list[tuple[Request, int]] = []
+        for req in requests:
+            rows += [(req, j) for j in range(req.n if req.n is not None else sampling.n)]
+        out: list[Completion] = []
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            out += self._generate_chunk([r.prompt_ids for r, _ in chunk], [r.key for r, _ in chunk], sampling)
+        return out
+
+    @torch.no_grad()
+    def load_weights(self, payload: WeightPayload) -> None:
+        params = dict(self.model.named_parameters())
+        for name, tensor in payload.tensors():
+            if name not in params:
+                raise KeyError(f"weight '{name}' from the learner does not exist in the rollout model")
+            params[name].copy_(tensor)
+        self.version = payload.version
+
+    @torch.no_grad()
+    def logprobs(
+        self, sequences: Sequence[tuple[Sequence[int], Sequence[int]]], temperature: float = 1.0
+    ) -> list[list[float]]:
+        """Logprobs of given completion tokens under the engine's current weights (parity checks)."""
+        out: list[list[float]] = []
+        for start in range(0, len(sequences), self.batch_size):
+            chunk = sequences[start : start + self.batch_size]
+            logp, mask, _ = completion_logprobs(
+                self.model, [p for p, _ in chunk], [c for _, c in chunk], self.pad_id, temperature
+            )
+            out += [logp[i, : len(c)].tolist() for i, (_, c) in enumerate(chunk)]
+        return out
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "version": self.version}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self.version = state["version"]
+
+    # ------------------------------------------------------------------ decoding
+
+    def _generate_chunk(self, prompts: list[list[int]], keys: list, sp: SamplingParams) -> list[Completion]:
+        from transformers.cache_utils import DynamicCache
+
+        B, P = len(prompts), max(len(p) for p in prompts)
+        input_ids = torch.full((B, P), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((B, P), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            input_ids[i, P - len(p) :] = torch.tensor(p, dtype=torch.long)
+            attn[i, P - len(p) :] = 1
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = self.model(
+            input_ids=input_ids, attention_mask=attn, position_ids=pos, past_key_values=cache,
+            use_cache=True, logits_to_keep=1,
+        ).logits[:, -1, :]
+        tokens: list[list[int]] = [[] for _ in range(B)]
+        logps: list[list[float]] = [[] for _ in range(B)]
+        finish = ["length"] * B
+        active = torch.arange(B)
+        next_pos = pos[:, -1]
+        greedy = sp.temperature == 0
+        temp = 1.0 if greedy else sp.temperature
+        for step in range(sp.max_new_tokens):
+            scaled = logits.float() / temp
+            logp_all = torch.log_softmax(scaled, dim=-1)
+            if greedy:
+                tok = scaled.argmax(-1)
+            else:
+                probs = _filter_logits(scaled, sp.top_k, sp.top_p).softmax(-1)
+                tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+            tok_lp = logp_all.gather(-1, tok[:, None]).squeeze(-1)
+            done = torch.isin(tok, self.eos_ids)
+            for j, row in enumerate(active.tolist()):
+                tokens[row].append(int(tok[j]))
+                logps[row].append(float(tok_lp[j]))
+                if done[j]:
+                    finish[row] = "stop"
+                elif sp.stop and self._hits_stop(tokens[row], sp.stop):
+                    finish[row] = "stop"
+                    done[j] = True
+            if step == sp.max_new_tokens - 1:
+                break
+            keep = (~done).nonzero().squeeze(-1)
+            if keep.numel() == 0:
+                break
+            if keep.numel() < active.numel():
+                cache.batch_select_indices(keep)
+                attn, tok, next_pos, active = attn[keep], tok[keep], next_pos[keep], active[keep]
+            attn = torch.cat([attn, torch.ones((attn.shape[0], 1), dtype=attn.dtype)], dim=-1)
+            next_pos = next_pos + 1
+            logits = self.model(
+                input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
+                past_key_values=cache, use_cache=True,
+            ).logits[:, -1, :]
+        return [
+            Completion(
+                key=keys[i], prompt_ids=list(prompts[i]), token_ids=tokens[i],
+                text=self._text(tokens[i], sp.stop), logprobs=logps[i], finish_reason=finish[i],
+                policy_version=self.version,
+            )
+            for i in range(B)
+        ]
+
+    def _hits_stop(self, toks: list[int], stop: list[str]) -> bool:
+        tail = self.tokenizer.decode(toks[-32:], skip_special_tokens=True)
+        return any(s in tail for s in stop)
+
+    def _text(self, toks: list[int], stop: list[str]) -> str:
+        text = self.tokenizer.decode(toks, skip_special_tokens=True)
+        for s in stop:  # like vLLM, the returned text stops before the stop string
+            cut = text.find(s)
+            if cut >= 0:
+                text = text[:cut]
+        return text

@@ -1,0 +1,49 @@
+"""RolloutWorker: the actor that owns one rollout engine (chosen by name from a registry)."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rlpost.config import Config
+from rlpost.registry import Registry
+from rlpost.types import Completion, Request, SamplingParams, WeightPayload
+
+ENGINES: Registry = Registry("rollout engine")
+
+
+@ENGINES.register("hf")
+def _hf(cfg: Config, model_path: str):
+    from rlpost.rollout.hf_engine import HFEngine
+
+    return HFEngine(model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=cfg.rollout.batch_size, threads=cfg.run.threads)
+
+
+def engine_name(cfg: Config) -> str:
+    if cfg.rollout.engine != "auto":
+        return cfg.rollout.engine
+    return "vllm" if "vllm" in ENGINES and cfg.model.source != "tiny" else "hf"
+
+
+class RolloutWorker:
+    def __init__(self, cfg: Config, model_path: str) -> None:
+        self.engine = ENGINES.get(engine_name(cfg))(cfg, model_path)
+        self.last_generate_s = 0.0
+
+    def generate(self, requests: list[Request], sampling: SamplingParams) -> list[Completion]:
+        t0 = time.perf_counter()
+        out = self.engine.generate(requests, sampling)
+        self.last_generate_s = time.perf_counter() - t0
+        return out
+
+    def load_weights(self, payload: WeightPayload) -> int:
+        self.engine.load_weights(payload)
+        return self.engine.version
+
+    def logprobs(self, sequences: list[tuple[list[int], list[int]]], temperature: float = 1.0) -> list[list[float]]:
+        return self.engine.logprobs(sequences, temperature)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.engine.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.engine.load_state_dict(state)

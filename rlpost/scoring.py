@@ -1,0 +1,96 @@
+"""Completions -> verifier facts -> reward vector -> combined scalar, with failures counted."""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from rlpost.config import Config, ConfigError
+from rlpost.rollout.samplers import PromptItem, Scored
+from rlpost.types import Completion
+
+
+def make_verifier_runner(cfg: Config):
+    from verifiers import VerifierRunner
+
+    specs = [(v.name, v.target, dict(v.kwargs)) for v in cfg.verify.verifiers]
+    try:
+        return VerifierRunner(specs, timeout_s=cfg.verify.timeout_s, num_workers=cfg.verify.num_workers)
+    except ValueError as e:
+        raise ConfigError(f"verify.verifiers: {e}") from None
+
+
+class Scorer:
+    """Runs verifiers and rewards on a round of completions; owns the verifier process pool."""
+
+    def __init__(self, cfg: Config) -> None:
+        from rewards import COMBINERS, resolve_rewards
+
+        self.cfg = cfg
+        self.reward_specs = [(r.name, r.target, dict(r.kwargs)) for r in cfg.rewards]
+        try:
+            resolve_rewards(self.reward_specs)
+            self.combine = COMBINERS.get(cfg.algo.combiner)
+        except (ValueError, LookupError) as e:
+            raise ConfigError(f"rewards: {e}") from None
+        self.weights = [r.weight for r in cfg.rewards]
+        self.runner = make_verifier_runner(cfg)
+        self.correct_key = cfg.verify.verifiers[0].name if cfg.verify.verifiers else None
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def score(self, items: dict[int, PromptItem], completions: list[Completion]) -> tuple[list[Scored], dict[str, float]]:
+        from rewards import compute_rewards
+
+        t0 = time.perf_counter()
+        records = [items[c.key].record for c in completions]
+        texts = [c.text for c in completions]
+        facts = self.runner.run(texts, records)
+        t1 = time.perf_counter()
+        columns: dict[str, list[Any]] = {}
+        for r in records:
+            for col in r:
+                columns.setdefault(col, [])
+        for col in columns:
+            columns[col] = [r.get(col) for r in records]
+        result = compute_rewards(
+            self.reward_specs, [items[c.key].prompt_text for c in completions], texts, facts, columns,
+            [c.token_ids for c in completions],
+        )
+        combined = self.combine(result.values, self.weights)
+        t2 = time.perf_counter()
+
+        scored = []
+        for i, c in enumerate(completions):
+            vf = facts[i].get(self.correct_key, {}) if self.correct_key else {}
+            correct = bool(vf["correct"]) if "correct" in vf else None
+            scored.append(Scored(c, float(combined[i]), dict(zip(result.names, map(float, result.values[i]))), correct))
+        metrics: dict[str, float] = {"time/verify": t1 - t0, "time/reward": t2 - t1}
+        for name, counts in self.runner.last_run_stats().items():
+            metrics[f"verify/errors/{name}"] = float(counts.get("errors", 0))
+            metrics[f"verify/timeouts/{name}"] = float(counts.get("timeouts", 0))
+        for name in result.names:
+            metrics[f"reward/nan/{name}"] = float(result.nan_counts.get(name, 0))
+        for name, err in result.errors.items():
+            metrics[f"reward/raised/{name}"] = 1.0
+        metrics["reward/dropped"] = float(sum(1 for s in scored if math.isnan(s.reward)))
+        return scored, metrics
+
+
+def merge_metrics(into: dict[str, float], new: dict[str, float]) -> None:
+    """Add counters/timings from several sampling rounds of one step."""
+    for k, v in new.items():
+        into[k] = into.get(k, 0.0) + v
+
+
+def objective_means(scored: list[Scored]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if not scored:
+        return out
+    for name in scored[0].objectives:
+        vals = np.array([s.objectives[name] for s in scored], dtype=np.float64)
+        out[f"reward/{name}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+    return out

@@ -1,0 +1,2 @@
+"""Importing this module registers the built-in verifiers (``VERIFIERS`` loads it on first lookup)."""
+from verifiers import math_answer, numeric, pattern  # noqa: F401
