@@ -40,6 +40,7 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
     # Everything that can be wrong with the recipe or data fails here, before a model loads.
     records = load_split(cfg, cfg.data.train_split, sft=cfg.train.warm_start == "sft")
     eval_records = load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
+    check_components(cfg)
     scorer = Scorer(cfg)
     sampler = SAMPLERS.get(cfg.sampler.name)(n=cfg.rollout.n, **cfg.sampler.kwargs)
 
@@ -102,6 +103,20 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- the loop's parts
+
+def check_components(cfg: Config) -> None:
+    """Resolve every named algorithm component now, so a typo fails before any model loads."""
+    from rlpost.algos import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, SELECTORS
+    from rlpost.rollout.worker import ENGINES, engine_name
+
+    a = cfg.algo
+    for registry, name in (
+        (ADVANTAGES, a.advantage), (SELECTORS, a.selector), (POLICY_LOSSES, a.policy_loss),
+        (AGGREGATIONS, a.aggregation), (KL_ESTIMATORS, a.kl_estimator), (SAMPLERS, cfg.sampler.name),
+        (ENGINES, engine_name(cfg)),
+    ):
+        registry.get(name)
+
 
 def seed_everything(seed: int, threads: int) -> None:
     random.seed(seed)

@@ -1,0 +1,67 @@
+"""The CLI: user errors exit 2 with one line naming the problem, before any model loads."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rlpost(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rlpost.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "recipes/quickstart.yaml", "model.hiden_size=3"], "unknown key 'model.hiden_size'"),
+        (["train", "recipes/quickstart.yaml", "rollout.n=abc"], "'rollout.n'"),
+        (["train", "missing_recipe.yaml"], "recipe file not found: missing_recipe.yaml"),
+        (["train", "recipes/quickstart.yaml", "data.template={questio}="], "'questio'"),
+        (["train", "recipes/quickstart.yaml", "data.task=file", "data.task_kwargs={path: /nonexistent.jsonl}"], "/nonexistent.jsonl"),
+        (["eval", "recipes/quickstart.yaml", "verify.verifiers.0.answer_key=x"], "unknown key 'verify.verifiers.0.answer_key'"),
+        (["eval", "recipes/quickstart.yaml", "verify.verifiers.0.kwargs={answer_key: gold}"], "'gold'"),
+        (["train", "recipes/quickstart.yaml", "verify.verifiers.0.fn=nowhere.py:check"], "nowhere.py"),
+        (["train", "recipes/quickstart.yaml", "algo.advantage=grpoo"], "grpoo"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(args, expected, capsys, monkeypatch):
+    from rlpost.cli import main
+
+    monkeypatch.chdir(REPO)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.startswith("rlpost: error:")]
+    assert len(lines) == 1, err
+    assert expected in lines[0]
+
+
+def test_a_real_process_exits_2_without_traceback():
+    proc = rlpost("train", "recipes/quickstart.yaml", "model.hiden_size=3")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "rlpost: error: recipes/quickstart.yaml + overrides: unknown key 'model.hiden_size'"
+    )
+
+
+def test_missing_column_is_named(tmp_path, capsys, monkeypatch):
+    from rlpost.cli import main
+
+    monkeypatch.chdir(REPO)
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"question": "1+1", "solution": "2"}\n')
+    assert main(["train", "recipes/quickstart.yaml", "data.task=file", f"data.task_kwargs={{path: {data}}}"]) == 2
+    err = capsys.readouterr().err
+    assert "'answer'" in err and str(data) in err
+
+
+def test_recipes_lists_descriptions():
+    proc = rlpost("recipes")
+    assert proc.returncode == 0
+    assert any(line.startswith("quickstart") and len(line.split()) > 2 for line in proc.stdout.splitlines())

@@ -1,0 +1,162 @@
+"""The RL loop end to end on the tiny model: observability, sampler rounds, failure handling,
+exact resume, Ray actors, and recovery after SIGKILL."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rlpost.config import load_config
+from rlpost.controller import collect_groups, next_items, train
+from rlpost.actors import LocalHandle
+from rlpost.data.recipe import encode_prompts, load_split
+from rlpost.data import PromptDataset
+from rlpost.models.loading import load_tokenizer, resolve_model_path
+from rlpost.rollout.worker import RolloutWorker
+from rlpost.scoring import Scorer
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGIN = REPO / "tests" / "fixtures" / "plugin_run.py"
+
+SMALL = [
+    "train.warm_start=none", "train.eval_before=false", "train.eval_after=false", "log.progress=false",
+    "log.tensorboard=false", "cluster.mode=local", "train.prompts_per_step=4", "rollout.n=4",
+    "rollout.max_new_tokens=4", "eval.limit=8", "data.task_kwargs={n_train: 64, n_test: 16}", "optim.lr=1e-3",
+    # an untrained model is never correct; a digit-format reward gives the groups a spread to learn from
+    "rewards=[{name: correctness, kwargs: {verifier: math}}, {name: digits, fn: format, kwargs: {pattern: '^[0-9]'}}]",
+]
+
+
+def small_cfg(run_dir: Path, *extra: str):
+    return load_config("quickstart", SMALL + [f"run.output_dir={run_dir}", *extra])
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_logs_every_metric_and_saves(run_dir):
+    train(small_cfg(run_dir, "train.steps=3", "train.parity_check_every=1", "train.eval_after=true"))
+    rows = metrics(run_dir)
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    expected = {
+        "reward/correctness", "reward/mean", "train/accuracy", "train/response_length", "train/groups_nonzero_adv_frac",
+        "train/tokens", "learner/clip_frac", "learner/entropy", "learner/logprob_mismatch", "sync/parity_max_diff",
+        "time/gen", "time/verify", "time/reward", "time/old_logprob", "time/update", "time/sync", "time/wait",
+        "verify/errors/math", "verify/timeouts/math",
+    }
+    trained = [r for r in rows if "learner/loss" in r]
+    for key in expected - {"learner/clip_frac", "learner/entropy", "learner/logprob_mismatch"}:
+        assert key in rows[-1], key
+    if trained:
+        assert {"learner/clip_frac", "learner/entropy", "learner/logprob_mismatch"} <= set(trained[0])
+    assert (run_dir / "final" / "config.json").is_file()
+    assert (run_dir / "eval_after.json").is_file()
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 3
+
+
+def test_sampler_seam_runs_a_second_round_for_degenerate_groups(run_dir):
+    cfg = small_cfg(run_dir, f"sampler.name={PLUGIN}:RetryDegenerate")
+    from rlpost.rollout.samplers import SAMPLERS
+
+    sampler = SAMPLERS.get(cfg.sampler.name)(n=4)
+    path = str(resolve_model_path(cfg.model))
+    tok = load_tokenizer(path)
+    records = load_split(cfg, "train")
+    texts, ids = encode_prompts(cfg, records, tok)
+    rollout = LocalHandle(RolloutWorker(cfg, path))
+    scorer = Scorer(cfg)
+    try:
+        from rlpost.types import SamplingParams
+
+        items = next_items(PromptDataset(records, seed=0), 4, texts, ids)
+        groups, m = collect_groups(sampler, rollout, scorer, items, SamplingParams(n=4, max_new_tokens=4))
+    finally:
+        scorer.close()
+    for key, g in groups.items():
+        first = g[:4]
+        degenerate = len({s.correct for s in first}) == 1
+        assert len(g) == (8 if degenerate else 4)
+    assert m["rollout/rounds"] == (2 if any(len(g) == 8 for g in groups.values()) else 1)
+
+
+def test_failing_verifiers_and_rewards_are_reported_and_the_run_goes_on(run_dir, tmp_path):
+    marker = tmp_path / "hung"
+    train(small_cfg(
+        run_dir, "train.steps=3", "verify.timeout_s=1.0",
+        f"verify.verifiers=[{{name: math}}, {{name: hang, fn: '{PLUGIN}:hang_once', kwargs: {{marker: '{marker}'}}}},"
+        f" {{name: flaky, fn: '{PLUGIN}:raise_sometimes'}}]",
+        f"rewards=[{{name: digits, fn: format, kwargs: {{pattern: '^[0-9]'}}}}, {{name: flaky, fn: '{PLUGIN}:reward_raises_on_second_call', weight: 1.0}}]",
+    ))
+    rows = metrics(run_dir)
+    assert len(rows) == 3
+    assert sum(r["verify/timeouts/hang"] for r in rows) == 1
+    assert sum(r["verify/errors/flaky"] for r in rows) > 0
+    assert rows[1].get("reward/raised/flaky") == 1.0
+    assert rows[1]["reward/dropped"] == 16  # the whole step's samples had an unknown reward
+    assert rows[2]["reward/dropped"] == 0
+
+
+def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in (ckpt / "learner" / "model").glob("*.safetensors"):
+        out.update(load_file(f))
+    return out
+
+
+def test_resume_is_exact(run_dir):
+    """N steps + resume + N steps == 2N straight steps: same weights, same metrics."""
+    cfg = small_cfg(run_dir, "train.steps=4", "train.save_every=2", "algo.epochs=2")
+    train(cfg)
+    straight = _weights(run_dir / "checkpoints" / "step_000004")
+    straight_rows = metrics(run_dir)
+    import shutil
+
+    shutil.rmtree(run_dir / "checkpoints" / "step_000004")
+    train(cfg)  # resumes from step 2
+    resumed = _weights(run_dir / "checkpoints" / "step_000004")
+    assert straight.keys() == resumed.keys()
+    for k in straight:
+        assert torch.equal(straight[k], resumed[k]), k
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+    assert strip(metrics(run_dir)) == strip(straight_rows)
+
+
+@pytest.mark.slow
+def test_ray_actors_train_and_sync(run_dir):
+    cfg = small_cfg(run_dir, "cluster.mode=ray", "cluster.num_cpus=2", "train.steps=2", "train.parity_check_every=1")
+    try:
+        train(cfg)
+    finally:
+        import ray
+
+        ray.shutdown()
+    rows = metrics(run_dir)
+    assert len(rows) == 2 and rows[-1]["sync/parity_max_diff"] < 1e-3
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_resumes_from_last_checkpoint_and_finishes(run_dir):
+    args = [sys.executable, "-m", "rlpost.cli", "train", "quickstart", *SMALL, f"run.output_dir={run_dir}",
+            "train.steps=40", "train.save_every=5"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 180
+    while time.time() < deadline and not list((run_dir / "checkpoints").glob("step_000010")):
+        time.sleep(0.2)
+    time.sleep(0.3)  # land mid-step
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = sorted(p.name for p in (run_dir / "checkpoints").glob("step_*"))
+    assert done and proc.returncode == -signal.SIGKILL
+    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((run_dir / "summary.json").read_text())["steps"] == 40
+    assert [r["step"] for r in metrics(run_dir)] == list(range(40))

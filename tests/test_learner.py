@@ -1,0 +1,101 @@
+"""Learner: policy-gradient direction, NaN guard, fixed old logprobs, KL, export and checkpoint."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rlpost.config import Config
+from rlpost.learner.learner import Learner
+from rlpost.rollout.hf_engine import HFEngine
+from rlpost.types import TrainBatch, TrainSample
+
+
+def cfg_with(**sections) -> Config:
+    base = Config().model_dump()
+    for path, value in sections.items():
+        sec, key = path.split("__")
+        base[sec][key] = value
+    return Config.model_validate(base)
+
+
+def sample(prompt, tokens, adv, engine) -> TrainSample:
+    lp = engine.logprobs([(prompt, tokens)])[0]
+    return TrainSample(prompt, tokens, lp, adv)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_path):
+    return HFEngine(tiny_model_path)
+
+
+def seq_logprob(learner, prompt, tokens) -> float:
+    return sum(learner.logprobs([(prompt, tokens)])[0])
+
+
+def test_positive_advantage_raises_and_negative_lowers_logprob(tiny_model_path, engine):
+    learner = Learner(cfg_with(optim__lr=1e-3), tiny_model_path)
+    good, bad, prompt = [10, 11, 2], [12, 13, 2], [5, 6, 84]
+    before = seq_logprob(learner, prompt, good), seq_logprob(learner, prompt, bad)
+    for _ in range(3):
+        metrics = learner.update(TrainBatch([sample(prompt, good, 1.0, engine), sample(prompt, bad, -1.0, engine)]))
+    after = seq_logprob(learner, prompt, good), seq_logprob(learner, prompt, bad)
+    assert after[0] > before[0] and after[1] < before[1]
+    assert learner.version == 3
+    assert metrics["train/tokens"] == 6 and metrics["learner/nan_skips"] == 0
+    assert metrics["learner/logprob_mismatch"] > 0  # the engine's logprobs are from the initial weights
+
+
+def test_nan_loss_skips_the_update_and_counts_it(tiny_model_path, engine):
+    learner = Learner(Config(), tiny_model_path)
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    metrics = learner.update(TrainBatch([sample([5, 6], [7, 2], float("nan"), engine)]))
+    assert metrics["learner/nan_skips"] == 1
+    assert all(torch.equal(before[k], v) for k, v in learner.model.state_dict().items())
+    # and the learner keeps working afterwards
+    metrics = learner.update(TrainBatch([sample([5, 6], [7, 2], 1.0, engine), sample([5, 6], [8, 2], -1.0, engine)]))
+    assert metrics["learner/nan_skips"] == 1 and math.isfinite(metrics["learner/loss"])
+
+
+def test_old_logprobs_are_fixed_across_passes(tiny_model_path, engine):
+    learner = Learner(cfg_with(algo__epochs=3, optim__lr=5e-3), tiny_model_path)
+    batch = TrainBatch([sample([5, 6], [7, 8, 2], 1.0, engine), sample([5, 6], [9, 9, 2], -1.0, engine)])
+    metrics = learner.update(batch)
+    # later passes see ratios away from 1 because old logprobs were computed once, before pass 1
+    assert metrics["learner/ratio_max"] > 1.0 + 1e-4
+    assert metrics["time/old_logprob"] > 0
+
+
+def test_kl_to_reference_is_reported(tiny_model_path, engine):
+    learner = Learner(cfg_with(algo__kl_coef=0.1, optim__lr=1e-2), tiny_model_path)
+    batch = TrainBatch([sample([5, 6], [7, 8, 2], 1.0, engine), sample([5, 6], [9, 9, 2], -1.0, engine)])
+    first = learner.update(batch)
+    second = learner.update(batch)
+    assert first["learner/kl"] == pytest.approx(0.0, abs=1e-6)
+    assert second["learner/kl"] > 0
+
+
+def test_export_dedups_tied_weights_and_round_trips(tiny_model_path, tiny_untied_model_path):
+    tied = Learner(Config(), tiny_model_path).export_weights()
+    names = [n for n, _, _ in tied.specs]
+    assert "lm_head.weight" not in names and "model.embed_tokens.weight" in names
+    untied = Learner(Config(), tiny_untied_model_path)
+    payload = untied.export_weights()
+    assert "lm_head.weight" in [n for n, _, _ in payload.specs]
+    assert payload.nbytes == 4 * sum(p.numel() for p in untied.model.parameters())
+
+
+def test_save_load_restores_weights_optimizer_and_version(tiny_model_path, engine, tmp_path):
+    cfg = cfg_with(optim__lr=1e-3)
+    a = Learner(cfg, tiny_model_path)
+    batch = TrainBatch([sample([5, 6], [7, 8, 2], 1.0, engine), sample([5, 6], [9, 9, 2], -1.0, engine)])
+    a.update(batch)
+    a.save(str(tmp_path / "ckpt"))
+    b = Learner(cfg, tiny_model_path)
+    b.load(str(tmp_path / "ckpt"))
+    assert b.version == a.version
+    a.update(batch)
+    b.update(batch)
+    for (n, p), (_, q) in zip(a.model.named_parameters(), b.model.named_parameters()):
+        assert torch.equal(p, q), n
