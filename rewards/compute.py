@@ -1,7 +1,6 @@
 """Compute the reward matrix ``[B, K]`` for a batch; a failing reward becomes a NaN column and an error."""
 from __future__ import annotations
 
-import inspect
 import logging
 import numbers
 from dataclasses import dataclass
@@ -9,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from rlpost.registry import resolve_specs
 from rewards.registry import REWARDS, RewardFn
 
 logger = logging.getLogger("rlpost.rewards")
@@ -29,35 +29,11 @@ class RewardResult:
 
 def resolve_rewards(specs: list[RewardSpec]) -> list[RewardFn]:
     """Resolve every spec to its function, checking names are unique and kwargs are accepted."""
-    seen: set[str] = set()
-    fns = []
-    for name, fn_spec, kwargs in specs:
-        if name in seen:
-            raise ValueError(f"reward names must be unique, '{name}' appears twice")
-        seen.add(name)
-        try:
-            fn = REWARDS.get(fn_spec)
-        except Exception as e:  # a plug-in file can fail to import with anything
-            raise ValueError(f"reward '{name}': cannot resolve '{fn_spec}': {type(e).__name__}: {e}") from e
-        if not callable(fn):
-            raise ValueError(f"reward '{name}': '{fn_spec}' resolves to a non-callable {type(fn).__name__}")
+    for name, _, kwargs in specs:
         clash = sorted(set(kwargs or {}) & set(RESERVED))
         if clash:
             raise ValueError(f"reward '{name}': kwargs may not set {clash}, compute_rewards passes them")
-        try:
-            signature = inspect.signature(fn)
-        except (TypeError, ValueError):  # some C callables have no signature; nothing to check
-            signature = None
-        if signature is not None:
-            try:
-                signature.bind_partial([], [], [], **(kwargs or {}))
-            except TypeError as e:
-                raise ValueError(
-                    f"reward '{name}' ('{fn_spec}') does not fit fn(prompts, completions, facts, **kwargs) "
-                    f"with kwargs {kwargs}: {e}"
-                ) from e
-        fns.append(fn)
-    return fns
+    return resolve_specs(REWARDS, specs, ([], [], []), "fn(prompts, completions, facts, **kwargs)", partial=True)
 
 
 def _as_column(output: Any, size: int) -> np.ndarray:

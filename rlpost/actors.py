@@ -30,6 +30,9 @@ class LocalHandle:
 
     submit = call
 
+    def result(self, future: Any) -> Any:
+        return future
+
     def kill(self) -> None:
         pass
 
@@ -43,14 +46,17 @@ class RayHandle:
         return getattr(self.actor, name).remote(*args, **kwargs)
 
     def call(self, name: str, *args, **kwargs) -> Any:
+        return self.result(self.submit(name, *args, **kwargs), name)
+
+    def result(self, future, name: str = "a call") -> Any:
         import ray
         from ray.exceptions import RayActorError
 
         try:
-            return ray.get(self.submit(name, *args, **kwargs))
+            return ray.get(future)
         except RayActorError as e:
             raise ActorDiedError(
-                f"the {self.label} actor died during '{name}' ({type(e).__name__}); "
+                f"the {self.label} actor died during {name} ({type(e).__name__}); "
                 "rerun the same command to resume from the last checkpoint"
             ) from e
 

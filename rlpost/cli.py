@@ -16,6 +16,13 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, DataError, RegistryError)
 
 
+def _run_errors() -> tuple[type[BaseException], ...]:
+    from rlpost.actors import ActorDiedError
+    from rlpost.controller import SyncError
+
+    return (ActorDiedError, SyncError)
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -110,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as e:
         print(f"rlpost: error: {e}", file=sys.stderr)
         return 2
+    except _run_errors() as e:
+        print(f"rlpost: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("rlpost: interrupted", file=sys.stderr)
         return 130

@@ -137,11 +137,13 @@ class AlgoConfig(Section):
     aggregation: str = "token-mean"
     kl_coef: float = 0.0
     kl_estimator: str = "k3"
+    tis_cap: float | None = Field(None, gt=0, description="truncated importance sampling on learner/rollout ratio")
     epochs: int = Field(1, ge=1, description="optimizer passes over each batch")
     minibatches: int = Field(1, ge=1, description="optimizer steps per pass")
 
 
 class OptimConfig(Section):
+    name: Literal["adamw", "sgd"] = "adamw"
     lr: float = 1e-5
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -157,6 +159,9 @@ class TrainConfig(Section):
     prompts_per_step: int = Field(8, ge=1)
     micro_batch_size: int = Field(64, ge=1, description="sequences per learner forward/backward")
     warm_start: Literal["none", "sft"] = "none"
+    async_rollout: bool = Field(
+        False, description="generate step t+1 while the learner trains on step t (one step off-policy)"
+    )
     eval_before: bool = False
     eval_every: int = 0
     eval_after: bool = True

@@ -50,6 +50,7 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
     start_cluster(cfg.cluster)
     learner = spawn(Learner, cfg.cluster, "learner", cfg, policy)
     rollout = spawn(RolloutWorker, cfg.cluster, "rollout", cfg, policy)
+    learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
     dataset = PromptDataset(records, seed=cfg.run.seed)
     sampling = SamplingParams(
         n=cfg.rollout.n, max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
@@ -68,23 +69,28 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
         write_result(result, run_dir / f"eval_{label}.json")
         return result
 
+    prompts = (dataset, cfg.train.prompts_per_step, prompt_texts, prompt_ids)
     tracker = Tracker(run_dir, cfg.log, cfg.train.steps, start_step=state["step"])
     try:
         if cfg.train.eval_before and "before" not in state["evals"]:
             tracker.print(f"eval before RL: {run_eval('before')}")
+        pending = state.pop("pending", None)
         for step in range(state["step"], cfg.train.steps):
             t0 = time.perf_counter()
-            items = next_items(dataset, cfg.train.prompts_per_step, prompt_texts, prompt_ids)
-            groups, metrics = collect_groups(sampler, rollout, scorer, items, sampling)
+            groups, metrics = pending or collect_groups(sampler, rollout, scorer, next_items(*prompts), sampling)
             batch, batch_metrics = build_batch(cfg, groups)
             metrics.update(batch_metrics)
-            metrics.update(learner.call("update", batch))
+            update = learner.submit("update", batch)
+            pending = None
+            if cfg.train.async_rollout and step + 1 < cfg.train.steps:
+                # The next step's rollouts come from the pre-update policy while the learner trains.
+                pending = collect_groups(sampler, rollout, scorer, next_items(*prompts), sampling)
+            t_wait = time.perf_counter()
+            metrics.update(learner.result(update))
+            metrics["time/wait"] = time.perf_counter() - t_wait
             metrics.update(sync_weights(cfg, learner, rollout, batch, step))
-            state["step"] = step + 1
+            state["step"], state["pending"] = step + 1, pending
             metrics["time/step"] = time.perf_counter() - t0
-            metrics["time/wait"] = metrics["time/step"] - sum(
-                metrics.get(f"time/{k}", 0.0) for k in ("gen", "verify", "reward", "old_logprob", "update", "sync")
-            )
             if cfg.train.eval_every and (step + 1) % cfg.train.eval_every == 0 and step + 1 < cfg.train.steps:
                 metrics.update({f"eval/{k}": v for k, v in run_eval(f"step{step + 1}").items() if isinstance(v, float)})
             tracker.log(step, metrics)
@@ -171,7 +177,10 @@ def sync_weights(cfg: Config, learner, rollout, batch, step: int) -> dict[str, f
 
 
 def checkpoint(cfg, run_dir, learner, rollout, dataset, sampler, state) -> None:
-    controller = {"step": state["step"], "evals": state["evals"], "data": dataset.state_dict(), "sampler": sampler.state_dict()}
+    controller = {
+        "step": state["step"], "evals": state["evals"], "pending": state.get("pending"),
+        "data": dataset.state_dict(), "sampler": sampler.state_dict(),
+    }
     save_checkpoint(run_dir, state["step"], learner, rollout, controller, cfg.train.keep_checkpoints)
 
 

@@ -86,3 +86,37 @@ class Registry(Generic[T]):
     def __contains__(self, name: str) -> bool:
         self._load_builtins()
         return name in self._items
+
+
+def resolve_specs(
+    registry: Registry, specs: list[tuple[str, str, dict]], probe_args: tuple, contract: str, partial: bool = False
+) -> list[Callable]:
+    """Resolve `(name, fn_spec, kwargs)` specs, checking names are unique and that each function
+    accepts `probe_args` plus its kwargs (`contract` describes the expected signature)."""
+    import inspect
+
+    seen: set[str] = set()
+    fns = []
+    for name, fn_spec, kwargs in specs:
+        if name in seen:
+            raise ValueError(f"{registry.kind} names must be unique, '{name}' appears twice")
+        seen.add(name)
+        try:
+            fn = registry.get(fn_spec)
+        except Exception as e:  # a plug-in file can fail to import with anything
+            raise ValueError(f"{registry.kind} '{name}': cannot resolve '{fn_spec}': {type(e).__name__}: {e}") from e
+        if not callable(fn):
+            raise ValueError(f"{registry.kind} '{name}': '{fn_spec}' resolves to a non-callable {type(fn).__name__}")
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # some C callables have no signature; nothing to check
+            signature = None
+        if signature is not None:
+            try:
+                (signature.bind_partial if partial else signature.bind)(*probe_args, **(kwargs or {}))
+            except TypeError as e:
+                raise ValueError(
+                    f"{registry.kind} '{name}' ('{fn_spec}') does not fit {contract} with kwargs {kwargs}: {e}"
+                ) from e
+        fns.append(fn)
+    return fns

@@ -112,9 +112,10 @@ def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def test_resume_is_exact(run_dir):
+@pytest.mark.parametrize("async_rollout", [False, True])
+def test_resume_is_exact(run_dir, async_rollout):
     """N steps + resume + N steps == 2N straight steps: same weights, same metrics."""
-    cfg = small_cfg(run_dir, "train.steps=4", "train.save_every=2", "algo.epochs=2")
+    cfg = small_cfg(run_dir, "train.steps=4", "train.save_every=2", "algo.epochs=2", f"train.async_rollout={async_rollout}")
     train(cfg)
     straight = _weights(run_dir / "checkpoints" / "step_000004")
     straight_rows = metrics(run_dir)
@@ -132,7 +133,10 @@ def test_resume_is_exact(run_dir):
 
 @pytest.mark.slow
 def test_ray_actors_train_and_sync(run_dir):
-    cfg = small_cfg(run_dir, "cluster.mode=ray", "cluster.num_cpus=2", "train.steps=2", "train.parity_check_every=1")
+    cfg = small_cfg(
+        run_dir, "cluster.mode=ray", "cluster.num_cpus=2", "train.steps=3", "train.parity_check_every=1",
+        "train.async_rollout=true",
+    )
     try:
         train(cfg)
     finally:
@@ -140,7 +144,9 @@ def test_ray_actors_train_and_sync(run_dir):
 
         ray.shutdown()
     rows = metrics(run_dir)
-    assert len(rows) == 2 and rows[-1]["sync/parity_max_diff"] < 1e-3
+    assert len(rows) == 3 and rows[-1]["sync/parity_max_diff"] < 1e-3
+    # with async rollouts, the step after the first trains on completions from the previous policy
+    assert rows[1]["learner/logprob_mismatch"] > 0
 
 
 @pytest.mark.slow

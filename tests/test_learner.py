@@ -99,3 +99,21 @@ def test_save_load_restores_weights_optimizer_and_version(tiny_model_path, engin
     b.update(batch)
     for (n, p), (_, q) in zip(a.model.named_parameters(), b.model.named_parameters()):
         assert torch.equal(p, q), n
+
+
+def test_truncated_importance_sampling_weights():
+    from rlpost.learner.learner import truncated_is_weights
+
+    learner = torch.tensor([[-1.0, -2.0, -0.5]])
+    rollout = torch.tensor([[-1.0, -1.0, -3.0]])
+    w = truncated_is_weights(learner, rollout, cap=2.0)
+    assert w.tolist()[0] == pytest.approx([1.0, math.exp(-1.0), 2.0])
+
+
+def test_tis_is_applied_and_reported(tiny_model_path, engine):
+    learner = Learner(cfg_with(algo__tis_cap=2.0), tiny_model_path)
+    s = sample([5, 6], [7, 8, 2], 1.0, engine)
+    s.rollout_logprobs = [x - 5.0 for x in s.rollout_logprobs]  # rollout thought these tokens were rarer
+    m = learner.update(TrainBatch([s, sample([5, 6], [9, 9, 2], -1.0, engine)]))
+    assert m["learner/tis_truncated_frac"] == pytest.approx(0.5)
+    assert 1.0 < m["learner/tis_weight_mean"] <= 2.0

@@ -20,6 +20,11 @@ from rlpost.types import TrainBatch, TrainSample, WeightPayload
 log = logging.getLogger("rlpost.learner")
 
 
+def truncated_is_weights(learner_logp: torch.Tensor, rollout_logp: torch.Tensor, cap: float) -> torch.Tensor:
+    """min(pi_learner / pi_rollout, cap) per token: corrects for rollout/learner mismatch (TIS)."""
+    return torch.exp((learner_logp - rollout_logp).clamp(-20.0, 20.0)).clamp(max=cap).detach()
+
+
 def _chunks(seq: list, size: int) -> list[list]:
     return [seq[i : i + size] for i in range(0, len(seq), size)]
 
@@ -42,7 +47,7 @@ class Learner:
         o = cfg.optim
         self.optimizer, self.scheduler = build_optimizer(
             self.model.parameters(), o.lr, cfg.train.steps * a.epochs * a.minibatches, o.warmup_steps,
-            o.schedule, o.min_lr_ratio, o.weight_decay, o.betas, o.eps,
+            o.schedule, o.min_lr_ratio, o.weight_decay, o.betas, o.eps, o.name,
         )
         self.shuffle_gen = torch.Generator().manual_seed(cfg.run.seed + 1)
         self.version = 0
@@ -65,6 +70,9 @@ class Learner:
             logp, mask, _ = self._forward(model, chunk, temperature)
             out += [logp[i, : len(s.token_ids)] for i, s in enumerate(chunk)]
         return out
+
+    def ready(self) -> bool:
+        return True
 
     def update(self, batch: TrainBatch) -> dict[str, float]:
         """Several optimizer passes over the batch with old logprobs fixed once before the first."""
@@ -113,11 +121,17 @@ class Learner:
             T = mask.shape[1]
             mask = mask * torch.tensor([s.weight for s in cs])[:, None]
             old_t = self._pad([old[i] for i in chunk], T) if old is not None else logp.detach()
+            roll = self._pad([torch.tensor(s.rollout_logprobs) for s in cs], T)
             adv = torch.tensor([s.advantage for s in cs], dtype=torch.float32)
+            is_w = truncated_is_weights(old_t, roll, a.tis_cap) if a.tis_cap is not None else None
             loss, m = self.loss_fn(
                 logp, old_t, adv, mask, clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip,
-                aggregation=a.aggregation, agg_kwargs=agg_kwargs,
+                aggregation=a.aggregation, agg_kwargs=agg_kwargs, is_weights=is_w,
             )
+            if is_w is not None:
+                valid = mask > 0
+                m["tis_weight_mean"] = float(is_w[valid].mean()) if valid.any() else 1.0
+                m["tis_truncated_frac"] = float((is_w[valid] >= a.tis_cap).float().mean()) if valid.any() else 0.0
             if ref is not None:
                 kl_tok = self.kl_fn(logp, self._pad([ref[i] for i in chunk], T))
                 kl = AGGREGATIONS.get(a.aggregation)(kl_tok, mask, **agg_kwargs)
@@ -127,7 +141,7 @@ class Learner:
                 finite = False
                 break
             loss.backward()
-            self._accumulate(stats, m, loss.item(), logp, old_t, mask, entropy, cs, first)
+            self._accumulate(stats, m, loss.item(), old_t, roll, mask, entropy, first)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
         if not finite or not torch.isfinite(grad_norm):
             self.nan_skips += 1
@@ -138,12 +152,11 @@ class Learner:
         self.scheduler.step()
         stats.setdefault("learner/grad_norm", []).append(float(grad_norm))
 
-    def _accumulate(self, stats, m, loss, logp, old_t, mask, entropy, cs, first) -> None:
+    def _accumulate(self, stats, m, loss, old_t, roll, mask, entropy, first) -> None:
         for k, v in m.items():
             stats.setdefault(f"learner/{k}", []).append(v)
         stats.setdefault("learner/loss", []).append(loss)
         if first:  # rollout/learner mismatch and entropy of the policy that generated the batch
-            roll = self._pad([torch.tensor(s.rollout_logprobs) for s in cs], logp.shape[1])
             binary = (mask > 0).float()
             diff = ((old_t - roll).abs() * binary).sum() / binary.sum().clamp(min=1)
             stats.setdefault("learner/logprob_mismatch", []).append(float(diff))

@@ -33,8 +33,14 @@ def build_optimizer(
     weight_decay: float = 0.0,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
+    name: str = "adamw",
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    opt = torch.optim.AdamW(list(params), lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    if name == "adamw":
+        opt = torch.optim.AdamW(list(params), lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    elif name == "sgd":  # momentum = betas[0]
+        opt = torch.optim.SGD(list(params), lr=lr, momentum=betas[0], weight_decay=weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer '{name}' (adamw | sgd)")
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, warmup_steps, total_steps, schedule, min_lr_ratio)
     )

