@@ -108,7 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--model", help="model folder to evaluate (default: the recipe's model)")
         if name == "train":
             p.add_argument("--no-resume", action="store_true", help="start fresh even if a checkpoint exists")
-    args = parser.parse_args(argv)
+    # Overrides may come after options (`eval R --model M key=value`): collect the leftovers.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [e for e in extra if e.startswith("-") or not hasattr(args, "overrides")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command != "recipes":

@@ -65,3 +65,26 @@ def test_recipes_lists_descriptions():
     proc = rlpost("recipes")
     assert proc.returncode == 0
     assert any(line.startswith("quickstart") and len(line.split()) > 2 for line in proc.stdout.splitlines())
+
+
+def test_eval_writes_greedy_accuracy_and_pass_at_k(tmp_path, tiny_model_path, monkeypatch, capsys):
+    import json
+
+    from rlpost.cli import main
+
+    monkeypatch.chdir(REPO)
+    args = ["eval", "quickstart", "--model", tiny_model_path, "eval.limit=6", "eval.samples=4",
+            "eval.pass_k=[1,2]", f"run.output_dir={tmp_path}"]
+    assert main(args) == 0
+    result = json.loads((tmp_path / "eval_eval.json").read_text())
+    assert result["n_prompts"] == 6 and {"greedy_accuracy", "pass@1", "pass@2", "verifier_errors"} <= set(result)
+    assert "greedy_accuracy" in capsys.readouterr().out
+
+
+def test_pass_at_k_estimator():
+    from rlpost.evaluate import pass_at_k
+
+    assert pass_at_k(4, 0, 2) == 0.0 and pass_at_k(4, 4, 1) == 1.0
+    assert pass_at_k(4, 1, 1) == 0.25
+    assert pass_at_k(4, 1, 2) == 0.5  # 1 - C(3,2)/C(4,2) = 1 - 3/6
+    assert pass_at_k(5, 2, 3) == 1 - 1 / 10  # C(3,3)/C(5,3)

@@ -326,7 +326,8 @@ SMALL = [
     "train.warm_start=none", "train.eval_before=false", "train.eval_after=false", "log.progress=false",
     "log.tensorboard=false", "train.prompts_per_step=4", "rollout.n=4", "rollout.max_new_tokens=4", "eval.limit=8",
     "data.task_kwargs={n_train: 64, n_test: 16}", "optim.lr=1e-3",
-    "rewards=[{name: correctness, kwargs: {verifier: math}}, {name: digits, fn: format, kwargs: {pattern: '^[0-9]'}}]",
+    # an untrained model is never correct; "contains a digit" gives most groups a spread to learn from
+    "rewards=[{name: correctness, kwargs: {verifier: math}}, {name: digits, fn: format, kwargs: {pattern: '[0-9]'}}]",
 ]
 
 
@@ -345,7 +346,8 @@ def test_grpo_steps_through_vllm_in_ray_actors(run_dir):
         ray.shutdown()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2]
-    assert all(r["sync/parity_max_diff"] < 1e-3 for r in rows)
+    checked = [r["sync/parity_max_diff"] for r in rows if "sync/parity_max_diff" in r]  # steps with a batch
+    assert len(checked) >= 2 and max(checked) < 1e-3
     versions = [r["sync/version"] for r in rows]
     assert versions == sorted(versions) and versions[-1] >= 1
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 3

@@ -158,6 +158,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-eval", action="store_true", help="skip the greedy-accuracy eval of the checkpoint")
     p.add_argument("--out", default="runs/bench/vs_trl.json", help="JSON result; run folders go beside it")
     # internal: one phase in a fresh process
+    p.add_argument("--rlpost-override", action="append", default=[],
+                   help="extra rlpost override, repeatable (e.g. train.async_rollout=true)")
     p.add_argument("--only", choices=["prep", "trl", "rlpost"], help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--run-dir", help=argparse.SUPPRESS)
@@ -421,6 +423,7 @@ def rlpost_overrides(args, model_path: str, run_dir: Path) -> list[str]:
         f"cluster.mode={args.rlpost_mode}",
         "log.progress=false",
         "log.tensorboard=false",
+        *args.rlpost_override,
     ]
 
 
@@ -537,6 +540,8 @@ def forward_args(args) -> list[str]:
         out += ["--model", str(Path(args.model).resolve())]
     if args.no_eval:
         out.append("--no-eval")
+    for o in args.rlpost_override:
+        out += ["--rlpost-override", o]
     return out
 
 
