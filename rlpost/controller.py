@@ -5,6 +5,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,83 @@ class SyncError(RuntimeError):
 
 
 def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
-    run_dir = cfg.output_dir
+    """Run the RL loop of a recipe; resumes from the run's last checkpoint unless resume=False."""
+    run = start_run(cfg, resume)
+    state, tracker = run.state, Tracker(run.dir, cfg.log, cfg.train.steps, start_step=run.state["step"])
+    try:
+        if cfg.train.eval_before and "before" not in state["evals"]:
+            tracker.print(f"eval before RL: {run.evaluate('before')}")
+        pending = state.pop("pending", None)
+        for step in range(state["step"], cfg.train.steps):
+            t0 = time.perf_counter()
+            groups, metrics = pending or run.collect()
+            batch, batch_metrics = build_batch(cfg, groups)
+            metrics.update(batch_metrics)
+            update = run.learner.submit("update", batch)
+            # With async rollouts the next step's groups come from the pre-update policy, while the learner trains.
+            pending = run.collect() if cfg.train.async_rollout and step + 1 < cfg.train.steps else None
+            t_wait = time.perf_counter()
+            metrics.update(run.learner.result(update))
+            metrics["time/wait"] = time.perf_counter() - t_wait
+            metrics.update(sync_weights(cfg, run.learner, run.rollout, batch, step))
+            state["step"], state["pending"] = step + 1, pending
+            metrics["time/step"] = time.perf_counter() - t0
+            if every(cfg.train.eval_every, step) and step + 1 < cfg.train.steps:
+                metrics.update({f"eval/{k}": v for k, v in run.evaluate(f"step{step + 1}").items() if isinstance(v, float)})
+            tracker.log(step, metrics)
+            if every(cfg.train.save_every, step):
+                run.checkpoint()
+        if cfg.train.eval_after and "after" not in state["evals"]:
+            run.evaluate("after")
+        if run.resumed_step is None or state["step"] > run.resumed_step:
+            run.checkpoint()
+        run.learner.call("save_hf", str(run.dir / "final"))
+    finally:
+        tracker.close()
+        run.scorer.close()
+    summarize(run.dir, state)
+    return state
+
+
+@dataclass
+class Run:
+    """Everything one training run holds: components, actor handles, data stream and loop state."""
+
+    cfg: Config
+    dir: Path
+    learner: Any
+    rollout: Any
+    scorer: Scorer
+    sampler: Any
+    dataset: PromptDataset
+    tokenizer: Any
+    prompt_texts: list[str]
+    prompt_ids: list[list[int]]
+    eval_records: list[dict]
+    sampling: SamplingParams
+    state: dict[str, Any]
+    resumed_step: int | None = None
+
+    def collect(self):
+        items = next_items(self.dataset, self.cfg.train.prompts_per_step, self.prompt_texts, self.prompt_ids)
+        return collect_groups(self.sampler, self.rollout, self.scorer, items, self.sampling)
+
+    def evaluate(self, label: str) -> dict[str, Any]:
+        result = evaluate(self.cfg, EngineView(self.rollout), self.tokenizer, self.scorer.runner, self.eval_records)
+        self.state["evals"][label] = result
+        write_result(result, self.dir / f"eval_{label}.json")
+        return result
+
+    def checkpoint(self) -> None:
+        controller = {
+            "step": self.state["step"], "evals": self.state["evals"], "pending": self.state.get("pending"),
+            "data": self.dataset.state_dict(), "sampler": self.sampler.state_dict(),
+        }
+        save_checkpoint(self.dir, self.state["step"], self.learner, self.rollout, controller, self.cfg.train.keep_checkpoints)
+
+
+def start_run(cfg: Config, resume: bool) -> Run:
+    """Validate the recipe and data, warm-start, start the actors, and resume if a checkpoint exists."""
     seed_everything(cfg.run.seed, cfg.run.threads)
     # Everything that can be wrong with the recipe or data fails here, before a model loads.
     records = load_split(cfg, cfg.data.train_split, sft=cfg.train.warm_start == "sft")
@@ -51,61 +128,19 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
     learner = spawn(Learner, cfg.cluster, "learner", cfg, policy)
     rollout = spawn(RolloutWorker, cfg.cluster, "rollout", cfg, policy)
     learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
-    dataset = PromptDataset(records, seed=cfg.run.seed)
-    sampling = SamplingParams(
-        n=cfg.rollout.n, max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
-        top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k, stop=list(cfg.rollout.stop),
+    r = cfg.rollout
+    run = Run(
+        cfg, cfg.output_dir, learner, rollout, scorer, sampler, PromptDataset(records, seed=cfg.run.seed), tokenizer,
+        prompt_texts, prompt_ids, eval_records,
+        SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, stop=list(r.stop)),
+        {"step": 0, "evals": {}},
     )
-
-    state: dict[str, Any] = {"step": 0, "evals": {}}
-    ckpt = latest_checkpoint(run_dir) if resume else None
+    ckpt = latest_checkpoint(run.dir) if resume else None
     if ckpt is not None:
-        state = resume_from(ckpt, learner, rollout, dataset, sampler)
-        log.info("resumed from %s at step %d", ckpt, state["step"])
-
-    def run_eval(label: str) -> dict[str, Any]:
-        result = evaluate(cfg, EngineView(rollout), tokenizer, scorer.runner, eval_records)
-        state["evals"][label] = result
-        write_result(result, run_dir / f"eval_{label}.json")
-        return result
-
-    prompts = (dataset, cfg.train.prompts_per_step, prompt_texts, prompt_ids)
-    tracker = Tracker(run_dir, cfg.log, cfg.train.steps, start_step=state["step"])
-    try:
-        if cfg.train.eval_before and "before" not in state["evals"]:
-            tracker.print(f"eval before RL: {run_eval('before')}")
-        pending = state.pop("pending", None)
-        for step in range(state["step"], cfg.train.steps):
-            t0 = time.perf_counter()
-            groups, metrics = pending or collect_groups(sampler, rollout, scorer, next_items(*prompts), sampling)
-            batch, batch_metrics = build_batch(cfg, groups)
-            metrics.update(batch_metrics)
-            update = learner.submit("update", batch)
-            pending = None
-            if cfg.train.async_rollout and step + 1 < cfg.train.steps:
-                # The next step's rollouts come from the pre-update policy while the learner trains.
-                pending = collect_groups(sampler, rollout, scorer, next_items(*prompts), sampling)
-            t_wait = time.perf_counter()
-            metrics.update(learner.result(update))
-            metrics["time/wait"] = time.perf_counter() - t_wait
-            metrics.update(sync_weights(cfg, learner, rollout, batch, step))
-            state["step"], state["pending"] = step + 1, pending
-            metrics["time/step"] = time.perf_counter() - t0
-            if cfg.train.eval_every and (step + 1) % cfg.train.eval_every == 0 and step + 1 < cfg.train.steps:
-                metrics.update({f"eval/{k}": v for k, v in run_eval(f"step{step + 1}").items() if isinstance(v, float)})
-            tracker.log(step, metrics)
-            if cfg.train.save_every and (step + 1) % cfg.train.save_every == 0:
-                checkpoint(cfg, run_dir, learner, rollout, dataset, sampler, state)
-        if cfg.train.eval_after and "after" not in state["evals"]:
-            run_eval("after")
-        if ckpt is None or state["step"] > int(ckpt.name.split("_")[1]):
-            checkpoint(cfg, run_dir, learner, rollout, dataset, sampler, state)
-        learner.call("save_hf", str(run_dir / "final"))
-    finally:
-        tracker.close()
-        scorer.close()
-    summarize(run_dir, state)
-    return state
+        run.state = resume_from(ckpt, learner, rollout, run.dataset, sampler)
+        run.resumed_step = run.state["step"]
+        log.info("resumed from %s at step %d", ckpt, run.state["step"])
+    return run
 
 
 # ---------------------------------------------------------------------- the loop's parts
@@ -122,6 +157,11 @@ def check_components(cfg: Config) -> None:
         (ENGINES, engine_name(cfg)),
     ):
         registry.get(name)
+
+
+def every(n: int, step: int) -> bool:
+    """True after every n-th step (n=0: never)."""
+    return n > 0 and (step + 1) % n == 0
 
 
 def seed_everything(seed: int, threads: int) -> None:
@@ -174,14 +214,6 @@ def sync_weights(cfg: Config, learner, rollout, batch, step: int) -> dict[str, f
                 f"(tolerance {cfg.train.parity_tolerance}): the rollout engine is on stale or wrong weights"
             )
     return metrics
-
-
-def checkpoint(cfg, run_dir, learner, rollout, dataset, sampler, state) -> None:
-    controller = {
-        "step": state["step"], "evals": state["evals"], "pending": state.get("pending"),
-        "data": dataset.state_dict(), "sampler": sampler.state_dict(),
-    }
-    save_checkpoint(run_dir, state["step"], learner, rollout, controller, cfg.train.keep_checkpoints)
 
 
 def resume_from(ckpt: Path, learner, rollout, dataset, sampler) -> dict[str, Any]:
