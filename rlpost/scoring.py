@@ -50,12 +50,8 @@ class Scorer:
         texts = [c.text for c in completions]
         facts = self.runner.run(texts, records)
         t1 = time.perf_counter()
-        columns: dict[str, list[Any]] = {}
-        for r in records:
-            for col in r:
-                columns.setdefault(col, [])
-        for col in columns:
-            columns[col] = [r.get(col) for r in records]
+        names = dict.fromkeys(col for r in records for col in r)  # every column, first-seen order
+        columns: dict[str, list[Any]] = {col: [r.get(col) for r in records] for col in names}
         result = compute_rewards(
             self.reward_specs, [items[c.key].prompt_text for c in completions], texts, facts, columns,
             [c.token_ids for c in completions],
@@ -74,7 +70,7 @@ class Scorer:
             metrics[f"verify/timeouts/{name}"] = float(counts.get("timeouts", 0))
         for name in result.names:
             metrics[f"reward/nan/{name}"] = float(result.nan_counts.get(name, 0))
-        for name, err in result.errors.items():
+        for name in result.errors:
             metrics[f"reward/raised/{name}"] = 1.0
         metrics["reward/dropped"] = float(sum(1 for s in scored if math.isnan(s.reward)))
         return scored, metrics

@@ -119,9 +119,10 @@ class HFEngine:
             input_ids=input_ids, attention_mask=attn, position_ids=pos, past_key_values=cache,
             use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :]
-        tokens: list[list[int]] = [[] for _ in range(B)]
-        logps: list[list[float]] = [[] for _ in range(B)]
-        finish = ["length"] * B
+        out_tok = torch.full((B, sp.max_new_tokens), self.pad_id, dtype=torch.long)
+        out_lp = torch.zeros((B, sp.max_new_tokens))
+        lengths = torch.full((B,), sp.max_new_tokens, dtype=torch.long)
+        stopped = torch.zeros(B, dtype=torch.bool)
         active = torch.arange(B)
         next_pos = pos[:, -1]
         greedy = sp.temperature == 0
@@ -134,16 +135,16 @@ class HFEngine:
             else:
                 probs = _filter_logits(scaled, sp.top_k, sp.top_p).softmax(-1)
                 tok = torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
-            tok_lp = logp_all.gather(-1, tok[:, None]).squeeze(-1)
+            out_tok[active, step] = tok
+            out_lp[active, step] = logp_all.gather(-1, tok[:, None]).squeeze(-1)
             done = torch.isin(tok, self.eos_ids)
-            for j, row in enumerate(active.tolist()):
-                tokens[row].append(int(tok[j]))
-                logps[row].append(float(tok_lp[j]))
-                if done[j]:
-                    finish[row] = "stop"
-                elif sp.stop and self._hits_stop(tokens[row], sp.stop):
-                    finish[row] = "stop"
-                    done[j] = True
+            if sp.stop:
+                for j, row in enumerate(active.tolist()):
+                    if not done[j] and self._hits_stop(out_tok[row, : step + 1].tolist(), sp.stop):
+                        done[j] = True
+            if done.any():
+                lengths[active[done]] = step + 1
+                stopped[active[done]] = True
             if step == sp.max_new_tokens - 1:
                 break
             keep = (~done).nonzero().squeeze(-1)
@@ -158,14 +159,15 @@ class HFEngine:
                 input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
                 past_key_values=cache, use_cache=True,
             ).logits[:, -1, :]
-        return [
-            Completion(
-                key=keys[i], prompt_ids=list(prompts[i]), token_ids=tokens[i],
-                text=self._text(tokens[i], sp.stop), logprobs=logps[i], finish_reason=finish[i],
+        out = []
+        for i in range(B):
+            toks = out_tok[i, : lengths[i]].tolist()
+            out.append(Completion(
+                key=keys[i], prompt_ids=list(prompts[i]), token_ids=toks, text=self._text(toks, sp.stop),
+                logprobs=out_lp[i, : lengths[i]].tolist(), finish_reason="stop" if stopped[i] else "length",
                 policy_version=self.version,
-            )
-            for i in range(B)
-        ]
+            ))
+        return out
 
     def _hits_stop(self, toks: list[int], stop: list[str]) -> bool:
         tail = self.tokenizer.decode(toks[-32:], skip_special_tokens=True)
