@@ -40,6 +40,20 @@ def _env_options() -> dict:
     }
 
 
+def checkpoint_tensor_names(folder: str) -> set[str] | None:
+    """Tensor names stored in a HF folder's safetensors files (None when it has none)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return None
+    names: set[str] = set()
+    for f in files:
+        with safe_open(str(f), framework="np") as fh:
+            names.update(fh.keys())
+    return names
+
+
 class VLLMEngine:
     """RolloutEngine over a vLLM `LLM` living in this process (the rollout actor)."""
 
@@ -72,7 +86,7 @@ class VLLMEngine:
         if self.tokenizer.eos_token_id is not None:
             eos_ids.add(int(self.tokenizer.eos_token_id))
         self.eos_ids = sorted(int(t) for t in eos_ids)  # the same stop set as the HF engine
-        self.tied = bool(getattr(hf_config, "tie_word_embeddings", False))
+        self.weight_names = checkpoint_tensor_names(self.model_path)  # what a full sync must carry
         self.llm = compat.create_llm(
             self.model_path, dtype=dtype, seed=seed, max_num_seqs=batch_size, threads=threads,
             kv_cache_gb=kv_cache_gb if kv_cache_gb is not None else env["kv_cache_gb"],
@@ -83,7 +97,6 @@ class VLLMEngine:
         self.seed = int(seed)
         self.counter = 0  # advances by n per request: every sample gets its own seed
         self.version = 0
-        self.last_sync: dict[str, float] = {}
         # The first sampled-logprob request compiles a small torch op (~2 s): pay it here, not in step 0.
         self.llm.generate([compat.tokens_prompt([self.pad_id])], compat.sampling_params(max_tokens=1, seed=0, detokenize=False), use_tqdm=False)
 
@@ -92,7 +105,7 @@ class VLLMEngine:
     def generate(self, requests: Sequence[Request], sampling: SamplingParams) -> list[Completion]:
         """n samples per request, in request order (all samples of request 0 first)."""
         sp = sampling
-        greedy = sp.temperature == 0
+        greedy = sp.temperature < 1e-5  # vLLM's own greedy threshold (it refuses n > 1 below it)
         prompts, params, owners = [], [], []
         for req in requests:
             n = req.n if req.n is not None else sp.n
@@ -121,23 +134,21 @@ class VLLMEngine:
                     logprobs=compat.sampled_logprobs(o), finish_reason="length" if o.finish_reason == "length" else "stop",
                     policy_version=self.version,
                 ))
-        truncated = not greedy and ((0 < sp.top_k) or sp.top_p < 1.0)
-        if truncated:
+        if not greedy and (sp.top_k > 0 or sp.top_p < 1.0):
             # vLLM's processed logprobs are of the top-k/top-p renormalised distribution; the learner
-            # (and the HF engine) use the full tempered one. Recompute those, teacher-forced.
+            # (and the HF engine) use the full tempered one. Re-score the samples, teacher-forced
+            # (one prefill per sample at T=1, one 1-token request per sampled token otherwise).
             fixed = self.logprobs([(c.prompt_ids, c.token_ids) for c in out], sp.temperature)
             for c, lp in zip(out, fixed):
                 c.logprobs = lp
         return out
 
     def load_weights(self, payload: WeightPayload) -> None:
-        import time
-
-        t0 = time.perf_counter()
+        """In-place reload (HF names), tied output layer refreshed, prefix cache dropped, version set."""
+        self._check_names([name for name, _, _ in payload.specs])
         compat.load_weights(self.llm, payload.tensors())
         compat.reset_prefix_cache(self.llm)
         self.version = payload.version
-        self.last_sync = {"seconds": time.perf_counter() - t0, "bytes": float(payload.nbytes)}
 
     def logprobs(
         self, sequences: Sequence[tuple[Sequence[int], Sequence[int]]], temperature: float = 1.0
@@ -186,6 +197,19 @@ class VLLMEngine:
         self.version = int(state["version"])
 
     # ------------------------------------------------------------------ helpers
+
+    def _check_names(self, names: list[str]) -> None:
+        """Refuse a payload before vLLM sees it: a reload that fails half-way leaves layers on the meta
+        device, and layers a payload omits silently keep their old weights."""
+        if self.weight_names is None:
+            return
+        unknown = sorted(set(names) - self.weight_names)
+        if unknown:
+            raise KeyError(f"weight '{unknown[0]}' from the learner does not exist in the rollout model ({len(unknown)} unknown)")
+        # (buffers some checkpoints store, e.g. rotary inv_freq, are not trained and never sent)
+        missing = sorted(n for n in self.weight_names - set(names) if n.endswith((".weight", ".bias")))
+        if missing:
+            raise KeyError(f"the payload lacks '{missing[0]}' ({len(missing)} tensors): a sync must carry every weight")
 
     def _text(self, toks: list[int], stop: list[str]) -> str:
         text = self.tokenizer.decode(toks, skip_special_tokens=True)
