@@ -74,7 +74,7 @@ def start_cluster(cfg: ClusterConfig) -> None:
 
     if ray.is_initialized():
         return
-    env = {k: os.environ[k] for k in _ACTOR_ENV if k in os.environ}
+    env = {k: v for k, v in os.environ.items() if k in _ACTOR_ENV or k.startswith(("VLLM_", "RLPOST_VLLM_"))}
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("HF_HUB_OFFLINE", "1")
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

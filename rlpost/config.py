@@ -91,6 +91,10 @@ class RolloutConfig(Section):
     top_k: int = Field(0, ge=0)
     stop: list[str] = []
     batch_size: int = Field(256, ge=1, description="sequences per forward pass")
+    vllm_kv_cache_gb: float | None = Field(None, description="vLLM CPU KV cache (GiB)")
+    vllm_gpu_memory_utilization: float | None = None
+    vllm_max_model_len: int | None = None
+    vllm_tensor_parallel_size: int | None = None
 
 
 class SamplerConfig(Section):
@@ -175,6 +179,8 @@ class ClusterConfig(Section):
     mode: Literal["ray", "local"] = "ray"
     address: str | None = Field(None, description="existing Ray cluster; None starts a local Ray")
     num_cpus: int | None = None
+    rollout_gpus: float = Field(0, ge=0, description="GPUs Ray gives the rollout worker")
+    learner_gpus: float = Field(0, ge=0, description="GPUs Ray gives the learner")
 
 
 class LogConfig(Section):

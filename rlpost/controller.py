@@ -1,6 +1,7 @@
 """The RL loop: a single controller that sequences registered components on Ray actors."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import random
@@ -15,7 +16,7 @@ import torch
 from rlpost.actors import spawn, start_cluster
 from rlpost.batch import build_batch
 from rlpost.checkpoint import latest_checkpoint, load_controller_state, save_checkpoint
-from rlpost.config import Config
+from rlpost.config import Config, ConfigError
 from rlpost.data import PromptDataset
 from rlpost.data.recipe import encode_prompts, load_split
 from rlpost.evaluate import evaluate, print_table, write_result
@@ -54,7 +55,7 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
             t_wait = time.perf_counter()
             metrics.update(run.learner.result(update))
             metrics["time/wait"] = time.perf_counter() - t_wait
-            metrics.update(sync_weights(cfg, run.learner, run.rollout, batch, step))
+            metrics.update(run.sync(batch, metrics, step))
             state["step"], state["pending"] = step + 1, pending
             metrics["time/step"] = time.perf_counter() - t0
             if every(cfg.train.eval_every, step) and step + 1 < cfg.train.steps:
@@ -92,10 +93,23 @@ class Run:
     sampling: SamplingParams
     state: dict[str, Any]
     resumed_step: int | None = None
+    probe: Any = None  # the last non-empty batch: sequences for the parity check
 
     def collect(self):
         items = next_items(self.dataset, self.cfg.train.prompts_per_step, self.prompt_texts, self.prompt_ids)
         return collect_groups(self.sampler, self.rollout, self.scorer, items, self.sampling)
+
+    def sync(self, batch, metrics: dict[str, float], step: int) -> dict[str, float]:
+        """Weights to the rollout worker; with parity checks on, fail loudly on any sign of stale weights."""
+        self.probe = batch if batch.samples else self.probe
+        tolerance = self.cfg.train.parity_tolerance
+        if self.cfg.train.parity_check_every and metrics.get("learner/logprob_mismatch_max", 0.0) > tolerance:
+            raise SyncError(
+                f"rollout logprobs of on-policy samples differ from the learner's by "
+                f"{metrics['learner/logprob_mismatch_max']:.3g} (tolerance {tolerance}) at step {step}: "
+                "the rollout engine generated with stale or wrong weights"
+            )
+        return sync_weights(self.cfg, self.learner, self.rollout, self.probe, step)
 
     def evaluate(self, label: str) -> dict[str, Any]:
         result = evaluate(self.cfg, EngineView(self.rollout), self.tokenizer, self.scorer.runner, self.eval_records)
@@ -125,8 +139,8 @@ def start_run(cfg: Config, resume: bool) -> Run:
     tokenizer = load_tokenizer(policy)
     prompt_texts, prompt_ids = encode_prompts(cfg, records, tokenizer)
     start_cluster(cfg.cluster)
-    learner = spawn(Learner, cfg.cluster, "learner", cfg, policy)
-    rollout = spawn(RolloutWorker, cfg.cluster, "rollout", cfg, policy)
+    learner = spawn(Learner, cfg.cluster, "learner", cfg, policy, num_gpus=cfg.cluster.learner_gpus)
+    rollout = spawn(RolloutWorker, cfg.cluster, "rollout", cfg, policy, num_gpus=cfg.cluster.rollout_gpus)
     learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
     r = cfg.rollout
     run = Run(
@@ -157,6 +171,8 @@ def check_components(cfg: Config) -> None:
         (ENGINES, engine_name(cfg)),
     ):
         registry.get(name)
+    if engine_name(cfg) == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("rollout.engine=vllm but vLLM is not installed (pip install 'rlpost[vllm]'; see docs/vllm.md)")
 
 
 def every(n: int, step: int) -> bool:
@@ -203,7 +219,7 @@ def sync_weights(cfg: Config, learner, rollout, batch, step: int) -> dict[str, f
     version = rollout.call("load_weights", learner.submit("export_weights"))
     metrics = {"time/sync": time.perf_counter() - t0, "sync/version": float(version)}
     every = cfg.train.parity_check_every
-    if every and (step + 1) % every == 0 and batch.samples:
+    if every and (step + 1) % every == 0 and batch is not None:
         seqs = [(s.prompt_ids, s.token_ids) for s in batch.samples[:16]]
         a, b = rollout.call("logprobs", seqs, batch.temperature), learner.call("logprobs", seqs, batch.temperature)
         diff = max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))

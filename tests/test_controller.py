@@ -166,3 +166,17 @@ def test_sigkill_mid_run_resumes_from_last_checkpoint_and_finishes(run_dir):
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 40
     assert [r["step"] for r in metrics(run_dir)] == list(range(40))
+
+
+def test_a_sync_that_leaves_stale_weights_fails_loudly(run_dir, monkeypatch):
+    """The engine reports the new version but keeps its old weights (as a missed reload or a stale
+    KV/prefix cache would): on-policy samples no longer match the learner and the run stops."""
+    from rlpost.controller import SyncError
+    from rlpost.rollout.hf_engine import HFEngine
+
+    def version_only(self, payload):
+        self.version = payload.version
+
+    monkeypatch.setattr(HFEngine, "load_weights", version_only)
+    with pytest.raises(SyncError, match="stale or wrong weights"):
+        train(small_cfg(run_dir, "train.steps=4", "train.parity_check_every=1", "optim.lr=1e-2"))

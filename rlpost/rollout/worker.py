@@ -28,11 +28,11 @@ def _vllm(cfg: Config, model_path: str):
         )
     from rlpost.rollout.vllm_engine import VLLMEngine
 
-    r = cfg.rollout  # vllm_* keys are optional in the config; None falls back to env vars / defaults
+    r = cfg.rollout  # None falls back to RLPOST_VLLM_* env vars / defaults
     return VLLMEngine(
         model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=r.batch_size, threads=cfg.run.threads,
-        kv_cache_gb=getattr(r, "vllm_kv_cache_gb", None), gpu_memory_utilization=getattr(r, "vllm_gpu_memory_utilization", None),
-        max_model_len=getattr(r, "vllm_max_model_len", None), tensor_parallel_size=getattr(r, "vllm_tensor_parallel_size", None),
+        kv_cache_gb=r.vllm_kv_cache_gb, gpu_memory_utilization=r.vllm_gpu_memory_utilization,
+        max_model_len=r.vllm_max_model_len, tensor_parallel_size=r.vllm_tensor_parallel_size,
     )
 
 
