@@ -30,6 +30,8 @@ SMALL = [
     "train.warm_start=none", "train.eval_before=false", "train.eval_after=false", "log.progress=false",
     "log.tensorboard=false", "cluster.mode=local", "train.prompts_per_step=4", "rollout.n=4",
     "rollout.max_new_tokens=4", "eval.limit=8", "data.task_kwargs={n_train: 64, n_test: 16}", "optim.lr=1e-3",
+    "optim.warmup_steps=0", "optim.schedule=constant", "rollout.temperature=1.0", "train.micro_batch_size=64",
+    "train.eval_every=0", "train.save_every=0",
     # an untrained model is never correct; a digit-format reward gives the groups a spread to learn from
     "rewards=[{name: correctness, kwargs: {verifier: math}}, {name: digits, fn: format, kwargs: {pattern: '^[0-9]'}}]",
 ]

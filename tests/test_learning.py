@@ -12,6 +12,7 @@ FORMAT_ONLY = [
     "train.warm_start=none", "train.eval_before=false", "train.eval_after=false", "log.progress=false",
     "log.tensorboard=false", "cluster.mode=local", "train.prompts_per_step=8", "rollout.n=8",
     "rollout.max_new_tokens=2", "data.task_kwargs={n_train: 256, n_test: 16}", "optim.lr=2e-3",
+    "optim.warmup_steps=0", "optim.schedule=constant", "rollout.temperature=1.0", "train.eval_every=0", "train.save_every=0",
     "verify.verifiers=[{name: math}]",
     # from random init, the only learnable signal in a few steps: start the answer with a digit
     "rewards=[{name: digit_first, fn: format, kwargs: {pattern: '^[0-9]'}}]",
