@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 
 
@@ -65,7 +66,7 @@ def _eval_and_print(cfg, model_path: str, label: str) -> dict:
         result = evaluate(cfg, engine, load_tokenizer(model_path), runner)
     result["model"] = model_path
     out = cfg.eval.output or str(cfg.output_dir / f"eval_{label}.json")
-    write_result(result, __import__("pathlib").Path(out))
+    write_result(result, Path(out))
     print_table(f"eval ({label})", {label: result})
     return result
 
