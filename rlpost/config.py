@@ -83,7 +83,7 @@ class EvalConfig(Section):
 
 
 class RolloutConfig(Section):
-    engine: Literal["hf", "vllm", "auto"] = "hf"
+    engine: str = Field("hf", description="hf | vllm | auto, or a plug-in engine factory 'module:fn' / 'file.py:fn'")
     n: int = Field(8, ge=1, description="samples per prompt")
     max_new_tokens: int = Field(16, ge=1)
     temperature: float = Field(1.0, ge=0.0)

@@ -28,6 +28,7 @@ def rlpost(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.Com
         (["eval", "recipes/quickstart.yaml", "verify.verifiers.0.kwargs={answer_key: gold}"], "'gold'"),
         (["train", "recipes/quickstart.yaml", "verify.verifiers.0.fn=nowhere.py:check"], "nowhere.py"),
         (["train", "recipes/quickstart.yaml", "algo.advantage=grpoo"], "grpoo"),
+        (["train", "recipes/quickstart.yaml", "rollout.engine=tpu"], "unknown rollout engine 'tpu'"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(args, expected, capsys, monkeypatch):

@@ -182,3 +182,17 @@ def test_a_sync_that_leaves_stale_weights_fails_loudly(run_dir, monkeypatch):
     monkeypatch.setattr(HFEngine, "load_weights", version_only)
     with pytest.raises(SyncError, match="stale or wrong weights"):
         train(small_cfg(run_dir, "train.steps=4", "train.parity_check_every=1", "optim.lr=1e-2"))
+
+
+@pytest.mark.slow
+def test_a_crashed_actor_is_named_and_the_run_resumes(run_dir):
+    base = [sys.executable, "-m", "rlpost.cli", "train", "quickstart", *SMALL, f"run.output_dir={run_dir}",
+            "cluster.mode=ray", "cluster.num_cpus=2", "train.steps=3", "train.save_every=1"]
+    died = subprocess.run(base + [f"rollout.engine={PLUGIN}:engine_that_dies"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert died.returncode == 1, died.stderr[-2000:]
+    last = died.stderr.strip().splitlines()[-1]
+    assert last.startswith("rlpost: error: the rollout actor died during generate") and "resume" in last
+    assert (run_dir / "checkpoints" / "step_000001").is_dir()
+    again = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert [r["step"] for r in metrics(run_dir)] == [0, 1, 2]
