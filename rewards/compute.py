@@ -64,12 +64,14 @@ def compute_rewards(
     facts: list[dict[str, dict[str, Any]]],
     columns: dict[str, list[Any]],
     completion_ids: list[list[int]] | None = None,
+    fns: list[RewardFn] | None = None,
 ) -> RewardResult:
     """Call every reward as ``fn(prompts, completions, facts, **columns, completion_ids=..., **kwargs)``.
 
     A reward's own kwargs win over a dataset column of the same name. A reward that raises, returns
     the wrong length or returns non-numbers does not stop the others: its column is NaN and the
-    reason is in ``errors`` (and logged on "rlpost.rewards").
+    reason is in ``errors`` (and logged on "rlpost.rewards"). ``fns`` are the already resolved
+    functions (from ``resolve_rewards(specs)``), so a training loop resolves them once.
     """
     size = len(completions)
     lengths = {"prompts": len(prompts), "facts": len(facts), **{f"column '{k}'": len(v) for k, v in columns.items()}}
@@ -81,7 +83,7 @@ def compute_rewards(
     clash = sorted(set(columns) & set(RESERVED))
     if clash:
         raise ValueError(f"dataset columns {clash} clash with the arguments every reward gets")
-    fns = resolve_rewards(specs)
+    fns = resolve_rewards(specs) if fns is None else fns
     names = [name for name, _, _ in specs]
     values = np.full((size, len(specs)), np.nan, dtype=np.float64)
     errors: dict[str, str] = {}

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from rlpost.config import Config, ConfigError
+from rlpost.evaluate import correctness_verifier
 from rlpost.rollout.samplers import PromptItem, Scored
 from rlpost.types import Completion
 
@@ -31,13 +32,13 @@ class Scorer:
         self.cfg = cfg
         self.reward_specs = [(r.name, r.target, dict(r.kwargs)) for r in cfg.rewards]
         try:
-            resolve_rewards(self.reward_specs)
+            self.reward_fns = resolve_rewards(self.reward_specs)
             self.combine = COMBINERS.get(cfg.algo.combiner)
         except (ValueError, LookupError) as e:
             raise ConfigError(f"rewards: {e}") from None
         self.weights = [r.weight for r in cfg.rewards]
         self.runner = make_verifier_runner(cfg)
-        self.correct_key = cfg.verify.verifiers[0].name if cfg.verify.verifiers else None
+        self.correct_key = correctness_verifier(cfg) if cfg.verify.verifiers else None
 
     def close(self) -> None:
         self.runner.close()
@@ -54,7 +55,7 @@ class Scorer:
         columns: dict[str, list[Any]] = {col: [r.get(col) for r in records] for col in names}
         result = compute_rewards(
             self.reward_specs, [items[c.key].prompt_text for c in completions], texts, facts, columns,
-            [c.token_ids for c in completions],
+            [c.token_ids for c in completions], fns=self.reward_fns,
         )
         combined = self.combine(result.values, self.weights)
         t2 = time.perf_counter()

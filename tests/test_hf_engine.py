@@ -7,6 +7,7 @@ import torch
 
 from rlpost.models.forward import completion_logprobs
 from rlpost.rollout.hf_engine import HFEngine
+from tests.engine_contract import check_n_samples_in_request_order, prompts
 from rlpost.types import Request, SamplingParams, WeightPayload
 
 
@@ -15,20 +16,9 @@ def engine(tiny_model_path):
     return HFEngine(tiny_model_path, seed=0)
 
 
-def prompts(engine, texts):
-    return [Request(engine.tokenizer(t, add_special_tokens=False).input_ids, key=i) for i, t in enumerate(texts)]
-
 
 def test_n_samples_per_prompt_in_request_order(engine):
-    reqs = prompts(engine, ["1+2=", "33+44=", "5="])
-    reqs[2].n = 2
-    out = engine.generate(reqs, SamplingParams(n=3, max_new_tokens=5))
-    assert [c.key for c in out] == [0, 0, 0, 1, 1, 1, 2, 2]
-    for c in out:
-        assert 1 <= len(c.token_ids) <= 5 and len(c.logprobs) == len(c.token_ids)
-        assert c.finish_reason in ("stop", "length") and c.policy_version == engine.version
-        assert all(lp <= 0 for lp in c.logprobs)
-        assert c.prompt_ids == reqs[c.key].prompt_ids
+    check_n_samples_in_request_order(engine)
 
 
 def test_sampled_logprobs_match_a_forward_pass_with_mixed_prompt_lengths(engine):

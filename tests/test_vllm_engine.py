@@ -27,6 +27,7 @@ from rlpost.controller import SyncError, sync_weights  # noqa: E402
 from rlpost.learner.learner import Learner  # noqa: E402
 from rlpost.rollout import vllm_compat  # noqa: E402
 from rlpost.rollout.hf_engine import HFEngine  # noqa: E402
+from tests.engine_contract import check_n_samples_in_request_order, prompts  # noqa: E402
 from rlpost.rollout.vllm_engine import VLLMEngine  # noqa: E402
 from rlpost.types import Request, SamplingParams, TrainBatch, TrainSample, WeightPayload  # noqa: E402
 
@@ -49,9 +50,6 @@ def untied_engine(tiny_untied_model_path):
 def hf(tiny_model_path):
     return HFEngine(tiny_model_path, seed=0)
 
-
-def prompts(engine, texts):
-    return [Request(engine.tokenizer(t, add_special_tokens=False).input_ids, key=i) for i, t in enumerate(texts)]
 
 
 def max_diff(a, b) -> float:
@@ -78,15 +76,7 @@ def restore_initial(engine, model_path):
 
 
 def test_n_samples_per_prompt_in_request_order(engine):
-    reqs = prompts(engine, ["1+2=", "33+44=", "5="])
-    reqs[2].n = 2
-    out = engine.generate(reqs, SamplingParams(n=3, max_new_tokens=5))
-    assert [c.key for c in out] == [0, 0, 0, 1, 1, 1, 2, 2]
-    for c in out:
-        assert 1 <= len(c.token_ids) <= 5 and len(c.logprobs) == len(c.token_ids)
-        assert c.finish_reason in ("stop", "length") and c.policy_version == engine.version
-        assert all(lp <= 0 for lp in c.logprobs)
-        assert c.prompt_ids == reqs[c.key].prompt_ids
+    check_n_samples_in_request_order(engine)
     assert engine.generate([], SamplingParams()) == []
 
 

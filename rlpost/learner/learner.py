@@ -39,7 +39,7 @@ class Learner:
         self.pad_id = int(self.tokenizer.pad_token_id)
         a = cfg.algo
         self.loss_fn = POLICY_LOSSES.get(a.policy_loss)
-        AGGREGATIONS.get(a.aggregation)  # fail early on a bad name
+        self.aggregate = AGGREGATIONS.get(a.aggregation)
         self.kl_fn = KL_ESTIMATORS.get(a.kl_estimator) if a.kl_coef > 0 else None
         self.ref_model = load_model(model_path, "float32").eval() if self.kl_fn else None
         if self.ref_model is not None:
@@ -134,7 +134,7 @@ class Learner:
                 m["tis_truncated_frac"] = float((is_w[valid] >= a.tis_cap).float().mean()) if valid.any() else 0.0
             if ref is not None:
                 kl_tok = self.kl_fn(logp, self._pad([ref[i] for i in chunk], T))
-                kl = AGGREGATIONS.get(a.aggregation)(kl_tok, mask, **agg_kwargs)
+                kl = self.aggregate(kl_tok, mask, **agg_kwargs)
                 loss = loss + a.kl_coef * kl
                 m["kl"] = float((kl_tok.detach() * (mask > 0)).sum() / (mask > 0).sum().clamp(min=1))
             if not torch.isfinite(loss):
