@@ -1,4 +1,4 @@
-"""`rlpost train|sft|eval|recipes`: user errors print one line and exit 2, no traceback."""
+"""`rlpost train|sft|eval|recipes|analyze-updates`: user errors print one line and exit 2, no traceback."""
 from __future__ import annotations
 
 import argparse
@@ -92,6 +92,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_analyze_updates(args) -> int:
+    from rlpost.analyze import analyze_updates, load_model_weights, print_report, write_report
+    from rlpost.config import ConfigError
+
+    try:
+        a, b = load_model_weights(args.a), load_model_weights(args.b)
+        report = analyze_updates(a, b, tol=args.tol, rank=not args.no_rank)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    report.update({"a": args.a, "b": args.b})
+    print_report(report, args.a, args.b)
+    if args.json:
+        write_report(report, Path(args.json))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rlpost", description="RL post-training for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--model", help="model folder to evaluate (default: the recipe's model)")
         if name == "train":
             p.add_argument("--no-resume", action="store_true", help="start fresh even if a checkpoint exists")
+    p = sub.add_parser("analyze-updates", help="per-tensor update sparsity and rank between two models or checkpoints")
+    p.add_argument("a", help="model folder or checkpoint before")
+    p.add_argument("b", help="model folder or checkpoint after")
+    p.add_argument("--tol", type=float, default=0.0, help="|delta| <= tol counts as unchanged (0: bitwise; the paper used 1e-5)")
+    p.add_argument("--json", help="also write the report as JSON here")
+    p.add_argument("--no-rank", action="store_true", help="skip the (slower) update-rank computation")
+    p.set_defaults(fn=cmd_analyze_updates, overrides=[])
     # Overrides may come after options (`eval R --model M key=value`): collect the leftovers.
     args, extra = parser.parse_known_args(argv)
     unknown = [e for e in extra if e.startswith("-") or not hasattr(args, "overrides")]
@@ -118,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command != "recipes":
+        if args.command not in ("recipes", "analyze-updates"):
             _quiet_libraries()
         return args.fn(args)
     except _user_errors() as e:

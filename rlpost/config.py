@@ -158,6 +158,33 @@ class OptimConfig(Section):
     grad_clip: float = 1.0
 
 
+class LoRAConfig(Section):
+    r: int = Field(8, ge=1, description="adapter rank")
+    alpha: float = Field(16.0, gt=0, description="scaling is alpha / r")
+    dropout: float = Field(0.0, ge=0, lt=1, description="keep 0: dropout makes learner logprobs noisy vs the rollout")
+    target_modules: str | list[str] = Field("all-linear", description="linear layer names, or 'all-linear'")
+    sync: Literal["adapter", "merge"] = Field(
+        "adapter", description="adapter: send A/B only; merge: send merged weights of the targeted layers"
+    )
+
+
+class SparseConfig(Section):
+    mask: Literal["random", "grad_warmup", "checkpoint_diff", "file"] = "random"
+    density: float = Field(0.2, gt=0, le=1, description="fraction of each matrix that trains (random, grad_warmup)")
+    seed: int = 0
+    warmup_steps: int = Field(4, ge=1, description="grad_warmup: updates whose |grad| is summed before the mask is set")
+    diff_base: str | None = Field(None, description="checkpoint_diff: model folder before training (this run's start)")
+    diff_tuned: str | None = Field(None, description="checkpoint_diff: model folder after a training run from diff_base")
+    diff_tol: float = Field(0.0, ge=0, description="checkpoint_diff: |delta| <= tol counts as unchanged")
+    file: str | None = Field(None, description="mask file (safetensors of flat indices) written by a previous run")
+
+
+class LearnerConfig(Section):
+    update: Literal["full", "lora", "sparse"] = Field("full", description="which parameters train and what a sync sends")
+    lora: LoRAConfig = LoRAConfig()
+    sparse: SparseConfig = SparseConfig()
+
+
 class TrainConfig(Section):
     steps: int = Field(100, ge=0)
     prompts_per_step: int = Field(8, ge=1)
@@ -202,6 +229,7 @@ class Config(Section):
     rewards: list[RewardSpec] = [RewardSpec(name="correctness", kwargs={"verifier": "math"})]
     algo: AlgoConfig = AlgoConfig()
     optim: OptimConfig = OptimConfig()
+    learner: LearnerConfig = LearnerConfig()
     train: TrainConfig = TrainConfig()
     cluster: ClusterConfig = ClusterConfig()
     log: LogConfig = LogConfig()

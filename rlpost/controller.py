@@ -21,6 +21,7 @@ from rlpost.data import PromptDataset
 from rlpost.data.recipe import encode_prompts, load_split
 from rlpost.evaluate import evaluate, print_table, write_result
 from rlpost.learner.learner import Learner
+from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
 from rlpost.rollout.samplers import SAMPLERS, PromptItem, Scored
 from rlpost.rollout.worker import RolloutWorker
@@ -132,6 +133,10 @@ def start_run(cfg: Config, resume: bool) -> Run:
     records = load_split(cfg, cfg.data.train_split, sft=cfg.train.warm_start == "sft")
     eval_records = load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
     check_components(cfg)
+    try:
+        check_update_mode(cfg, str(resolve_model_path(cfg.model)))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     scorer = Scorer(cfg)
     sampler = SAMPLERS.get(cfg.sampler.name)(n=cfg.rollout.n, **cfg.sampler.kwargs)
 
@@ -216,8 +221,12 @@ def collect_groups(sampler, rollout, scorer: Scorer, items: dict[int, PromptItem
 def sync_weights(cfg: Config, learner, rollout, batch, step: int) -> dict[str, float]:
     """Learner -> rollout weights through the object store; optional logprob parity check."""
     t0 = time.perf_counter()
-    version = rollout.call("load_weights", learner.submit("export_weights"))
-    metrics = {"time/sync": time.perf_counter() - t0, "sync/version": float(version)}
+    applied = rollout.call("load_weights", learner.submit("export_weights"))
+    metrics = {
+        "time/sync": time.perf_counter() - t0, "sync/version": float(applied["version"]),
+        "sync/bytes": float(applied["bytes"]), "time/sync_apply": applied["apply_s"],
+    }
+    version = applied["version"]
     every = cfg.train.parity_check_every
     if every and (step + 1) % every == 0 and batch is not None:
         seqs = [(s.prompt_ids, s.token_ids) for s in batch.samples[:16]]

@@ -47,6 +47,8 @@ class WeightPayload:
     version: int
     buffer: np.ndarray
     specs: list[tuple[str, tuple[int, ...], int]]
+    # Only some tensors: the rest did not change since the last sync (engines that can, apply just these).
+    partial: bool = False
 
     @property
     def nbytes(self) -> int:

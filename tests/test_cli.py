@@ -29,6 +29,9 @@ def rlpost(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.Com
         (["train", "recipes/quickstart.yaml", "verify.verifiers.0.fn=nowhere.py:check"], "nowhere.py"),
         (["train", "recipes/quickstart.yaml", "algo.advantage=grpoo"], "grpoo"),
         (["train", "recipes/quickstart.yaml", "rollout.engine=tpu"], "unknown rollout engine 'tpu'"),
+        (["train", "recipes/quickstart.yaml", "learner.update=lora", "learner.lora.target_modules=[nope_proj]"], "'nope_proj' matches no linear layer"),
+        (["train", "recipes/quickstart.yaml", "learner.update=sparse", "learner.sparse.density=0"], "'learner.sparse.density'"),
+        (["train", "recipes/quickstart.yaml", "learner.update=sparse", "learner.sparse.mask=file", "learner.sparse.file=/none.safetensors"], "mask file not found: /none.safetensors"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(args, expected, capsys, monkeypatch):

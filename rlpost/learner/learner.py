@@ -12,10 +12,10 @@ import torch
 from rlpost.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
 from rlpost.algos.aggregation import aggregation_kwargs
 from rlpost.config import Config
-from rlpost.learner.optim import build_optimizer
+from rlpost.learner.modes import build_update_mode
 from rlpost.models.forward import completion_logprobs
 from rlpost.models.loading import load_model, load_tokenizer
-from rlpost.types import TrainBatch, TrainSample, WeightPayload
+from rlpost.types import TrainBatch, TrainSample
 
 log = logging.getLogger("rlpost.learner")
 
@@ -34,25 +34,22 @@ class Learner:
         torch.set_num_threads(cfg.run.threads)
         torch.manual_seed(cfg.run.seed)
         self.cfg = cfg
-        self.model = load_model(model_path, "float32").train()
+        self.mode = build_update_mode(cfg, load_model(model_path, "float32").train())
+        self.model = self.mode.model
         self.tokenizer = load_tokenizer(model_path)
         self.pad_id = int(self.tokenizer.pad_token_id)
         a = cfg.algo
         self.loss_fn = POLICY_LOSSES.get(a.policy_loss)
         self.aggregate = AGGREGATIONS.get(a.aggregation)
         self.kl_fn = KL_ESTIMATORS.get(a.kl_estimator) if a.kl_coef > 0 else None
-        self.ref_model = load_model(model_path, "float32").eval() if self.kl_fn else None
-        if self.ref_model is not None:
-            self.ref_model.requires_grad_(False)
-        o = cfg.optim
-        self.optimizer, self.scheduler = build_optimizer(
-            self.model.parameters(), o.lr, cfg.train.steps * a.epochs * a.minibatches, o.warmup_steps,
-            o.schedule, o.min_lr_ratio, o.weight_decay, o.betas, o.eps, o.name,
-        )
+        # The reference policy: the update mode's own view (LoRA: adapters off) or a frozen copy.
+        self.ref_model = None
+        if self.kl_fn and self.mode.reference() is None:
+            self.ref_model = load_model(model_path, "float32").eval().requires_grad_(False)
+        self.optimizer, self.scheduler = self.mode.make_optimizer(cfg.train.steps * a.epochs * a.minibatches)
         self.shuffle_gen = torch.Generator().manual_seed(cfg.run.seed + 1)
         self.version = 0
         self.nan_skips = 0
-        self._export_buffer: np.ndarray | None = None
 
     # ------------------------------------------------------------------ update
 
@@ -71,6 +68,12 @@ class Learner:
             out += [logp[i, : len(s.token_ids)] for i, s in enumerate(chunk)]
         return out
 
+    def _reference_logprobs(self, samples: list[TrainSample], temperature: float) -> list[torch.Tensor]:
+        if self.ref_model is not None:
+            return self._logprobs_no_grad(self.ref_model, samples, temperature)
+        with self.mode.reference():
+            return self._logprobs_no_grad(self.model, samples, temperature)
+
     def ready(self) -> bool:
         return True
 
@@ -84,7 +87,7 @@ class Learner:
         old = None
         if passes > 1:  # with one pass, old = the pass's own detached logprobs (ratio 1)
             old = self._logprobs_no_grad(self.model, samples, batch.temperature)
-        ref = self._logprobs_no_grad(self.ref_model, samples, batch.temperature) if self.ref_model else None
+        ref = self._reference_logprobs(samples, batch.temperature) if self.kl_fn else None
         t_old = time.perf_counter() - t0
 
         stats: dict[str, list[float]] = {}
@@ -143,15 +146,15 @@ class Learner:
             loss.backward()
             on_policy = torch.tensor([s.policy_version == self.version for s in cs])[:, None]
             self._accumulate(stats, m, loss.item(), old_t, roll, mask, on_policy, entropy, first)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.grad_clip)
-        if not finite or not torch.isfinite(grad_norm):
+        grad_norm = self.mode.clip_grads(self.cfg.optim.grad_clip) if finite else torch.tensor(float("nan"))
+        if not torch.isfinite(grad_norm):
             self.nan_skips += 1
             log.warning("non-finite loss or gradient: update skipped (%d so far)", self.nan_skips)
             self.optimizer.zero_grad(set_to_none=True)
             return
-        self.optimizer.step()
-        self.scheduler.step()
+        stepped = self.mode.step(self.optimizer, self.scheduler)
         stats.setdefault("learner/grad_norm", []).append(float(grad_norm))
+        stats.setdefault("learner/stepped", []).append(float(stepped))
 
     def _accumulate(self, stats, m, loss, old_t, roll, mask, on_policy, entropy, first) -> None:
         for k, v in m.items():
@@ -176,21 +179,12 @@ class Learner:
 
     # ------------------------------------------------------------------ sync and parity
 
-    @torch.no_grad()
-    def export_weights(self) -> WeightPayload:
-        """All trainable weights as one flat float32 buffer (tied weights appear once)."""
-        params = list(self.model.named_parameters())
-        total = sum(p.numel() for _, p in params)
-        if self._export_buffer is None or self._export_buffer.size != total:
-            self._export_buffer = np.empty(total, dtype=np.float32)
-        flat = torch.from_numpy(self._export_buffer)
-        specs, offset = [], 0
-        for name, p in params:
-            n = p.numel()
-            flat[offset : offset + n].copy_(p.detach().reshape(-1))
-            specs.append((name, tuple(p.shape), offset))
-            offset += n
-        return WeightPayload(version=self.version, buffer=self._export_buffer, specs=specs)
+    def export_weights(self) -> Any:
+        """What the rollout workers need to catch up: a payload of the update mode's kind."""
+        return self.mode.export(self.version)
+
+    def describe(self) -> dict[str, float]:
+        return self.mode.describe()
 
     @torch.no_grad()
     def logprobs(self, sequences: list[tuple[list[int], list[int]]], temperature: float = 1.0) -> list[list[float]]:
@@ -202,37 +196,31 @@ class Learner:
     def save(self, path: str) -> None:
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out / "model", safe_serialization=True)
+        self.mode.save_model(out / "model")
         self.tokenizer.save_pretrained(out / "model")
         torch.save(
             {
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "shuffle_gen": self.shuffle_gen.get_state(),
-                "version": self.version, "nan_skips": self.nan_skips,
+                "version": self.version, "nan_skips": self.nan_skips, "mode": self.mode.state_dict(),
             },
             out / "learner_state.pt",
         )
 
     def load(self, path: str) -> None:
-        from safetensors.torch import load_file
-
         src = Path(path)
-        weights: dict[str, Any] = {}
-        for f in sorted((src / "model").glob("*.safetensors")):
-            weights.update(load_file(f))
-        missing, unexpected = self.model.load_state_dict(weights, strict=False)
-        real_missing = [k for k in missing if not (k == "lm_head.weight" and self.model.config.tie_word_embeddings)]
-        if real_missing or unexpected:
-            raise RuntimeError(f"checkpoint {src} does not match the model: missing {real_missing}, unexpected {unexpected}")
+        self.mode.load_model(src / "model")
         state = torch.load(src / "learner_state.pt", weights_only=False)
+        self.mode.load_state_dict(state.get("mode", {}))  # before the optimizer: masks shape its state
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         self.shuffle_gen.set_state(state["shuffle_gen"])
         self.version = state["version"]
         self.nan_skips = state["nan_skips"]
+        self.mode.reset_sync()  # fresh rollout workers: the next sync must be self-contained
 
     def save_hf(self, path: str) -> None:
         from rlpost.sft import save_hf_folder
 
-        save_hf_folder(self.model, self.tokenizer, Path(path))
+        save_hf_folder(self.mode.plain_model(), self.tokenizer, Path(path))

@@ -41,7 +41,11 @@ def build_optimizer(
         opt = torch.optim.SGD(list(params), lr=lr, momentum=betas[0], weight_decay=weight_decay)
     else:
         raise ValueError(f"unknown optimizer '{name}' (adamw | sgd)")
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, warmup_steps, total_steps, schedule, min_lr_ratio)
-    )
-    return opt, sched
+    return opt, with_schedule(opt, total_steps, warmup_steps, schedule, min_lr_ratio)
+
+
+def with_schedule(
+    opt: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0, schedule: str = "constant", min_lr_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The warm-up + decay schedule on any optimizer (the masked AdamW of sparse updates too)."""
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, warmup_steps, total_steps, schedule, min_lr_ratio))

@@ -72,6 +72,8 @@ class HFEngine:
             out += self._generate_chunk([r.prompt_ids for r, _ in chunk], [r.key for r, _ in chunk], sampling)
         return out
 
+    partial_reload = True  # load_weights may carry only some tensors
+
     @torch.no_grad()
     def load_weights(self, payload: WeightPayload) -> None:
         params = dict(self.model.named_parameters())

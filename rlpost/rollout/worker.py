@@ -7,6 +7,7 @@ from typing import Any
 
 from rlpost.config import Config
 from rlpost.registry import Registry
+from rlpost.sync import AdapterSync, SparseSync, WeightReceiver, payload_bytes
 from rlpost.types import Completion, Request, SamplingParams, WeightPayload
 
 ENGINES: Registry = Registry("rollout engine")
@@ -45,6 +46,7 @@ def engine_name(cfg: Config) -> str:
 class RolloutWorker:
     def __init__(self, cfg: Config, model_path: str) -> None:
         self.engine = ENGINES.get(engine_name(cfg))(cfg, model_path)
+        self.receiver = WeightReceiver(partial_ok=getattr(self.engine, "partial_reload", False))
         self.last_generate_s = 0.0
 
     def ready(self) -> bool:
@@ -56,9 +58,14 @@ class RolloutWorker:
         self.last_generate_s = time.perf_counter() - t0
         return out
 
-    def load_weights(self, payload: WeightPayload) -> int:
-        self.engine.load_weights(payload)
-        return self.engine.version
+    def load_weights(self, payload: WeightPayload | AdapterSync | SparseSync) -> dict[str, Any]:
+        """Apply any sync payload kind (dense, LoRA adapter, sparse values).
+
+        Returns the new policy version, the bytes that travelled and the seconds spent applying.
+        """
+        t0 = time.perf_counter()
+        self.engine.load_weights(self.receiver.apply(payload))
+        return {"version": self.engine.version, "bytes": payload_bytes(payload), "apply_s": time.perf_counter() - t0}
 
     def logprobs(self, sequences: list[tuple[list[int], list[int]]], temperature: float = 1.0) -> list[list[float]]:
         return self.engine.logprobs(sequences, temperature)

@@ -1,0 +1,140 @@
+"""LoRA updates (peft): the base stays frozen, adapters train; a sync sends A/B or merged weights.
+
+Merging is always out of place in fp32 (W0 + s * B @ A into a new tensor): peft's in-place
+merge/unmerge drifts in low precision (spec §4.4), and the training weights must never change.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlpost.config import Config
+from rlpost.learner.modes.base import UpdateMode
+from rlpost.sync import AdapterSync, pack
+
+_PEFT_PREFIX = "base_model.model."
+
+
+def canonical_name(name: str) -> str:
+    """peft parameter name -> the Hugging Face checkpoint name the rollout engines use."""
+    if name.startswith(_PEFT_PREFIX):
+        name = name[len(_PEFT_PREFIX):]
+    return name.replace(".base_layer.", ".")
+
+
+def linear_names(model: torch.nn.Module) -> dict[str, str]:
+    """Full module name -> short name of every nn.Linear in `model`."""
+    return {n: n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def check_targets(model: torch.nn.Module, targets: str | list[str]) -> None:
+    """Every requested target names an existing linear layer; tied embeddings are never targeted."""
+    if targets == "all-linear":
+        return
+    wanted = [targets] if isinstance(targets, str) else list(targets)
+    linears = linear_names(model)
+    short = sorted(set(linears.values()))
+    for t in wanted:
+        if not any(full == t or full.endswith("." + t) for full in linears):
+            raise ValueError(
+                f"learner.lora.target_modules: '{t}' matches no linear layer of the model (linear layers: {', '.join(short)})"
+            )
+        if t == "lm_head" and getattr(model.config, "tie_word_embeddings", False):
+            raise ValueError("learner.lora.target_modules: 'lm_head' shares its weight with the embedding in this model; it cannot carry a LoRA adapter")
+
+
+class LoRAMode(UpdateMode):
+    name = "lora"
+
+    def __init__(self, cfg: Config, model: torch.nn.Module) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        c = cfg.learner.lora
+        check_targets(model, c.target_modules)
+        peft_cfg = LoraConfig(
+            r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=c.target_modules, bias="none",
+            task_type="CAUSAL_LM",
+        )
+        super().__init__(cfg, get_peft_model(model, peft_cfg))
+        self.layers = self._lora_layers()
+        self.needs_anchor = True
+
+    def _lora_layers(self) -> dict[str, torch.nn.Module]:
+        """Base weight name -> the peft LoRA layer wrapping it."""
+        from peft.tuners.lora import LoraLayer
+
+        out = {}
+        for name, module in self.model.named_modules():
+            if isinstance(module, LoraLayer) and "default" in module.lora_A:
+                out[canonical_name(name) + ".weight"] = module
+        return out
+
+    def reference(self) -> contextlib.AbstractContextManager:
+        return self.model.disable_adapter()  # the base model is the reference: no second copy
+
+    # -------------------------------------------------------------- sync
+
+    def _factors(self, name: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+        layer = self.layers[name]
+        return layer.lora_A["default"].weight, layer.lora_B["default"].weight, float(layer.scaling["default"])
+
+    @torch.no_grad()
+    def merged(self, name: str) -> torch.Tensor:
+        a, b, s = self._factors(name)
+        base = self.layers[name].base_layer.weight
+        return torch.addmm(base.float(), b.float(), a.float(), alpha=s)
+
+    def base_weights(self):
+        for name, p in self.model.named_parameters():
+            if ".lora_" not in name:
+                yield canonical_name(name), p
+
+    @torch.no_grad()
+    def export(self, version: int) -> Any:
+        anchor = self.needs_anchor
+        self.needs_anchor = False
+        if self.cfg.learner.lora.sync == "merge":
+            if anchor:  # every weight once, targeted ones merged
+                return pack(version, ((n, self.merged(n) if n in self.layers else p) for n, p in self.base_weights()))
+            return pack(version, ((n, self.merged(n)) for n in self.layers), partial=True)
+        factors = []
+        scales = set()
+        for name in self.layers:
+            a, b, s = self._factors(name)
+            factors += [(f"{name}:A", a), (f"{name}:B", b)]
+            scales.add(s)
+        if len(scales) != 1:
+            raise ValueError(f"adapter sync needs one scaling for all layers, got {sorted(scales)}")
+        return AdapterSync(
+            version=version, targets=list(self.layers), factors=pack(version, factors), scaling=scales.pop(),
+            anchor=pack(version, self.base_weights()) if anchor else None,
+        )
+
+    def reset_sync(self) -> None:
+        self.needs_anchor = True
+
+    # -------------------------------------------------------------- state
+
+    def save_model(self, out: Path) -> None:
+        self.model.save_pretrained(out)  # peft format: adapter_config.json + adapter_model.safetensors
+
+    def load_model(self, src: Path) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        result = set_peft_model_state_dict(self.model, load_file(src / "adapter_model.safetensors"))
+        unexpected = getattr(result, "unexpected_keys", [])
+        if unexpected:
+            raise RuntimeError(f"adapter checkpoint {src} does not match the model: unexpected {unexpected[:3]}")
+
+    def plain_model(self) -> torch.nn.Module:
+        return copy.deepcopy(self.model).merge_and_unload()
+
+    def describe(self) -> dict[str, float]:
+        d = super().describe()
+        d["update/lora_layers"] = float(len(self.layers))
+        return d
