@@ -260,6 +260,31 @@ def test_rollout_equals_learner_logprobs_after_every_sync(which, request):
     restore_initial(engine, path)
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [["learner.update=lora", "learner.lora.sync=merge"], ["learner.update=lora", "learner.lora.sync=adapter"],
+     ["learner.update=sparse", "learner.sparse.density=0.2"]],
+    ids=["lora-merge", "lora-adapter", "sparse"],
+)
+def test_parity_after_lora_and_sparse_syncs(engine, tiny_model_path, overrides):
+    """vLLM's layerwise reload needs every tensor: the worker's receiver completes adapter and
+    sparse payloads from its staged anchor, so only A/B or mask values cross the wire."""
+    pytest.importorskip("peft")
+    cfg = load_config(None, ["optim.lr=1e-2", "train.micro_batch_size=64", *overrides])
+    learner = Learner(cfg, tiny_model_path)
+    worker = _worker(engine)
+    worker.call("load_weights", learner.export_weights())
+    reqs = prompts(engine, ["1+2=", "40+2=", "7+7="])
+    for sync in range(1, 4):
+        out = engine.generate(reqs, SamplingParams(n=4, max_new_tokens=8))
+        learner.update(_grpo_batch(out))
+        applied = worker.call("load_weights", learner.export_weights())
+        assert applied["version"] == learner.version == sync
+        seqs = [(c.prompt_ids, c.token_ids) for c in out]
+        assert max_diff(engine.logprobs(seqs), learner.logprobs(seqs)) < 1e-3, f"sync {sync}"
+    restore_initial(engine, tiny_model_path)
+
+
 class _StaleEngine:
     """Acknowledges a sync (takes the version) but keeps the old weights: the bug to catch."""
 
@@ -281,9 +306,7 @@ def _worker(engine) -> LocalHandle:
     """The real RolloutWorker around an existing engine (what the controller talks to)."""
     from rlpost.rollout.worker import RolloutWorker
 
-    worker = RolloutWorker.__new__(RolloutWorker)
-    worker.engine, worker.last_generate_s = engine, 0.0
-    return LocalHandle(worker)
+    return LocalHandle(RolloutWorker.around(engine))
 
 
 def test_a_stale_sync_fails_loudly_in_the_parity_check(engine, tiny_model_path, monkeypatch):

@@ -49,6 +49,14 @@ class RolloutWorker:
         self.receiver = WeightReceiver(partial_ok=getattr(self.engine, "partial_reload", False))
         self.last_generate_s = 0.0
 
+    @classmethod
+    def around(cls, engine) -> RolloutWorker:
+        """A worker for an engine that already exists (tests, benchmarks)."""
+        worker = cls.__new__(cls)
+        worker.engine, worker.last_generate_s = engine, 0.0
+        worker.receiver = WeightReceiver(partial_ok=getattr(engine, "partial_reload", False))
+        return worker
+
     def ready(self) -> bool:
         return True
 

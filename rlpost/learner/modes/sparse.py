@@ -128,7 +128,7 @@ class SparseMode(UpdateMode):
             self._values = np.empty(total, dtype=np.float32)
         out, offset = torch.from_numpy(self._values), 0
         for name in names:
-            idx = self.mask.indices[name].long()
+            idx = self.mask.indices[name]
             out[offset : offset + idx.numel()] = self.matrices[name].detach().reshape(-1)[idx]
             offset += idx.numel()
         anchor = self.needs_anchor
