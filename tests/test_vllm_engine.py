@@ -285,6 +285,32 @@ def test_parity_after_lora_and_sparse_syncs(engine, tiny_model_path, overrides):
     restore_initial(engine, tiny_model_path)
 
 
+def test_adapter_sync_is_served_as_a_vllm_lora_request(tiny_model_path):
+    """With LoRA serving on, an adapter sync becomes a vLLM LoRARequest: no weight reload at all."""
+    pytest.importorskip("peft")
+    cfg = load_config(None, ["optim.lr=1e-2", "train.micro_batch_size=64", "learner.update=lora", "learner.lora.r=4"])
+    lora_engine = VLLMEngine(tiny_model_path, seed=0, threads=1, kv_cache_gb=KV_GB, lora_rank=4)
+    assert lora_engine.serves_adapters
+    learner = Learner(cfg, tiny_model_path)
+    worker = _worker(lora_engine)
+    worker.call("load_weights", learner.export_weights())
+    reqs = prompts(lora_engine, ["1+2=", "40+2=", "7+7="])
+    reloads = []
+    real_load = lora_engine.load_weights
+    lora_engine.load_weights = lambda payload: (reloads.append(payload.version), real_load(payload))
+    for sync in range(1, 4):
+        out = lora_engine.generate(reqs, SamplingParams(n=4, max_new_tokens=8))
+        learner.update(_grpo_batch(out))
+        applied = worker.call("load_weights", learner.export_weights())
+        assert applied["version"] == learner.version == sync == lora_engine.lora_request.lora_int_id - 1
+        seqs = [(c.prompt_ids, c.token_ids) for c in out]
+        assert max_diff(lora_engine.logprobs(seqs), learner.logprobs(seqs)) < 1e-3, f"sync {sync}"
+        fresh = lora_engine.generate(reqs, SamplingParams(n=2, max_new_tokens=6))
+        assert max_diff([c.logprobs for c in fresh], learner.logprobs([(c.prompt_ids, c.token_ids) for c in fresh])) < 1e-3
+    assert reloads == []  # after the anchor, only adapters: the base weights were never reloaded
+    assert len(os.listdir(worker.obj.adapter_root)) == 1  # old adapter versions removed
+
+
 class _StaleEngine:
     """Acknowledges a sync (takes the version) but keeps the old weights: the bug to catch."""
 

@@ -322,6 +322,27 @@ def load_weights(llm, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None
         shutil.rmtree(folder, ignore_errors=True)
 
 
+_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # what vLLM's LoRAConfig accepts
+
+
+def lora_options(rank: int) -> dict[str, Any]:
+    """LLM kwargs for serving one LoRA adapter of rank `rank` (max_lora_rank rounded up)."""
+    allowed = [r for r in _MAX_LORA_RANKS if r >= rank]
+    if not allowed:
+        raise ValueError(f"vLLM serves LoRA ranks up to {_MAX_LORA_RANKS[-1]}, got r={rank}: use learner.lora.sync=merge")
+    return {"enable_lora": True, "max_lora_rank": allowed[0], "max_loras": 1}
+
+
+def lora_request(name: str, int_id: int, folder: str):
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest(name, int_id, folder)
+
+
+def remove_lora(llm, int_id: int) -> None:
+    llm.llm_engine.remove_lora(int_id)
+
+
 def reset_prefix_cache(llm) -> None:
     """Drop KV blocks computed under old weights (a sync must never reuse them)."""
     if llm.reset_prefix_cache() is False:

@@ -71,6 +71,7 @@ class VLLMEngine:
         gpu_memory_utilization: float | None = None,
         max_model_len: int | None = None,
         tensor_parallel_size: int | None = None,
+        lora_rank: int | None = None,
     ) -> None:
         from transformers import AutoConfig
 
@@ -93,12 +94,16 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization if gpu_memory_utilization is not None else env["gpu_memory_utilization"],
             max_model_len=max_model_len or env["max_model_len"],
             tensor_parallel_size=tensor_parallel_size or env["tensor_parallel_size"] or 1,
+            extra=compat.lora_options(lora_rank) if lora_rank else None,
         )
+        # With LoRA serving on, adapter syncs become vLLM LoRA requests (one live version at a time).
+        self.serves_adapters = bool(lora_rank)
+        self.lora_request = None
         self.seed = int(seed)
         self.counter = 0  # advances by n per request: every sample gets its own seed
         self.version = 0
         # The first sampled-logprob request compiles a small torch op (~2 s): pay it here, not in step 0.
-        self.llm.generate([compat.tokens_prompt([self.pad_id])], compat.sampling_params(max_tokens=1, seed=0, detokenize=False), use_tqdm=False)
+        self._generate([compat.tokens_prompt([self.pad_id])], compat.sampling_params(max_tokens=1, seed=0, detokenize=False))
 
     # ------------------------------------------------------------------ contract
 
@@ -121,7 +126,7 @@ class VLLMEngine:
             self.counter += n
         if not prompts:
             return []
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        outputs = self._generate(prompts, params)
         out: list[Completion] = []
         for (req, n), res in zip(owners, outputs):
             samples = sorted(res.outputs, key=lambda o: o.index)
@@ -142,6 +147,18 @@ class VLLMEngine:
             for c, lp in zip(out, fixed):
                 c.logprobs = lp
         return out
+
+    def load_adapter(self, version: int, folder: str) -> None:
+        """Serve the LoRA adapter in `folder` (peft format) for every request from now on."""
+        old = self.lora_request
+        self.lora_request = compat.lora_request(f"policy-v{version}", version + 1, folder)
+        if old is not None:
+            compat.remove_lora(self.llm, old.lora_int_id)
+        compat.reset_prefix_cache(self.llm)
+        self.version = version
+
+    def _generate(self, prompts, params):
+        return self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request)
 
     def load_weights(self, payload: WeightPayload) -> None:
         """In-place reload (HF names), tied output layer refreshed, prefix cache dropped, version set."""
@@ -170,7 +187,7 @@ class VLLMEngine:
         if abs(temp - 1.0) < 1e-8:
             prompts = [compat.tokens_prompt(list(sequences[i][0]) + list(sequences[i][1])) for i in todo]
             sp = compat.sampling_params(max_tokens=1, temperature=1.0, logprobs=None, prompt_logprobs=0, detokenize=False, seed=0)
-            for i, res in zip(todo, self.llm.generate(prompts, sp, use_tqdm=False)):
+            for i, res in zip(todo, self._generate(prompts, sp)):
                 out[i] = compat.prompt_token_logprobs(res, len(sequences[i][0]))
             return out
         prompts, params, where = [], [], []
@@ -182,7 +199,7 @@ class VLLMEngine:
                     max_tokens=1, temperature=temp, logprobs=None, logprob_token_ids=[c[t]], detokenize=False, seed=0,
                 ))
                 where.append((i, c[t]))
-        for (i, tok), res in zip(where, self.llm.generate(prompts, params, use_tqdm=False)):
+        for (i, tok), res in zip(where, self._generate(prompts, params)):
             out[i].append(compat.token_logprob(res.outputs[0], tok))
         return out
 

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import tempfile
 import time
 from typing import Any
 
 from rlpost.config import Config
 from rlpost.registry import Registry
 from rlpost.sync import AdapterSync, SparseSync, WeightReceiver, payload_bytes
+from rlpost.sync.payloads import write_peft_adapter
 from rlpost.types import Completion, Request, SamplingParams, WeightPayload
 
 ENGINES: Registry = Registry("rollout engine")
@@ -34,6 +38,7 @@ def _vllm(cfg: Config, model_path: str):
         model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=r.batch_size, threads=cfg.run.threads,
         kv_cache_gb=r.vllm_kv_cache_gb, gpu_memory_utilization=r.vllm_gpu_memory_utilization,
         max_model_len=r.vllm_max_model_len, tensor_parallel_size=r.vllm_tensor_parallel_size,
+        lora_rank=cfg.learner.lora.r if cfg.learner.update == "lora" and cfg.learner.lora.sync == "adapter" else None,
     )
 
 
@@ -47,6 +52,7 @@ class RolloutWorker:
     def __init__(self, cfg: Config, model_path: str) -> None:
         self.engine = ENGINES.get(engine_name(cfg))(cfg, model_path)
         self.receiver = WeightReceiver(partial_ok=getattr(self.engine, "partial_reload", False))
+        self.adapter_root: str | None = None
         self.last_generate_s = 0.0
 
     @classmethod
@@ -55,6 +61,7 @@ class RolloutWorker:
         worker = cls.__new__(cls)
         worker.engine, worker.last_generate_s = engine, 0.0
         worker.receiver = WeightReceiver(partial_ok=getattr(engine, "partial_reload", False))
+        worker.adapter_root = None
         return worker
 
     def ready(self) -> bool:
@@ -72,8 +79,24 @@ class RolloutWorker:
         Returns the new policy version, the bytes that travelled and the seconds spent applying.
         """
         t0 = time.perf_counter()
-        self.engine.load_weights(self.receiver.apply(payload))
+        if isinstance(payload, AdapterSync) and getattr(self.engine, "serves_adapters", False):
+            self._serve_adapter(payload)
+        else:
+            self.engine.load_weights(self.receiver.apply(payload))
         return {"version": self.engine.version, "bytes": payload_bytes(payload), "apply_s": time.perf_counter() - t0}
+
+    def _serve_adapter(self, payload: AdapterSync) -> None:
+        """Engines with native LoRA serving get the adapter as files; only A/B crossed the wire."""
+        if payload.anchor is not None:
+            self.engine.load_weights(payload.anchor)  # the base (a resumed run's rollout starts fresh)
+        if self.adapter_root is None:
+            base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            self.adapter_root = tempfile.mkdtemp(prefix="rlpost-adapters-", dir=base)
+        folder = write_peft_adapter(payload, os.path.join(self.adapter_root, f"v{payload.version}"))
+        self.engine.load_adapter(payload.version, folder)
+        for old in os.listdir(self.adapter_root):  # the engine has loaded it; older versions are dead
+            if old != f"v{payload.version}":
+                shutil.rmtree(os.path.join(self.adapter_root, old), ignore_errors=True)
 
     def logprobs(self, sequences: list[tuple[list[int], list[int]]], temperature: float = 1.0) -> list[list[float]]:
         return self.engine.logprobs(sequences, temperature)

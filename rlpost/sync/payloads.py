@@ -42,6 +42,7 @@ class AdapterSync:
     factors: WeightPayload  # '<target>:A' [r, in] and '<target>:B' [out, r] for every target
     scaling: float
     anchor: WeightPayload | None = None  # first sync: every base weight, staged by the receiver
+    peft_config: dict | None = None  # for engines that serve adapters themselves (vLLM LoRA requests)
 
     @property
     def nbytes(self) -> int:
@@ -66,6 +67,27 @@ class SparseSync:
         n += self.dense.nbytes if self.dense is not None else 0
         n += sum(int(i.nbytes) for i in self.indices.values()) if self.indices else 0
         return n + (self.anchor.nbytes if self.anchor is not None else 0)
+
+
+def write_peft_adapter(p: AdapterSync, folder: str) -> str:
+    """Write ``p`` as a peft adapter folder (adapter_config.json + adapter_model.safetensors)."""
+    import json
+    import os
+
+    from safetensors.torch import save_file
+
+    if p.peft_config is None:
+        raise ValueError("this adapter sync carries no peft config: the engine cannot serve it as an adapter")
+    tensors = {}
+    for name, t in p.factors.tensors():
+        target, which = name.rsplit(":", 1)
+        module = target[: -len(".weight")] if target.endswith(".weight") else target
+        tensors[f"base_model.model.{module}.lora_{which}.weight"] = t.clone()
+    os.makedirs(folder, exist_ok=True)
+    save_file(tensors, os.path.join(folder, "adapter_model.safetensors"))
+    with open(os.path.join(folder, "adapter_config.json"), "w") as f:
+        json.dump(p.peft_config, f)
+    return folder
 
 
 def payload_bytes(payload: WeightPayload | AdapterSync | SparseSync) -> int:

@@ -47,6 +47,22 @@ def check_targets(model: torch.nn.Module, targets: str | list[str]) -> None:
             raise ValueError("learner.lora.target_modules: 'lm_head' shares its weight with the embedding in this model; it cannot carry a LoRA adapter")
 
 
+def _jsonable(d: dict) -> dict:
+    """peft's config dict with sets made lists and enums made strings (for adapter_config.json)."""
+    import enum
+
+    def conv(v):
+        if isinstance(v, (set, frozenset, tuple)):
+            return sorted(conv(x) for x in v) if isinstance(v, (set, frozenset)) else [conv(x) for x in v]
+        if isinstance(v, enum.Enum):
+            return v.value
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return {k: conv(v) for k, v in d.items()}
+
+
 class LoRAMode(UpdateMode):
     name = "lora"
 
@@ -60,6 +76,7 @@ class LoRAMode(UpdateMode):
             task_type="CAUSAL_LM",
         )
         super().__init__(cfg, get_peft_model(model, peft_cfg))
+        self.peft_config = _jsonable(self.model.peft_config["default"].to_dict())
         self.layers = self._lora_layers()
         self.needs_anchor = True
 
@@ -111,7 +128,7 @@ class LoRAMode(UpdateMode):
             raise ValueError(f"adapter sync needs one scaling for all layers, got {sorted(scales)}")
         return AdapterSync(
             version=version, targets=list(self.layers), factors=pack(version, factors), scaling=scales.pop(),
-            anchor=pack(version, self.base_weights()) if anchor else None,
+            anchor=pack(version, self.base_weights()) if anchor else None, peft_config=self.peft_config,
         )
 
     def reset_sync(self) -> None:
