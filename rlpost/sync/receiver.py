@@ -76,7 +76,7 @@ class WeightReceiver:
 
     def _scatter_values(self, p: SparseSync) -> dict[str, torch.Tensor]:
         if p.indices is not None:
-            self.masks[p.mask_id] = {n: torch.from_numpy(np.asarray(i)) for n, i in p.indices.items()}
+            self.masks[p.mask_id] = {n: torch.from_numpy(np.asarray(i)).long() for n, i in p.indices.items()}  # index_copy_ takes int64
         idx = self.masks.get(p.mask_id)
         if idx is None:
             raise SyncError(f"values for mask '{p.mask_id}' arrived before its indices")
@@ -89,7 +89,7 @@ class WeightReceiver:
         for name in p.names:
             base = self._base(name)
             k = idx[name].numel()
-            base.view(-1)[idx[name]] = values[offset : offset + k]
+            base.view(-1).index_copy_(0, idx[name], values[offset : offset + k])
             out[name] = base
             offset += k
         if p.dense is not None:

@@ -91,6 +91,7 @@ def run_cell(args) -> None:
     cfg = load_config(None, ["optim.lr=1e-5", "train.micro_batch_size=16", f"run.threads={args.threads}", *MODES[mode]])
     rss_start = current_rss_mb()
     learner = Learner(cfg, model_path)
+    rss_init = current_rss_mb()  # imports (peft for LoRA) and the model itself are counted here
     vocab = learner.model.get_input_embeddings().weight.shape[0]
     step_s = []
     for step in range(args.steps + 1):
@@ -124,7 +125,8 @@ def run_cell(args) -> None:
         "sync_s": median(s["export_s"] + s["apply_s"] for s in later),
         "step_s": median(step_s), "step_s_all": step_s,
         "learner_peak_rss_mb": peak_learner, "rss_at_start_mb": rss_start,
-        "learner_peak_over_start_mb": peak_learner - rss_start, "parity_max_diff": parity,
+        "learner_peak_over_start_mb": peak_learner - rss_start, "rss_after_init_mb": rss_init,
+        "training_peak_mb": peak_learner - rss_init, "parity_max_diff": parity,
     }
     Path(result_path).write_text(json.dumps(result))
 
@@ -162,11 +164,12 @@ def main(argv=None) -> None:
             r["bytes_vs_full"] = r["bytes_per_sync"] / full["bytes_per_sync"]
             r["step_vs_full"] = r["step_s"] / full["step_s"]
             r["peak_vs_full"] = r["learner_peak_over_start_mb"] / full["learner_peak_over_start_mb"]
+            r["training_peak_vs_full"] = r["training_peak_mb"] / full["training_peak_mb"]
     print_table(
         f"update modes, {args.size} model, {args.prompts}x{args.n} completions of {args.completion_len} tokens, {args.threads} thread(s)",
         [{**r, "MB/sync": r.get("bytes_per_sync", 0) / 1e6, "MB first": r.get("bytes_first_sync", 0) / 1e6} for r in rows],
         ["mode", "trainable", "optimizer_state_floats", "MB first", "MB/sync", "bytes_vs_full", "sync_s", "export_s", "apply_s",
-         "learner_peak_over_start_mb", "peak_vs_full", "step_s", "step_vs_full", "parity_max_diff", "error"],
+         "learner_peak_over_start_mb", "peak_vs_full", "training_peak_mb", "training_peak_vs_full", "step_s", "step_vs_full", "parity_max_diff", "error"],
     )
     out = write_json(args.out, {"config": vars(args), "machine": machine_info(load_before, args.threads), "model": str(model), "results": rows})
     print(f"update_modes: wrote {out}")

@@ -45,7 +45,7 @@ class MaskedAdamW(torch.optim.Optimizer):
         if p.grad is None:
             return None
         idx = self.masks[p]
-        return p.grad.reshape(-1) if idx is None else p.grad.reshape(-1)[idx]
+        return p.grad.reshape(-1) if idx is None else p.grad.reshape(-1).index_select(0, idx)
 
     def state_numel(self) -> int:
         """Floats of optimizer state held (first and second moments)."""
@@ -61,7 +61,8 @@ class MaskedAdamW(torch.optim.Optimizer):
                     continue
                 idx = self.masks[p]
                 flat = p.data.view(-1)
-                w = flat if idx is None else flat[idx]
+                # index_select / index_copy_ are several times faster than flat[idx] on CPU
+                w = flat if idx is None else flat.index_select(0, idx)
                 state = self.state[p]
                 if not state:
                     state["step"] = 0
@@ -79,5 +80,5 @@ class MaskedAdamW(torch.optim.Optimizer):
                 if idx is None:
                     flat.copy_(new)
                 else:
-                    flat[idx] = new.to(flat.dtype)
+                    flat.index_copy_(0, idx.long(), new.to(flat.dtype))
         return None

@@ -129,7 +129,7 @@ class SparseMode(UpdateMode):
         out, offset = torch.from_numpy(self._values), 0
         for name in names:
             idx = self.mask.indices[name]
-            out[offset : offset + idx.numel()] = self.matrices[name].detach().reshape(-1)[idx]
+            torch.index_select(self.matrices[name].detach().reshape(-1), 0, idx, out=out[offset : offset + idx.numel()])
             offset += idx.numel()
         anchor = self.needs_anchor
         self.needs_anchor = False
