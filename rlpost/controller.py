@@ -120,7 +120,7 @@ class Run:
 
     def checkpoint(self) -> None:
         controller = {
-            "step": self.state["step"], "evals": self.state["evals"], "pending": self.state.get("pending"),
+            "update_mode": self.cfg.learner.update, "step": self.state["step"], "evals": self.state["evals"], "pending": self.state.get("pending"),
             "data": self.dataset.state_dict(), "sampler": self.sampler.state_dict(),
         }
         save_checkpoint(self.dir, self.state["step"], self.learner, self.rollout, controller, self.cfg.train.keep_checkpoints)
@@ -137,6 +137,8 @@ def start_run(cfg: Config, resume: bool) -> Run:
         check_update_mode(cfg, str(resolve_model_path(cfg.model)))
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if resume:
+        check_resumable(cfg)
     scorer = Scorer(cfg)
     sampler = SAMPLERS.get(cfg.sampler.name)(n=cfg.rollout.n, **cfg.sampler.kwargs)
 
@@ -163,6 +165,19 @@ def start_run(cfg: Config, resume: bool) -> Run:
 
 
 # ---------------------------------------------------------------------- the loop's parts
+
+def check_resumable(cfg: Config) -> None:
+    """A checkpoint written in another update mode cannot be resumed: say so before anything starts."""
+    ckpt = latest_checkpoint(cfg.output_dir)
+    if ckpt is None:
+        return
+    saved = torch.load(ckpt / "controller.pt", weights_only=False).get("update_mode", "full")
+    if saved != cfg.learner.update:
+        raise ConfigError(
+            f"{cfg.output_dir} holds a checkpoint trained with learner.update={saved}, this run asks for "
+            f"learner.update={cfg.learner.update}: set another run.name, or pass --no-resume to start over there"
+        )
+
 
 def check_components(cfg: Config) -> None:
     """Resolve every named algorithm component now, so a typo fails before any model loads."""
@@ -248,6 +263,7 @@ def resume_from(ckpt: Path, learner, rollout, dataset, sampler) -> dict[str, Any
     state = load_controller_state(ckpt)
     dataset.load_state_dict(state.pop("data"))
     sampler.load_state_dict(state.pop("sampler"))
+    state.pop("update_mode", None)
     return state
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlpost.config import load_config
+from rlpost.config import ConfigError, load_config
 from rlpost.controller import collect_groups, next_items, train
 from rlpost.actors import LocalHandle
 from rlpost.data.recipe import encode_prompts, load_split
@@ -114,10 +114,17 @@ def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-@pytest.mark.parametrize("async_rollout", [False, True])
-def test_resume_is_exact(run_dir, async_rollout):
+@pytest.mark.parametrize(
+    "async_rollout, mode",
+    [(False, "full"), (True, "full"), (False, "lora"), (False, "sparse")],
+    ids=["sync", "async", "lora", "sparse"],
+)
+def test_resume_is_exact(run_dir, async_rollout, mode):
     """N steps + resume + N steps == 2N straight steps: same weights, same metrics."""
-    cfg = small_cfg(run_dir, "train.steps=4", "train.save_every=2", "algo.epochs=2", f"train.async_rollout={async_rollout}")
+    if mode == "lora":
+        pytest.importorskip("peft")
+    cfg = small_cfg(run_dir, "train.steps=4", "train.save_every=2", "algo.epochs=2", f"train.async_rollout={async_rollout}",
+                    f"learner.update={mode}")
     train(cfg)
     straight = _weights(run_dir / "checkpoints" / "step_000004")
     straight_rows = metrics(run_dir)
@@ -131,6 +138,13 @@ def test_resume_is_exact(run_dir, async_rollout):
         assert torch.equal(straight[k], resumed[k]), k
     strip = lambda rows: [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
     assert strip(metrics(run_dir)) == strip(straight_rows)
+
+
+def test_a_checkpoint_from_another_update_mode_is_refused(run_dir):
+    train(small_cfg(run_dir, "train.steps=1"))
+    with pytest.raises(ConfigError, match="learner.update=full, this run asks for learner.update=sparse"):
+        train(small_cfg(run_dir, "train.steps=2", "learner.update=sparse"))
+    train(small_cfg(run_dir, "train.steps=1", "learner.update=sparse"), resume=False)  # --no-resume starts over
 
 
 @pytest.mark.slow
