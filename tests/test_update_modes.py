@@ -131,6 +131,9 @@ def test_checkpoint_round_trip_and_plain_model(tiny_model_path, tmp_path, overri
     assert parity(learner, again) < 1e-6
     learner.save_hf(str(tmp_path / "hf"))
     assert parity(learner, HFEngine(str(tmp_path / "hf"))) < 1e-5
+    if "learner.update=sparse" in overrides:  # the mask is saved, reusable as learner.sparse.mask=file
+        saved = SparseMask.load(tmp_path / "ckpt" / "mask.safetensors")
+        assert saved.fingerprint() == learner.mode.mask.fingerprint()
 
 
 def test_bad_update_mode_inputs_name_the_problem(tiny_model_path, tmp_path):

@@ -12,7 +12,6 @@ import torch
 from rlpost.config import Config
 from rlpost.learner.optim import build_optimizer
 from rlpost.sync import pack
-from rlpost.types import WeightPayload
 
 
 class UpdateMode:
@@ -92,7 +91,3 @@ class UpdateMode:
         total = sum(p.numel() for p in self.model.parameters())
         trained = sum(p.numel() for p in self.trainable())
         return {"update/trainable_params": float(trained), "update/total_params": float(total)}
-
-
-def dense_payload(version: int, model: torch.nn.Module) -> WeightPayload:
-    return pack(version, model.named_parameters())

@@ -157,9 +157,10 @@ class SparseMode(UpdateMode):
         if self.optimizer is not None:
             self.optimizer.set_masks(self._masks())
 
-    def save_mask(self, path: Path) -> None:
-        if self.mask is not None:
-            self.mask.save(path)
+    def save_model(self, out: Path) -> None:
+        super().save_model(out)
+        if self.mask is not None:  # beside the model folder: reusable as learner.sparse.mask=file
+            self.mask.save(out.parent / "mask.safetensors")
 
     def describe(self) -> dict[str, float]:
         d = super().describe()
