@@ -165,3 +165,29 @@ def test_checkpoint_diff_mask_refuses_a_base_that_is_not_the_start(tiny_model_pa
     assert sparse.mode.mask.density() > 0.5 and sparse.mode.mask.source.startswith("checkpoint_diff")
     with pytest.raises(MaskError, match="not this run's starting model"):
         Learner(cfg, str(tmp_path / "tuned"))
+
+
+def test_bf16_compute_keeps_fp32_master_weights(tiny_model_path):
+    """model.dtype=bfloat16: the forward runs in bf16, the weights (the master copy) stay fp32, so
+    updates far below a bf16 ulp still accumulate (spec §1.1)."""
+    cfg = config("model.dtype=bfloat16", "optim.lr=1e-6", "optim.grad_clip=1e9")
+    learner = Learner(cfg, tiny_model_path)
+    engine = HFEngine(tiny_model_path)
+    before = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+    for step in range(3):
+        learner.update(batch(engine, step))
+    moved = 0
+    for n, p in learner.model.named_parameters():
+        assert p.dtype == torch.float32, n
+        delta = (p.detach() - before[n]).abs()
+        # changes smaller than half a bf16 ulp of the weight: invisible in bf16, kept by the fp32 master
+        ulp = torch.finfo(torch.bfloat16).eps * before[n].abs()
+        moved += int(((delta > 0) & (delta < ulp / 2)).sum())
+    assert moved > 0
+    with torch.no_grad():
+        seq = [(s.prompt_ids, s.token_ids) for s in batch(engine, 0).samples[:2]]
+        lp16 = learner.logprobs(seq)
+        learner.compute_dtype = torch.float32
+        lp32 = learner.logprobs(seq)
+    diff = max(abs(a - b) for x, y in zip(lp16, lp32) for a, b in zip(x, y))
+    assert 0 < diff < 0.1  # the bf16 forward is really bf16, and close

@@ -34,6 +34,7 @@ class Learner:
         torch.set_num_threads(cfg.run.threads)
         torch.manual_seed(cfg.run.seed)
         self.cfg = cfg
+        self.compute_dtype = getattr(torch, cfg.model.dtype)
         self.mode = build_update_mode(cfg, load_model(model_path, "float32").train())
         self.model = self.mode.model
         self.tokenizer = load_tokenizer(model_path)
@@ -54,10 +55,14 @@ class Learner:
     # ------------------------------------------------------------------ update
 
     def _forward(self, model, samples: list[TrainSample], temperature: float, entropy: bool = False):
-        return completion_logprobs(
-            model, [s.prompt_ids for s in samples], [s.token_ids for s in samples], self.pad_id,
-            temperature=temperature, with_entropy=entropy,
-        )
+        # Weights stay fp32 (the master copy every update mode trains); model.dtype=bfloat16/float16
+        # runs the forward and backward in that precision, as the rollout engine does.
+        device = next(model.parameters()).device.type
+        with torch.autocast(device, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32):
+            return completion_logprobs(
+                model, [s.prompt_ids for s in samples], [s.token_ids for s in samples], self.pad_id,
+                temperature=temperature, with_entropy=entropy,
+            )
 
     @torch.no_grad()
     def _logprobs_no_grad(self, model, samples: list[TrainSample], temperature: float) -> list[torch.Tensor]:

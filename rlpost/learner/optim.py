@@ -36,7 +36,11 @@ def build_optimizer(
     name: str = "adamw",
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     if name == "adamw":
-        opt = torch.optim.AdamW(list(params), lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+        params = list(params)
+        # The fused kernel is ~4x faster than the default multi-tensor one on CPU (9.1 -> 2.2 ms for
+        # the 1M tiny model): a few percent of a tiny-model RL step.
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        opt = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, fused=fused or None)
     elif name == "sgd":  # momentum = betas[0]
         opt = torch.optim.SGD(list(params), lr=lr, momentum=betas[0], weight_decay=weight_decay)
     else:
