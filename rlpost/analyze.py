@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from rlpost.learner.modes.masks import _changed
+from rlpost.learner.modes.masks import changed_entries
 
 
 def load_model_weights(path: str) -> dict[str, torch.Tensor]:
@@ -44,7 +44,7 @@ def analyze_updates(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol:
         x, y = a[name], b[name]
         if x.shape != y.shape:
             raise ValueError(f"tensor '{name}' has shape {tuple(x.shape)} in A and {tuple(y.shape)} in B")
-        changed = int(_changed(x, y, tol).sum())
+        changed = int(changed_entries(x, y, tol).sum())
         row: dict[str, Any] = {
             "name": name, "shape": list(x.shape), "numel": x.numel(), "changed": changed,
             "sparsity": 1.0 - changed / max(1, x.numel()),

@@ -134,7 +134,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
     eval_records = load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
     check_components(cfg)
     try:
-        check_update_mode(cfg, str(resolve_model_path(cfg.model)))
+        check_update_mode(cfg)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if resume:

@@ -31,7 +31,7 @@ def build_update_mode(cfg: Config, model: torch.nn.Module) -> UpdateMode:
     return UPDATE_MODES.get(cfg.learner.update)(cfg, model)
 
 
-def check_update_mode(cfg: Config, model_path: str) -> None:
+def check_update_mode(cfg: Config, model_path: str | None = None) -> None:
     """Fail before any actor starts if the update mode cannot apply to this model (raises ValueError).
 
     The model is built on the meta device (no weights read) for LoRA target and mask shape checks;
@@ -41,6 +41,9 @@ def check_update_mode(cfg: Config, model_path: str) -> None:
         return
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from rlpost.models.loading import resolve_model_path
+
+    model_path = model_path or str(resolve_model_path(cfg.model))
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path))
     if cfg.learner.update == "lora":

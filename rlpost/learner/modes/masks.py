@@ -79,7 +79,7 @@ class SparseMask:
             b = tuned[name]
             if a.shape != b.shape:
                 raise MaskError(f"tensor '{name}' has shape {tuple(a.shape)} in one checkpoint and {tuple(b.shape)} in the other")
-            changed = _changed(a, b, tol)
+            changed = changed_entries(a, b, tol)
             out[name] = changed.reshape(-1).nonzero().reshape(-1)
             shapes[name] = tuple(a.shape)
         return cls(out, shapes, f"checkpoint_diff(tol={tol})")
@@ -151,10 +151,11 @@ class SparseMask:
 
 def update_sparsity(a: torch.Tensor, b: torch.Tensor, tol: float = 0.0) -> float:
     """1 - (changed entries / entries), the paper's definition."""
-    return 1.0 - float(_changed(a, b, tol).sum()) / max(1, a.numel())
+    return 1.0 - float(changed_entries(a, b, tol).sum()) / max(1, a.numel())
 
 
-def _changed(a: torch.Tensor, b: torch.Tensor, tol: float) -> torch.Tensor:
+def changed_entries(a: torch.Tensor, b: torch.Tensor, tol: float) -> torch.Tensor:
+    """Boolean tensor of the entries that differ: bitwise when tol == 0, else |b - a| > tol."""
     if tol == 0.0:
         return _bits(a) != _bits(b)  # bitwise: -0.0 vs +0.0 counts, an unchanged NaN does not
     return (b.double() - a.double()).abs() > tol
