@@ -15,25 +15,6 @@ import torch
 from rlpost.learner.modes.masks import changed_entries
 
 
-def load_model_weights(path: str) -> dict[str, torch.Tensor]:
-    """Tensors of an HF model folder, an rlpost run's final/ folder, or a checkpoint's learner/model."""
-    from safetensors.torch import load_file
-
-    root = Path(path)
-    if not root.exists():
-        raise FileNotFoundError(f"no such model or checkpoint: {path}")
-    for folder in (root, root / "model", root / "learner" / "model", root / "final"):
-        files = sorted(folder.glob("model*.safetensors"))
-        if files:
-            out: dict[str, torch.Tensor] = {}
-            for f in files:
-                out.update(load_file(f))
-            return out
-        if (folder / "adapter_model.safetensors").is_file():
-            raise ValueError(f"{folder} holds a LoRA adapter only: analyze the merged model (the run's final/ folder)")
-    raise ValueError(f"{path}: no model*.safetensors here or under model/, learner/model/ or final/")
-
-
 def analyze_updates(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float = 0.0,
                     rank: bool = True) -> dict[str, Any]:
     """Per-tensor and total update sparsity (and update rank of matrices) from `a` to `b`."""

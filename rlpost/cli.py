@@ -93,11 +93,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_analyze_updates(args) -> int:
-    from rlpost.analyze import analyze_updates, load_model_weights, print_report, write_report
+    from rlpost.analyze import analyze_updates, print_report, write_report
     from rlpost.config import ConfigError
+    from rlpost.models.loading import read_weights
 
     try:
-        a, b = load_model_weights(args.a), load_model_weights(args.b)
+        a, b = read_weights(args.a), read_weights(args.b)
         report = analyze_updates(a, b, tol=args.tol, rank=not args.no_rank)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from None

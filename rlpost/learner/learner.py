@@ -45,7 +45,7 @@ class Learner:
         self.kl_fn = KL_ESTIMATORS.get(a.kl_estimator) if a.kl_coef > 0 else None
         # The reference policy: the update mode's own view (LoRA: adapters off) or a frozen copy.
         self.ref_model = None
-        if self.kl_fn and self.mode.reference() is None:
+        if self.kl_fn and not self.mode.has_reference_view:
             self.ref_model = load_model(model_path, "float32").eval().requires_grad_(False)
         self.optimizer, self.scheduler = self.mode.make_optimizer(cfg.train.steps * a.epochs * a.minibatches)
         self.shuffle_gen = torch.Generator().manual_seed(cfg.run.seed + 1)

@@ -86,3 +86,22 @@ def load_model(path: str | Path, dtype: str = "float32"):
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype])
     model.config.use_cache = True
     return model
+
+
+def read_weights(path: str | Path) -> dict:
+    """All tensors of a model: an HF folder, a run's final/ folder, or a checkpoint (learner/model)."""
+    from safetensors.torch import load_file
+
+    root = Path(path)
+    if not root.exists():
+        raise FileNotFoundError(f"no such model or checkpoint: {path}")
+    for folder in (root, root / "model", root / "learner" / "model", root / "final"):
+        files = sorted(folder.glob("model*.safetensors"))
+        if files:
+            out: dict = {}
+            for f in files:
+                out.update(load_file(f))
+            return out
+        if (folder / "adapter_model.safetensors").is_file():
+            raise ValueError(f"{folder} holds a LoRA adapter only: use the merged model (the run's final/ folder)")
+    raise ValueError(f"{path}: no model*.safetensors here or under model/, learner/model/ or final/")

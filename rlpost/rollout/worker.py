@@ -50,19 +50,20 @@ def engine_name(cfg: Config) -> str:
 
 class RolloutWorker:
     def __init__(self, cfg: Config, model_path: str) -> None:
-        self.engine = ENGINES.get(engine_name(cfg))(cfg, model_path)
-        self.receiver = WeightReceiver(partial_ok=getattr(self.engine, "partial_reload", False))
-        self.adapter_root: str | None = None
-        self.last_generate_s = 0.0
+        self._attach(ENGINES.get(engine_name(cfg))(cfg, model_path))
 
     @classmethod
     def around(cls, engine) -> RolloutWorker:
         """A worker for an engine that already exists (tests, benchmarks)."""
         worker = cls.__new__(cls)
-        worker.engine, worker.last_generate_s = engine, 0.0
-        worker.receiver = WeightReceiver(partial_ok=getattr(engine, "partial_reload", False))
-        worker.adapter_root = None
+        worker._attach(engine)
         return worker
+
+    def _attach(self, engine) -> None:
+        self.engine = engine
+        self.receiver = WeightReceiver(partial_ok=getattr(engine, "partial_reload", False))
+        self.adapter_root: str | None = None
+        self.last_generate_s = 0.0
 
     def ready(self) -> bool:
         return True

@@ -18,6 +18,7 @@ class UpdateMode:
     """Full fine-tuning: every parameter trains with AdamW; each sync sends every weight densely."""
 
     name = "full"
+    has_reference_view = False  # True: reference() gives the frozen policy without a second model
 
     def __init__(self, cfg: Config, model: torch.nn.Module) -> None:
         self.cfg = cfg
@@ -73,11 +74,9 @@ class UpdateMode:
         self.model.save_pretrained(out, safe_serialization=True)
 
     def load_model(self, src: Path) -> None:
-        from safetensors.torch import load_file
+        from rlpost.models.loading import read_weights
 
-        weights: dict[str, Any] = {}
-        for f in sorted(src.glob("*.safetensors")):
-            weights.update(load_file(f))
+        weights = read_weights(src)
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         real_missing = [k for k in missing if not (k == "lm_head.weight" and self.model.config.tie_word_embeddings)]
         if real_missing or unexpected:

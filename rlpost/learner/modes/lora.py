@@ -65,6 +65,7 @@ def _jsonable(d: dict) -> dict:
 
 class LoRAMode(UpdateMode):
     name = "lora"
+    has_reference_view = True
 
     def __init__(self, cfg: Config, model: torch.nn.Module) -> None:
         from peft import LoraConfig, get_peft_model

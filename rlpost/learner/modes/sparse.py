@@ -17,23 +17,8 @@ from rlpost.learner.modes.base import UpdateMode
 from rlpost.learner.modes.masked_adamw import MaskedAdamW
 from rlpost.learner.modes.masks import MaskError, SparseMask
 from rlpost.learner.optim import with_schedule
+from rlpost.models.loading import read_weights
 from rlpost.sync import SparseSync, pack
-
-
-def load_weights_folder(path: str) -> dict[str, torch.Tensor]:
-    """All tensors of a model folder (HF safetensors), or of an rlpost checkpoint's model/ folder."""
-    from safetensors.torch import load_file
-
-    folder = Path(path)
-    if (folder / "model").is_dir() and not list(folder.glob("*.safetensors")):
-        folder = folder / "model"
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise MaskError(f"no safetensors weights in {path}")
-    out: dict[str, torch.Tensor] = {}
-    for f in files:
-        out.update(load_file(f))
-    return out
 
 
 def build_mask(cfg: Config, shapes: dict[str, tuple[int, ...]], current: dict[str, torch.Tensor]) -> SparseMask | None:
@@ -50,7 +35,7 @@ def build_mask(cfg: Config, shapes: dict[str, tuple[int, ...]], current: dict[st
     if c.mask == "checkpoint_diff":
         if not (c.diff_base and c.diff_tuned):
             raise MaskError("learner.sparse.mask=checkpoint_diff needs learner.sparse.diff_base and diff_tuned")
-        base, tuned = load_weights_folder(c.diff_base), load_weights_folder(c.diff_tuned)
+        base, tuned = read_weights(c.diff_base), read_weights(c.diff_tuned)
         for name in shapes:
             if name not in base:
                 raise MaskError(f"diff_base {c.diff_base} has no tensor '{name}'")
