@@ -25,3 +25,6 @@ def fixed(values: np.ndarray, weights: list[float]) -> np.ndarray:
     used = w != 0
     # Selecting the columns (not multiplying by 0) keeps a NaN in a zero-weight column out of the sum.
     return (values[:, used] * w[used]).sum(axis=1)
+
+
+fixed.row_wise = True  # each row's scalar depends on that row only: a streamed step may score it in parts

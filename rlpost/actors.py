@@ -30,7 +30,7 @@ class LocalHandle:
 
     submit = call
 
-    def result(self, future: Any) -> Any:
+    def result(self, future: Any, name: str = "a call") -> Any:
         return future
 
     def kill(self) -> None:

@@ -193,6 +193,10 @@ class TrainConfig(Section):
     async_rollout: bool = Field(
         False, description="generate step t+1 while the learner trains on step t (one step off-policy)"
     )
+    stream_parts: int = Field(
+        1, ge=1, description="split each step's prompts into this many parts: the learner computes gradients "
+        "on one while the rollout worker generates the next (same on-policy update; docs/streaming.md)",
+    )
     eval_before: bool = False
     eval_every: int = 0
     eval_after: bool = True

@@ -27,6 +27,7 @@ from rlpost.rollout.samplers import SAMPLERS, PromptItem, Scored
 from rlpost.rollout.worker import RolloutWorker
 from rlpost.scoring import Scorer, merge_metrics
 from rlpost.sft import run_sft
+from rlpost.streaming import stream_blockers, stream_groups
 from rlpost.tracking import Tracker
 from rlpost.types import SamplingParams
 
@@ -98,6 +99,8 @@ class Run:
 
     def collect(self):
         items = next_items(self.dataset, self.cfg.train.prompts_per_step, self.prompt_texts, self.prompt_ids)
+        if self.cfg.train.stream_parts > 1:  # the learner gets each part's gradients as it is scored
+            return stream_groups(self.cfg, self.sampler, self.rollout, self.learner, self.scorer, items, self.sampling)
         return collect_groups(self.sampler, self.rollout, self.scorer, items, self.sampling)
 
     def sync(self, batch, metrics: dict[str, float], step: int) -> dict[str, float]:
@@ -141,6 +144,9 @@ def start_run(cfg: Config, resume: bool) -> Run:
         check_resumable(cfg)
     scorer = Scorer(cfg)
     sampler = SAMPLERS.get(cfg.sampler.name)(n=cfg.rollout.n, **cfg.sampler.kwargs)
+    if cfg.train.stream_parts > 1 and (why := stream_blockers(cfg, sampler)):
+        scorer.close()
+        raise ConfigError(f"train.stream_parts={cfg.train.stream_parts} cannot be used here: {'; '.join(why)}")
 
     policy = str(run_sft(cfg) if cfg.train.warm_start == "sft" else resolve_model_path(cfg.model))
     tokenizer = load_tokenizer(policy)

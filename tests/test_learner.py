@@ -117,3 +117,62 @@ def test_tis_is_applied_and_reported(tiny_model_path, engine):
     m = learner.update(TrainBatch([s, sample([5, 6], [9, 9, 2], -1.0, engine)]))
     assert m["learner/tis_truncated_frac"] == pytest.approx(0.5)
     assert 1.0 < m["learner/tis_weight_mean"] <= 2.0
+
+
+def _grouped_samples(engine) -> list[TrainSample]:
+    groups = [([5, 6, 7], [[8, 9, 2], [10, 2], [11, 12, 13, 2]]), ([14, 15], [[16, 2], [17, 18, 2]]), ([19], [[20, 21, 2]])]
+    advs = iter([1.0, -0.5, -0.5, 0.7, -0.7, 0.0])
+    return [sample(p, c, next(advs), engine) for p, comps in groups for c in comps]
+
+
+def _params(learner) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in learner.model.named_parameters()}
+
+
+@pytest.mark.parametrize(
+    "aggregation, kl", [("token-mean", 0.0), ("seq-mean-token-mean", 0.0), ("seq-mean-token-sum-norm", 0.1)]
+)
+def test_streamed_parts_give_the_whole_batch_update(tiny_model_path, engine, aggregation, kl):
+    # SGD and no clipping: a wrong denominator would show in the weights and the gradient norm (AdamW hides scale)
+    cfg = cfg_with(optim__name="sgd", optim__lr=0.5, optim__grad_clip=1e9, algo__aggregation=aggregation, algo__kl_coef=kl)
+    samples = _grouped_samples(engine)
+    batch = TrainBatch(samples, 1.0, 8)
+    whole, streamed = Learner(cfg, tiny_model_path), Learner(cfg, tiny_model_path)
+    m_whole = whole.update(batch)
+    streamed.accumulate(TrainBatch(samples[:3], 1.0, 8))
+    streamed.accumulate(TrainBatch(samples[3:], 1.0, 8))
+    m_streamed = streamed.update(batch)
+    for k, v in _params(whole).items():
+        assert torch.allclose(v, _params(streamed)[k], atol=1e-6), k
+    assert m_streamed["learner/grad_norm"] == pytest.approx(m_whole["learner/grad_norm"], rel=1e-5)
+    assert m_streamed["learner/loss"] == pytest.approx(m_whole["learner/loss"], rel=1e-5, abs=1e-7)
+    assert streamed.version == whole.version == 1
+    start = _params(Learner(cfg, tiny_model_path))
+    assert any(not torch.equal(v, start[k]) for k, v in _params(whole).items())  # the update did something
+
+
+def test_parts_that_differ_from_the_batch_are_recomputed(tiny_model_path, engine, caplog):
+    cfg = cfg_with(optim__name="sgd", optim__lr=0.5)
+    samples = _grouped_samples(engine)
+    whole, streamed = Learner(cfg, tiny_model_path), Learner(cfg, tiny_model_path)
+    whole.update(TrainBatch(samples, 1.0, 8))
+    # parts scored with other advantages (e.g. an advantage that normalises over the whole batch)
+    streamed.accumulate(TrainBatch([TrainSample(s.prompt_ids, s.token_ids, s.rollout_logprobs, 2 * s.advantage) for s in samples], 1.0, 8))
+    with caplog.at_level("WARNING", logger="rlpost.learner"):
+        streamed.update(TrainBatch(samples, 1.0, 8))
+    assert "recomputing the update on the whole batch" in caplog.text
+    for k, v in _params(whole).items():
+        assert torch.allclose(v, _params(streamed)[k], atol=1e-6), k
+
+
+def test_a_nan_in_a_streamed_part_skips_the_update(tiny_model_path, engine):
+    learner = Learner(cfg_with(optim__lr=1e-2), tiny_model_path)
+    before = _params(learner)
+    samples = _grouped_samples(engine)
+    bad = [TrainSample(s.prompt_ids, s.token_ids, s.rollout_logprobs, math.nan) for s in samples[3:]]
+    learner.accumulate(TrainBatch(samples[:3], 1.0, 8))
+    learner.accumulate(TrainBatch(bad, 1.0, 8))
+    m = learner.update(TrainBatch(samples[:3] + bad, 1.0, 8))
+    assert learner.nan_skips == 1 and m["learner/nan_skips"] == 1.0
+    for k, v in before.items():
+        assert torch.equal(v, _params(learner)[k]), k

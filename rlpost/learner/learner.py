@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,24 @@ def _chunks(seq: list, size: int) -> list[list]:
     return [seq[i : i + size] for i in range(0, len(seq), size)]
 
 
+@dataclass
+class _Parts:
+    """What ``Learner.accumulate`` has gathered for the current step."""
+
+    samples: list[TrainSample] = field(default_factory=list)
+    stats: dict[str, list[float]] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)  # per micro-batch, with denominator 1
+    finite: bool = True
+    seconds: float = 0.0
+
+    def matches(self, samples: list[TrainSample]) -> bool:
+        """Same samples, in order, with the same advantages as the step's whole batch."""
+        return len(samples) == len(self.samples) and all(
+            a.token_ids == b.token_ids and abs(a.advantage - b.advantage) <= 1e-6 * max(1.0, abs(b.advantage))
+            for a, b in zip(self.samples, samples)
+        )
+
+
 class Learner:
     def __init__(self, cfg: Config, model_path: str) -> None:
         torch.set_num_threads(cfg.run.threads)
@@ -51,6 +70,7 @@ class Learner:
         self.shuffle_gen = torch.Generator().manual_seed(cfg.run.seed + 1)
         self.version = 0
         self.nan_skips = 0
+        self._parts: _Parts | None = None  # gradients of this step's streamed parts, not yet applied
 
     # ------------------------------------------------------------------ update
 
@@ -83,8 +103,21 @@ class Learner:
         return True
 
     def update(self, batch: TrainBatch) -> dict[str, float]:
-        """Several optimizer passes over the batch with old logprobs fixed once before the first."""
+        """Several optimizer passes over the batch with old logprobs fixed once before the first.
+
+        When the step was streamed (``accumulate`` called on its parts), the summed part gradients
+        are divided by the batch's denominator and applied: the same single update, already computed.
+        """
         a, samples = self.cfg.algo, batch.samples
+        parts, self._parts = self._parts, None
+        if parts is not None:
+            if parts.matches(samples):
+                return self._apply_parts(parts, batch)
+            log.warning(
+                "streamed parts (%d samples) differ from the step's batch (%d samples; advantages or "
+                "selection depend on the whole batch?): recomputing the update on the whole batch",
+                len(parts.samples), len(samples),
+            )
         if not samples:
             return {"learner/skipped_empty": 1.0}
         t0 = time.perf_counter()
@@ -103,26 +136,65 @@ class Learner:
             mb_size = -(-len(samples) // a.minibatches)
             for mb in _chunks(order, mb_size):
                 self._optimizer_step(samples, mb, old, ref, batch, stats, first=(epoch == 0))
-        metrics = {k: float(np.max(v) if k.endswith("_max") else np.mean(v)) for k, v in stats.items()}
+        metrics = self._metrics(stats, samples)
         metrics.update({
-            "learner/lr": self.scheduler.get_last_lr()[0],
-            "learner/nan_skips": float(self.nan_skips),
-            "train/tokens": float(sum(len(s.token_ids) for s in samples)),
-            "train/samples": float(len(samples)),
             "time/old_logprob": t_old,
             "time/update": time.perf_counter() - t0 - t_old,
         })
         self.version += 1
         return metrics
 
-    def _optimizer_step(self, samples, idx, old, ref, batch, stats, first: bool) -> None:
-        a = self.cfg.algo
-        mb_samples = [samples[i] for i in idx]
-        agg_kwargs = aggregation_kwargs(
-            a.aggregation, [len(s.token_ids) for s in mb_samples], [s.weight for s in mb_samples], batch.max_new_tokens
+    def accumulate(self, part: TrainBatch) -> dict[str, float]:
+        """Gradients of one streamed part of this step's batch, summed over parts (``update`` applies them).
+
+        Parts are aggregated with denominator 1; ``update`` divides by the whole batch's denominator,
+        which the supported aggregations are linear in, so the result equals one pass over the batch.
+        """
+        t0 = time.perf_counter()
+        if self._parts is None:
+            self.optimizer.zero_grad(set_to_none=True)
+            self._parts = _Parts()
+        parts = self._parts
+        parts.samples += part.samples
+        if part.samples and parts.finite:
+            idx = list(range(len(part.samples)))
+            ref = self._reference_logprobs(part.samples, part.temperature) if self.kl_fn else None
+            kwargs = {**self._aggregation_kwargs(part.samples, part.max_new_tokens), "norm": 1.0}
+            parts.finite = self._backward(part.samples, idx, None, ref, part, parts.stats, True, kwargs, parts.losses)
+        parts.seconds += time.perf_counter() - t0
+        return {"samples": float(len(part.samples))}
+
+    def _apply_parts(self, parts: "_Parts", batch: TrainBatch) -> dict[str, float]:
+        t0 = time.perf_counter()
+        if not parts.samples:
+            return {"learner/skipped_empty": 1.0}
+        norm = self._aggregation_kwargs(parts.samples, batch.max_new_tokens)["norm"]
+        scale = 1.0 / norm if norm else 1.0
+        for p in self.mode.trainable():
+            if p.grad is not None:
+                p.grad.mul_(scale)
+        stats = parts.stats
+        stats["learner/loss"] = [sum(parts.losses) * scale]
+        self._step(parts.finite, stats)
+        metrics = self._metrics(stats, parts.samples)
+        metrics.update({"time/old_logprob": 0.0, "time/update": parts.seconds + time.perf_counter() - t0})
+        self.version += 1
+        return metrics
+
+    def _aggregation_kwargs(self, samples: list[TrainSample], max_new_tokens: int) -> dict:
+        return aggregation_kwargs(
+            self.cfg.algo.aggregation, [len(s.token_ids) for s in samples], [s.weight for s in samples], max_new_tokens
         )
+
+    def _optimizer_step(self, samples, idx, old, ref, batch, stats, first: bool) -> None:
+        agg_kwargs = self._aggregation_kwargs([samples[i] for i in idx], batch.max_new_tokens)
         self.optimizer.zero_grad(set_to_none=True)
-        finite = True
+        finite = self._backward(samples, idx, old, ref, batch, stats, first, agg_kwargs)
+        self._step(finite, stats)
+
+    def _backward(self, samples, idx, old, ref, batch, stats, first: bool, agg_kwargs: dict, losses=None) -> bool:
+        """Forward/backward over ``samples[idx]`` in micro-batches; False at a non-finite loss."""
+        a = self.cfg.algo
         for chunk in _chunks(idx, self.cfg.train.micro_batch_size):
             cs = [samples[i] for i in chunk]
             logp, mask, entropy = self._forward(self.model, cs, batch.temperature, entropy=first)
@@ -146,11 +218,16 @@ class Learner:
                 loss = loss + a.kl_coef * kl
                 m["kl"] = float((kl_tok.detach() * (mask > 0)).sum() / (mask > 0).sum().clamp(min=1))
             if not torch.isfinite(loss):
-                finite = False
-                break
+                return False
             loss.backward()
             on_policy = torch.tensor([s.policy_version == self.version for s in cs])[:, None]
-            self._accumulate(stats, m, loss.item(), old_t, roll, mask, on_policy, entropy, first)
+            self._record(stats, m, None if losses is not None else loss.item(), old_t, roll, mask, on_policy, entropy, first)
+            if losses is not None:
+                losses.append(loss.item())
+        return True
+
+    def _step(self, finite: bool, stats: dict[str, list[float]]) -> None:
+        """Clip and apply the accumulated gradients, or skip the update when anything was non-finite."""
         grad_norm = self.mode.clip_grads(self.cfg.optim.grad_clip) if finite else torch.tensor(float("nan"))
         if not torch.isfinite(grad_norm):
             self.nan_skips += 1
@@ -161,10 +238,11 @@ class Learner:
         stats.setdefault("learner/grad_norm", []).append(float(grad_norm))
         stats.setdefault("learner/stepped", []).append(float(stepped))
 
-    def _accumulate(self, stats, m, loss, old_t, roll, mask, on_policy, entropy, first) -> None:
+    def _record(self, stats, m, loss, old_t, roll, mask, on_policy, entropy, first) -> None:
         for k, v in m.items():
             stats.setdefault(f"learner/{k}", []).append(v)
-        stats.setdefault("learner/loss", []).append(loss)
+        if loss is not None:
+            stats.setdefault("learner/loss", []).append(loss)
         if first:  # rollout/learner mismatch and entropy of the policy that generated the batch
             binary = (mask > 0).float()
             gap = (old_t - roll).abs() * binary
@@ -174,6 +252,16 @@ class Learner:
             stats.setdefault("learner/logprob_mismatch_max", []).append(float(on_gap.max()) if on_gap.numel() else 0.0)
             if entropy is not None:
                 stats.setdefault("learner/entropy", []).append(float((entropy * binary).sum() / binary.sum().clamp(min=1)))
+
+    def _metrics(self, stats: dict[str, list[float]], samples: list[TrainSample]) -> dict[str, float]:
+        metrics = {k: float(np.max(v) if k.endswith("_max") else np.mean(v)) for k, v in stats.items()}
+        metrics.update({
+            "learner/lr": self.scheduler.get_last_lr()[0],
+            "learner/nan_skips": float(self.nan_skips),
+            "train/tokens": float(sum(len(s.token_ids) for s in samples)),
+            "train/samples": float(len(samples)),
+        })
+        return metrics
 
     @staticmethod
     def _pad(rows: list[torch.Tensor], T: int) -> torch.Tensor:

@@ -2,6 +2,11 @@
 
 Layout: prompts left-padded to P, completions right-padded to T, so every completion starts
 at column P and `logits_to_keep=T+1` skips the LM head on prompt positions.
+
+GRPO batches hold n completions of each prompt. With ``share_prefix`` each distinct prompt runs
+through the model once; its KV cache is then indexed out to every row that shares it and the
+completions run on top. Same logprobs and gradients (autograd sums the rows' contributions to
+the shared prompt) for roughly ``P / n`` of the prompt compute: the win grows with prompt length.
 """
 from __future__ import annotations
 
@@ -40,22 +45,86 @@ def completion_logprobs(
     pad_id: int,
     temperature: float = 1.0,
     with_entropy: bool = False,
+    share_prefix: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs [B, T] of the completion tokens (and their mask, and entropy)."""
-    input_ids, attention_mask, position_ids, targets, mask = build_inputs(prompts, completions, pad_id)
-    T = targets.shape[1]
     device = next(model.parameters()).device
-    out = model(
-        input_ids=input_ids.to(device),
-        attention_mask=attention_mask.to(device),
-        position_ids=position_ids.to(device),
-        use_cache=False,
-        logits_to_keep=T + 1,
-    )
-    logits = out.logits[:, :-1, :].float()
+    unique, row_of = unique_prompts(prompts)
+    if share_prefix and len(unique) < len(prompts) and supports_shared_prefix(model):
+        logits, targets, mask = _shared_prefix_logits(model, unique, row_of, completions, pad_id, device)
+    else:
+        input_ids, attention_mask, position_ids, targets, mask = build_inputs(prompts, completions, pad_id)
+        out = model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=position_ids.to(device),
+            use_cache=False,
+            logits_to_keep=targets.shape[1] + 1,
+        )
+        logits = out.logits[:, :-1, :].float()
     logp = token_logprobs(logits, targets.to(device), temperature=temperature)
     entropy = None
     if with_entropy:
         with torch.no_grad():
             entropy = entropy_from_logits(logits.detach(), temperature=temperature)
     return logp, mask.to(device), entropy
+
+
+def unique_prompts(prompts: Sequence[Sequence[int]]) -> tuple[list[Sequence[int]], list[int]]:
+    """Distinct prompts in first-seen order, and for every row the index of its prompt among them."""
+    index: dict[tuple[int, ...], int] = {}
+    row_of = [index.setdefault(tuple(p), len(index)) for p in prompts]
+    unique: list[Sequence[int]] = [()] * len(index)
+    for p, u in zip(prompts, row_of):
+        unique[u] = p
+    return unique, row_of
+
+
+def supports_shared_prefix(model) -> bool:
+    """Full attention in every layer: a sliding-window cache would drop the shared prompt's start."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return False
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types is not None:
+        return all(t == "full_attention" for t in layer_types)
+    return not (getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True))
+
+
+def _shared_prefix_logits(model, unique, row_of, completions, pad_id, device):
+    """Logits [B, T, V] predicting each completion token: prompts once, completions on their cache."""
+    from transformers.cache_utils import DynamicCache
+
+    U, P = len(unique), max(len(p) for p in unique)
+    B, T = len(completions), max(max((len(c) for c in completions), default=0), 1)
+    prompt_ids = torch.full((U, P), pad_id, dtype=torch.long)
+    prompt_mask = torch.zeros((U, P), dtype=torch.long)
+    for i, p in enumerate(unique):
+        prompt_ids[i, P - len(p) :] = torch.tensor(p, dtype=torch.long)
+        prompt_mask[i, P - len(p) :] = 1
+    comp_ids = torch.full((B, T), pad_id, dtype=torch.long)
+    comp_mask = torch.zeros((B, T), dtype=torch.long)
+    for i, c in enumerate(completions):
+        if c:
+            comp_ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+            comp_mask[i, : len(c)] = 1
+    rows = torch.tensor(row_of, dtype=torch.long)
+    cache = DynamicCache()
+    first = model(
+        input_ids=prompt_ids.to(device), attention_mask=prompt_mask.to(device),
+        position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0).to(device),
+        past_key_values=cache, use_cache=True, logits_to_keep=1,
+    ).logits[rows.to(device)]  # [B, 1, V]: predicts each row's first completion token
+    if T == 1:
+        return first.float(), comp_ids, comp_mask.float()
+    cache.batch_select_indices(rows.to(device))  # differentiable indexing: gradients flow back to the prompt
+    attention_mask = torch.cat([prompt_mask[rows], comp_mask[:, : T - 1]], dim=-1)
+    prompt_len = prompt_mask.sum(-1)[rows]
+    position_ids = prompt_len[:, None] + torch.arange(T - 1)[None, :]
+    rest = model(
+        input_ids=comp_ids[:, : T - 1].to(device), attention_mask=attention_mask.to(device),
+        position_ids=position_ids.to(device), past_key_values=cache, use_cache=True,
+    ).logits
+    return torch.cat([first, rest], dim=1).float(), comp_ids, comp_mask.float()

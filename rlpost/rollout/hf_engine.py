@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from rlpost.models.forward import completion_logprobs
+from rlpost.models.forward import unique_prompts, completion_logprobs
 from rlpost.models.loading import load_model, load_tokenizer
 from rlpost.types import Completion, Request, SamplingParams, WeightPayload
 
@@ -109,10 +109,12 @@ class HFEngine:
     def _generate_chunk(self, prompts: list[list[int]], keys: list, sp: SamplingParams) -> list[Completion]:
         from transformers.cache_utils import DynamicCache
 
-        B, P = len(prompts), max(len(p) for p in prompts)
-        input_ids = torch.full((B, P), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((B, P), dtype=torch.long)
-        for i, p in enumerate(prompts):
+        # Prefill each distinct prompt once, then index its cache out to its n samples.
+        unique, row_of = unique_prompts(prompts)
+        B, P = len(prompts), max(len(p) for p in unique)
+        input_ids = torch.full((len(unique), P), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(unique), P), dtype=torch.long)
+        for i, p in enumerate(unique):
             input_ids[i, P - len(p) :] = torch.tensor(p, dtype=torch.long)
             attn[i, P - len(p) :] = 1
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
@@ -121,6 +123,10 @@ class HFEngine:
             input_ids=input_ids, attention_mask=attn, position_ids=pos, past_key_values=cache,
             use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :]
+        if len(unique) < B:
+            rows = torch.tensor(row_of, dtype=torch.long)
+            cache.batch_select_indices(rows)
+            logits, attn, pos = logits[rows], attn[rows], pos[rows]
         out_tok = torch.full((B, sp.max_new_tokens), self.pad_id, dtype=torch.long)
         out_lp = torch.zeros((B, sp.max_new_tokens))
         lengths = torch.full((B,), sp.max_new_tokens, dtype=torch.long)

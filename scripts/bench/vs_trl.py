@@ -154,7 +154,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sft-steps", type=int, default=800,
                    help="SFT steps for the default checkpoint (800 at lr 1e-3: ~72%% greedy, ~44%% sampled)")
     p.add_argument("--sft-lr", type=float, default=1e-3, help="SFT peak lr (cosine decay over --sft-steps)")
-    p.add_argument("--sft-dir", default="runs/bench/sft-ckpt", help="where the default checkpoint is made/cached")
+    p.add_argument("--sft-min-lr-ratio", type=float, default=0.3,
+                   help="SFT ends at this fraction of its peak lr (0 anneals to a point so sharp that any RL step hurts)")
+    p.add_argument("--sft-dir", default="runs/bench/sft-ckpt-mlr03", help="where the default checkpoint is made/cached")
     p.add_argument("--no-eval", action="store_true", help="skip the greedy-accuracy eval of the checkpoint")
     p.add_argument("--out", default="runs/bench/vs_trl.json", help="JSON result; run folders go beside it")
     # internal: one phase in a fresh process
@@ -183,31 +185,9 @@ def phase_prep(args) -> dict:
     """Make (or reuse) the SFT checkpoint and measure its greedy accuracy with rlpost's eval."""
     import torch
 
-    from rlpost.config import load_config
-
     torch.set_num_threads(args.threads)
-    sft_dir = Path(args.sft_dir).resolve()
     info: dict = {}
-    cfg = load_config("tiny-arith-sft", [
-        f"run.output_dir={sft_dir.parent}/{sft_dir.name}-run",
-        f"sft.output_dir={sft_dir}",
-        # pinned, so the checkpoint does not move when the recipe's defaults are retuned
-        f"sft.steps={args.sft_steps}",
-        f"sft.lr={args.sft_lr}",
-        "sft.batch_size=128",
-        "sft.warmup_steps=20",
-        "sft.min_lr_ratio=0.0",
-        "sft.target_template='{answer}'",
-        f"run.threads={args.threads}",
-        f"run.seed={args.seed}",
-        f"data.task_kwargs={{n_train: {args.n_train}}}",
-        "verify.verifiers=[{name: ex, fn: exact_numeric}]",
-        "verify.num_workers=0",
-        f"eval.max_new_tokens={args.max_new_tokens}",
-        "eval.limit=500",
-        "eval.samples=4",
-        f"eval.temperature={args.temperature}",
-    ])
+    cfg = prep_config(args)
     if args.model:
         path = Path(args.model).resolve()
         info["source"] = "given"
@@ -221,14 +201,45 @@ def phase_prep(args) -> dict:
                     sft_seconds=round(time.perf_counter() - t0, 1), sft_cached=cached)
     info["model"] = str(path)
     if not args.no_eval:
-        try:
-            info["eval"] = eval_checkpoint(args, cfg, path)
-        except Exception as e:  # the accuracy is informative only; the benchmark goes on without it
-            import traceback
-
-            traceback.print_exc()
-            info["eval"] = {"error": f"{type(e).__name__}: {e}"}
+        info["eval"] = safe_eval(args, cfg, path)
     return info
+
+
+def prep_config(args):
+    """The SFT recipe that makes the default checkpoint; its eval section scores every checkpoint."""
+    from rlpost.config import load_config
+
+    sft_dir = Path(args.sft_dir).resolve()
+    return load_config("tiny-arith-sft", [
+        f"run.output_dir={sft_dir.parent}/{sft_dir.name}-run",
+        f"sft.output_dir={sft_dir}",
+        # pinned, so the checkpoint does not move when the recipe's defaults are retuned
+        f"sft.steps={args.sft_steps}",
+        f"sft.lr={args.sft_lr}",
+        "sft.batch_size=128",
+        "sft.warmup_steps=20",
+        f"sft.min_lr_ratio={args.sft_min_lr_ratio}",
+        "sft.target_template='{answer}'",
+        f"run.threads={args.threads}",
+        f"run.seed={args.seed}",
+        f"data.task_kwargs={{n_train: {args.n_train}}}",
+        "verify.verifiers=[{name: ex, fn: exact_numeric}]",
+        "verify.num_workers=0",
+        f"eval.max_new_tokens={args.max_new_tokens}",
+        "eval.limit=500",
+        "eval.samples=4",
+        f"eval.temperature={args.temperature}",
+    ])
+
+
+def safe_eval(args, cfg, path: Path) -> dict:
+    try:
+        return eval_checkpoint(args, cfg, path)
+    except Exception as e:  # the accuracy is informative only; the benchmark goes on without it
+        import traceback
+
+        traceback.print_exc()
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def eval_checkpoint(args, cfg, path: Path) -> dict:
@@ -346,6 +357,8 @@ def phase_trl(args, model_path: str, run_dir: Path) -> dict:
     trainer.train()
     t_end = time.perf_counter()
     train_s = t_end - t0
+    trainer.save_model(str(run_dir / "final"))  # after the timed part: for the held-out eval only
+    tokenizer.save_pretrained(str(run_dir / "final"))
     step_s = [e - b for b, e in zip(timer.begin, timer.end)]
     logs = [h for h in trainer.state.log_history if "reward" in h]
     return {
@@ -520,6 +533,8 @@ def child_main(args) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         fn = phase_trl if args.only == "trl" else phase_rlpost
         result = fn(args, args.model_path, run_dir)
+        if not args.no_eval:  # same eval for both frameworks, on their final weights
+            result["heldout"] = safe_eval(args, prep_config(args), run_dir / "final")
     result["process_body_s"] = time.perf_counter() - t0
     result["load_before"] = load_before
     result["load_after"] = loadavg()
@@ -532,7 +547,7 @@ def forward_args(args) -> list[str]:
     """The shared settings, passed on to each child process."""
     out = []
     for name in ("steps", "prompts", "n", "max_new_tokens", "lr", "threads", "temperature", "clip", "n_train",
-                 "rlpost_mode", "rlpost_selector", "rlpost_verifier", "sft_steps", "sft_lr"):
+                 "rlpost_mode", "rlpost_selector", "rlpost_verifier", "sft_steps", "sft_lr", "sft_min_lr_ratio"):
         out += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     # paths absolute: the children run in the repository root
     out += ["--sft-dir", str(Path(args.sft_dir).resolve()), "--out", str(Path(args.out).resolve())]
@@ -585,6 +600,8 @@ def summarize_run(run: dict, warmup: int) -> dict:
         "reward_last10": mean(rewards[-10:]),
         "reward_first5": mean(rewards[:5]),
         "mean_length_last10": mean(run.get("mean_length", [])[-10:]),
+        "heldout_sampled_acc": run.get("heldout", {}).get("sample_accuracy_t1"),
+        "heldout_greedy_acc": run.get("heldout", {}).get("greedy_accuracy"),
         "steps_s_sum": sum(run["step_s"]),
         "train_call_s": run.get("train_call_s"),
         # start-up: from the framework call to the end of step 0, less one typical step
@@ -603,6 +620,10 @@ def aggregate(summaries: list[dict]) -> dict:
     keys = ["s_per_step", "loop_s_per_step", "completions_per_s", "reward_last10", "reward_first5",
             "mean_length_last10", "train_call_s", "setup_s", "teardown_s", "process_wall_s"]
     agg = {k: median(s.get(k) for s in summaries) for k in keys}
+    for k in ("reward_last10", "heldout_sampled_acc", "heldout_greedy_acc"):  # quality: the mean over repeats
+        vals = [s[k] for s in summaries if s.get(k) is not None]
+        agg[f"{k}_mean"] = sum(vals) / len(vals) if vals else None
+        agg[f"{k}_each"] = vals
     agg["steps"] = summaries[0]["steps"] if summaries else 0
     agg["completions_per_step"] = summaries[0]["completions_per_step"] if summaries else 0
     agg["repeats"] = len(summaries)
@@ -652,7 +673,8 @@ def parent_main(args) -> int:
                 res["summary"] = summarize_run(res, args.warmup)
                 s = res["summary"]
                 print(f"vs_trl:   {fw}: {s['s_per_step']:.3f} s/step, {s['completions_per_s']:.0f} completions/s, "
-                      f"reward first5 {s['reward_first5']:.3f} -> last10 {s['reward_last10']:.3f}", flush=True)
+                      f"reward first5 {s['reward_first5']:.3f} -> last10 {s['reward_last10']:.3f}, held-out "
+                      f"sampled accuracy {s['heldout_sampled_acc']}, greedy {s['heldout_greedy_acc']}", flush=True)
             runs[fw].append(res)
 
     results = {fw: aggregate([r["summary"] for r in rs if "summary" in r]) for fw, rs in runs.items()}
@@ -664,29 +686,38 @@ def parent_main(args) -> int:
         label = fw if fw == "trl" else f"rlpost ({args.rlpost_mode})"
         rows.append({"framework": label, "s/step (median)": a["s_per_step"], "loop s/step": a["loop_s_per_step"],
                      "completions/s": a["completions_per_s"],
-                     "reward last 10": a["reward_last10"], "reward first 5": a["reward_first5"],
+                     "reward last 10": a["reward_last10_mean"], "reward first 5": a["reward_first5"],
+                     "held-out sampled": a["heldout_sampled_acc_mean"], "held-out greedy": a["heldout_greedy_acc_mean"],
                      "steps": a["steps"], "threads": args.threads, "repeats": a["repeats"],
                      "setup s": a["setup_s"], "teardown s": a["teardown_s"], "process wall s": a["process_wall_s"]})
     title = (f"rlpost vs TRL GRPO: {args.prompts}x{args.n} completions/step, {args.max_new_tokens} new tokens, "
              f"lr {args.lr}, steps {args.steps} (first {args.warmup} not timed)")
     print_table(title, rows, ["framework", "s/step (median)", "loop s/step", "completions/s", "reward last 10",
-                              "reward first 5", "steps", "threads", "repeats", "setup s", "teardown s",
-                              "process wall s"])
+                              "reward first 5", "held-out sampled", "held-out greedy", "steps", "threads", "repeats",
+                              "setup s", "teardown s", "process wall s"])
+    print("(s/step: median over repeats of each run's median; reward and held-out accuracy: mean over repeats; "
+          f"held-out: the final weights on {ev.get('n_prompts', 0)} test prompts, 4 samples at T={args.temperature}, and greedy)")
 
     comparison = {}
     if results.get("trl", {}).get("repeats") and results.get("rlpost", {}).get("repeats"):
         t, r = results["trl"], results["rlpost"]
         speed = r["completions_per_s"] / t["completions_per_s"]
+        def diff(key: str) -> float | None:
+            return None if r[key] is None or t[key] is None else r[key] - t[key]
+
         comparison = {
             "throughput_ratio_rlpost_over_trl": speed,
-            "reward_last10_diff_rlpost_minus_trl": r["reward_last10"] - t["reward_last10"],
+            "reward_last10_diff_rlpost_minus_trl": diff("reward_last10_mean"),
+            "heldout_sampled_diff_rlpost_minus_trl": diff("heldout_sampled_acc_mean"),
+            "heldout_greedy_diff_rlpost_minus_trl": diff("heldout_greedy_acc_mean"),
             "meets_speed_bar": speed >= 1.0,
-            "meets_reward_bar": r["reward_last10"] >= t["reward_last10"],
+            "meets_reward_bar_train": r["reward_last10_mean"] >= t["reward_last10_mean"],
+            "meets_reward_bar_heldout": (diff("heldout_sampled_acc_mean") or 0.0) >= 0.0,
             "meets_2x_goal": speed >= 2.0,
         }
-        print(f"throughput rlpost/TRL = {speed:.2f}x (bar 1x, goal 2x); reward last 10: rlpost "
-              f"{r['reward_last10']:.3f} vs TRL {t['reward_last10']:.3f} "
-              f"(diff {comparison['reward_last10_diff_rlpost_minus_trl']:+.3f})")
+        print(f"throughput rlpost/TRL = {speed:.2f}x (bar 1x, goal 2x); reward last 10 (mean): rlpost "
+              f"{r['reward_last10_mean']:.3f} vs TRL {t['reward_last10_mean']:.3f}; held-out sampled accuracy: "
+              f"rlpost {r['heldout_sampled_acc_mean']} vs TRL {t['heldout_sampled_acc_mean']}")
         if "breakdown_median_s" in r:
             bd = "  ".join(f"{k} {v:.3f}" for k, v in r["breakdown_median_s"].items())
             print(f"rlpost median step breakdown (s): {bd}")

@@ -1,0 +1,85 @@
+"""Streamed steps: the learner computes gradients on part k of a step's prompts while the rollout
+worker generates part k+1; one optimizer step at the end, on exactly the batch an unstreamed step
+would build (same policy, same advantages), so the update stays on-policy.
+
+The step's prompts are split into ``train.stream_parts`` parts of whole groups. Each finished part
+is scored, turned into a part batch (group-local advantages and selection) and sent to
+``Learner.accumulate``; ``Learner.update`` on the whole batch then divides the summed gradients by
+the batch's loss denominator and steps. If the whole batch differs from the parts (an advantage or
+selector that looks across groups), the learner recomputes the update on the whole batch and warns.
+"""
+from __future__ import annotations
+
+import time
+
+from rlpost.algos.aggregation import aggregation_kwargs
+from rlpost.batch import build_batch
+from rlpost.config import Config
+from rlpost.rollout.samplers import PromptItem, Sampler, Scored
+from rlpost.scoring import Scorer, merge_metrics
+from rlpost.types import SamplingParams
+
+
+def stream_blockers(cfg: Config, sampler) -> list[str]:
+    """Why this recipe cannot stream its steps (empty: it can)."""
+    from rewards import COMBINERS
+
+    a, why = cfg.algo, []
+    if a.epochs * a.minibatches != 1:
+        why.append(f"algo.epochs x algo.minibatches = {a.epochs * a.minibatches} (streaming needs one pass per batch)")
+    if "norm" not in aggregation_kwargs(a.aggregation, [1], [1.0], 1):
+        why.append(f"aggregation '{a.aggregation}' has no batch denominator to defer")
+    if type(sampler).next_round is not Sampler.next_round:
+        why.append(f"sampler '{cfg.sampler.name}' samples in several rounds")
+    if not getattr(COMBINERS.get(a.combiner), "row_wise", False):
+        why.append(f"combiner '{a.combiner}' is not marked row_wise (it may look across the batch)")
+    return why
+
+
+def split_parts(keys: list[int], parts: int) -> list[list[int]]:
+    """``keys`` in order, cut into at most ``parts`` contiguous runs of near-equal size."""
+    parts = max(1, min(parts, len(keys)))
+    size, extra = divmod(len(keys), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        out.append(keys[start:end])
+        start = end
+    return out
+
+
+def stream_groups(
+    cfg: Config, sampler, rollout, learner, scorer: Scorer, items: dict[int, PromptItem], sampling: SamplingParams
+) -> tuple[dict[int, list[Scored]], dict[str, float]]:
+    """Generate, score and hand over the step's groups part by part (see the module docstring)."""
+    plist = list(items.values())
+    requests = sampler.plan(plist)
+    part_of = {k: i for i, keys in enumerate(split_parts(list(items), cfg.train.stream_parts)) for k in keys}
+    by_part: list[list] = [[] for _ in range(max(part_of.values(), default=-1) + 1)]
+    for r in requests:
+        by_part[part_of[r.key]].append(r)
+    by_part = [reqs for reqs in by_part if reqs]
+    groups: dict[int, list[Scored]] = {k: [] for k in items}
+    metrics: dict[str, float] = {}
+    handed: list = []
+    t_gen = time.perf_counter()
+    pending = rollout.submit("generate", by_part[0], sampling) if by_part else None
+    for i in range(len(by_part)):
+        completions = rollout.result(pending, "generate")
+        merge_metrics(metrics, {"time/gen": time.perf_counter() - t_gen})
+        t_gen = time.perf_counter()
+        # The next part generates while this one is scored and trained on.
+        pending = rollout.submit("generate", by_part[i + 1], sampling) if i + 1 < len(by_part) else None
+        scored, score_metrics = scorer.score(items, completions)
+        merge_metrics(metrics, score_metrics)
+        part: dict[int, list[Scored]] = {}
+        for s in scored:
+            groups[s.completion.key].append(s)
+            part.setdefault(s.completion.key, []).append(s)
+        batch, _ = build_batch(cfg, part)
+        handed.append(learner.submit("accumulate", batch))
+    for future in handed:  # surfaces a learner error here, at this step
+        learner.result(future, "accumulate")
+    sampler.observe(plist, groups)
+    metrics.update({"rollout/rounds": 1.0, "rollout/stream_parts": float(len(by_part))})
+    return groups, metrics
