@@ -195,7 +195,7 @@ class TrainConfig(Section):
     )
     stream_parts: int = Field(
         1, ge=1, description="split each step's prompts into this many parts: the learner computes gradients "
-        "on one while the rollout worker generates the next (same on-policy update; docs/streaming.md)",
+        "on one while the rollout worker generates the next (same on-policy update; docs/performance.md)",
     )
     eval_before: bool = False
     eval_every: int = 0
