@@ -12,7 +12,9 @@ from typing import Any
 from rlpost.config import ClusterConfig
 
 # Passed to every actor process: one torch thread unless a component sets its own.
-_ACTOR_ENV = ("HF_HUB_OFFLINE", "RLPOST_CACHE", "RLPOST_SHARED_DATA", "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM")
+_ACTOR_ENV = (
+    "HF_HUB_OFFLINE", "RLPOST_CACHE", "RLPOST_SHARED_DATA", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "TOKENIZERS_PARALLELISM",
+)
 
 
 class ActorDiedError(RuntimeError):
