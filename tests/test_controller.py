@@ -226,3 +226,11 @@ def test_a_crashed_actor_is_named_and_the_run_resumes(run_dir):
     again = subprocess.run(base, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert [r["step"] for r in metrics(run_dir)] == [0, 1, 2]
+
+
+def test_split_parts_cuts_whole_groups_in_order():
+    from rlpost.streaming import split_parts
+
+    assert split_parts([0, 1, 2, 3, 4, 5, 6], 3) == [[0, 1, 2], [3, 4], [5, 6]]
+    assert split_parts([0, 1], 4) == [[0], [1]]  # never an empty part
+    assert split_parts([0, 1, 2], 1) == [[0, 1, 2]]

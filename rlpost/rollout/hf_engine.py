@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from rlpost.models.forward import unique_prompts, completion_logprobs
+from rlpost.models.forward import completion_logprobs, unique_prompts
 from rlpost.models.loading import load_model, load_tokenizer
 from rlpost.types import Completion, Request, SamplingParams, WeightPayload
 
