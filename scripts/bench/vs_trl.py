@@ -53,7 +53,9 @@ Settings mapping (one row per benchmark setting; "=" = same semantics on both si
  passes per batch          num_iterations=1 (old logps = detached     algo.epochs=1, algo.minibatches=1
                            current => ratio 1, no extra forward)      (same: no old-logprob forward)
  micro-batch               all P*G completions in one forward/backward train.micro_batch_size=P*G
- optimizer                 AdamW (transformers default optim:         AdamW (torch.optim, foreach),
+ forward                   every row's prompt + completion, padded    each distinct prompt once, completions on its
+                                                                      KV cache (same logprobs and gradients)
+ optimizer                 AdamW (transformers default optim:         AdamW (torch.optim, fused),
                            adamw_torch_fused), betas .9/.999, eps 1e-8 betas .9/.999, eps 1e-8,
                            weight_decay=0, max_grad_norm=1.0          optim.weight_decay=0, optim.grad_clip=1.0
  learning rate (--lr)      learning_rate=lr, lr_scheduler_type=       optim.lr=lr, optim.schedule=constant,
