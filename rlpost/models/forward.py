@@ -70,6 +70,17 @@ def completion_logprobs(
     return logp, mask.to(device), entropy
 
 
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """input_ids and attention_mask [B, P] with every prompt flush right."""
+    P = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), P), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), P), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, P - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[i, P - len(p) :] = 1
+    return ids, mask
+
+
 def unique_prompts(prompts: Sequence[Sequence[int]]) -> tuple[list[Sequence[int]], list[int]]:
     """Distinct prompts in first-seen order, and for every row the index of its prompt among them."""
     index: dict[tuple[int, ...], int] = {}
@@ -97,13 +108,8 @@ def _shared_prefix_logits(model, unique, row_of, completions, pad_id, device):
     """Logits [B, T, V] predicting each completion token: prompts once, completions on their cache."""
     from transformers.cache_utils import DynamicCache
 
-    U, P = len(unique), max(len(p) for p in unique)
     B, T = len(completions), max(max((len(c) for c in completions), default=0), 1)
-    prompt_ids = torch.full((U, P), pad_id, dtype=torch.long)
-    prompt_mask = torch.zeros((U, P), dtype=torch.long)
-    for i, p in enumerate(unique):
-        prompt_ids[i, P - len(p) :] = torch.tensor(p, dtype=torch.long)
-        prompt_mask[i, P - len(p) :] = 1
+    prompt_ids, prompt_mask = left_pad(unique, pad_id)
     comp_ids = torch.full((B, T), pad_id, dtype=torch.long)
     comp_mask = torch.zeros((B, T), dtype=torch.long)
     for i, c in enumerate(completions):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from rlpost.models.forward import completion_logprobs, unique_prompts
+from rlpost.models.forward import completion_logprobs, left_pad, unique_prompts
 from rlpost.models.loading import load_model, load_tokenizer
 from rlpost.types import Completion, Request, SamplingParams, WeightPayload
 
@@ -111,12 +111,8 @@ class HFEngine:
 
         # Prefill each distinct prompt once, then index its cache out to its n samples.
         unique, row_of = unique_prompts(prompts)
-        B, P = len(prompts), max(len(p) for p in unique)
-        input_ids = torch.full((len(unique), P), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(unique), P), dtype=torch.long)
-        for i, p in enumerate(unique):
-            input_ids[i, P - len(p) :] = torch.tensor(p, dtype=torch.long)
-            attn[i, P - len(p) :] = 1
+        B = len(prompts)
+        input_ids, attn = left_pad(unique, self.pad_id)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         logits = self.model(
