@@ -35,8 +35,7 @@ class _Parts:
     """What ``Learner.accumulate`` has gathered for the current step."""
 
     samples: list[TrainSample] = field(default_factory=list)
-    stats: dict[str, list[float]] = field(default_factory=dict)
-    losses: list[float] = field(default_factory=list)  # per micro-batch, with denominator 1
+    stats: dict[str, list[float]] = field(default_factory=dict)  # learner/loss: per micro-batch, denominator 1
     finite: bool = True
     seconds: float = 0.0
 
@@ -160,11 +159,11 @@ class Learner:
             idx = list(range(len(part.samples)))
             ref = self._reference_logprobs(part.samples, part.temperature) if self.kl_fn else None
             kwargs = {**self._aggregation_kwargs(part.samples, part.max_new_tokens), "norm": 1.0}
-            parts.finite = self._backward(part.samples, idx, None, ref, part, parts.stats, True, kwargs, parts.losses)
+            parts.finite = self._backward(part.samples, idx, None, ref, part, parts.stats, True, kwargs)
         parts.seconds += time.perf_counter() - t0
         return {"samples": float(len(part.samples))}
 
-    def _apply_parts(self, parts: "_Parts", batch: TrainBatch) -> dict[str, float]:
+    def _apply_parts(self, parts: _Parts, batch: TrainBatch) -> dict[str, float]:
         t0 = time.perf_counter()
         if not parts.samples:
             return {"learner/skipped_empty": 1.0}
@@ -174,7 +173,7 @@ class Learner:
             if p.grad is not None:
                 p.grad.mul_(scale)
         stats = parts.stats
-        stats["learner/loss"] = [sum(parts.losses) * scale]
+        stats["learner/loss"] = [sum(stats.get("learner/loss", [])) * scale]  # the whole batch's loss
         self._step(parts.finite, stats)
         metrics = self._metrics(stats, parts.samples)
         metrics.update({"time/old_logprob": 0.0, "time/update": parts.seconds + time.perf_counter() - t0})
@@ -192,7 +191,7 @@ class Learner:
         finite = self._backward(samples, idx, old, ref, batch, stats, first, agg_kwargs)
         self._step(finite, stats)
 
-    def _backward(self, samples, idx, old, ref, batch, stats, first: bool, agg_kwargs: dict, losses=None) -> bool:
+    def _backward(self, samples, idx, old, ref, batch, stats, first: bool, agg_kwargs: dict) -> bool:
         """Forward/backward over ``samples[idx]`` in micro-batches; False at a non-finite loss."""
         a = self.cfg.algo
         for chunk in _chunks(idx, self.cfg.train.micro_batch_size):
@@ -221,9 +220,7 @@ class Learner:
                 return False
             loss.backward()
             on_policy = torch.tensor([s.policy_version == self.version for s in cs])[:, None]
-            self._record(stats, m, None if losses is not None else loss.item(), old_t, roll, mask, on_policy, entropy, first)
-            if losses is not None:
-                losses.append(loss.item())
+            self._record(stats, m, loss.item(), old_t, roll, mask, on_policy, entropy, first)
         return True
 
     def _step(self, finite: bool, stats: dict[str, list[float]]) -> None:
@@ -241,8 +238,7 @@ class Learner:
     def _record(self, stats, m, loss, old_t, roll, mask, on_policy, entropy, first) -> None:
         for k, v in m.items():
             stats.setdefault(f"learner/{k}", []).append(v)
-        if loss is not None:
-            stats.setdefault("learner/loss", []).append(loss)
+        stats.setdefault("learner/loss", []).append(loss)
         if first:  # rollout/learner mismatch and entropy of the policy that generated the batch
             binary = (mask > 0).float()
             gap = (old_t - roll).abs() * binary
