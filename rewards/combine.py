@@ -1,19 +1,11 @@
-"""Objective combiners: the ``[B, K]`` reward matrix -> one scalar objective per completion ``[B]``."""
+"""The recipe's weighted sum of the reward matrix ``[B, K] -> [B]``: each completion's scalar reward as
+scored (samplers and metrics read it; the pipeline's combine stage starts from the same function)."""
 from __future__ import annotations
-
-from typing import Callable
 
 import numpy as np
 
-from rlpost.registry import Registry
 
-CombinerFn = Callable[..., np.ndarray]
-
-COMBINERS: Registry[CombinerFn] = Registry("objective combiner")
-
-
-@COMBINERS.register("fixed")
-def fixed(values: np.ndarray, weights: list[float]) -> np.ndarray:
+def weighted_sum(values: np.ndarray, weights: list[float]) -> np.ndarray:
     """Weighted sum of the reward columns. A NaN in a column with non-zero weight makes that row NaN;
     zero-weight columns are ignored, NaN or not."""
     values = np.asarray(values, dtype=np.float64)
@@ -25,6 +17,3 @@ def fixed(values: np.ndarray, weights: list[float]) -> np.ndarray:
     used = w != 0
     # Selecting the columns (not multiplying by 0) keeps a NaN in a zero-weight column out of the sum.
     return (values[:, used] * w[used]).sum(axis=1)
-
-
-fixed.row_wise = True  # each row's scalar depends on that row only: a streamed step may score it in parts

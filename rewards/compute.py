@@ -36,6 +36,17 @@ def resolve_rewards(specs: list[RewardSpec]) -> list[RewardFn]:
     return resolve_specs(REWARDS, specs, ([], [], []), "fn(prompts, completions, facts, **kwargs)", partial=True)
 
 
+LOCALITIES = ("row", "group", "cohort", "batch")
+
+
+def reward_locality(fn: RewardFn) -> str:
+    """What a reward looks across: its ``locality`` attribute, ``"row"`` when it has none."""
+    locality = getattr(fn, "locality", "row")
+    if locality not in LOCALITIES:
+        raise ValueError(f"locality must be one of {', '.join(LOCALITIES)}, got {locality!r}")
+    return locality
+
+
 def _as_column(output: Any, size: int) -> np.ndarray:
     """A reward's return value as a float64 column; ``None`` entries mean unknown (NaN), as in TRL."""
     if hasattr(output, "tolist"):  # numpy array or torch tensor

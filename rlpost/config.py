@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPES_DIR = REPO_ROOT / "recipes"
@@ -76,10 +76,18 @@ class EvalConfig(Section):
     limit: int | None = 500
     max_new_tokens: int = 16
     batch_size: int = 256
-    pass_k: list[int] = [1]
-    samples: int = Field(0, ge=0, description="samples per prompt for pass@k (0: greedy only)")
+    pass_k: list[int] = Field([1], description="pass@k reported besides every power of two up to eval.samples")
+    samples: int = Field(0, ge=0, description="samples per prompt for pass@k curves (0: greedy only)")
     temperature: float = 1.0
     output: str | None = Field(None, description="JSON path; defaults to <run dir>/eval.json")
+
+
+    @model_validator(mode="after")
+    def _ks_fit(self) -> "EvalConfig":
+        bad = [k for k in self.pass_k if k < 1 or (self.samples and k > self.samples)]
+        if bad:
+            raise ValueError(f"pass_k {bad} must be between 1 and eval.samples={self.samples}")
+        return self
 
 
 class RolloutConfig(Section):
@@ -129,11 +137,30 @@ class RewardSpec(Section):
         return self.fn or self.name
 
 
+class StageSpec(Section):
+    """A pipeline stage: a registered name, or ``fn`` = 'module:function' / 'file.py:function'."""
+
+    name: str
+    fn: str | None = None
+    kwargs: dict[str, Any] = {}
+
+    @property
+    def target(self) -> str:
+        return self.fn or self.name
+
+
+def _as_spec(v: Any) -> Any:
+    return {"name": v} if isinstance(v, str) else v
+
+
 class AlgoConfig(Section):
-    combiner: str = "fixed"
-    advantage: str = "grpo"
-    adv_eps: float = 1e-6
-    selector: str = "degenerate_filter"
+    # The pipeline (rlpost/pipeline.py), in the order it runs; a bare name stands for {name: ...}.
+    shape: list[StageSpec] = Field([], description="reward shaping on the objective vector, e.g. unlikeliness")
+    combiner: StageSpec = Field(StageSpec(name="fixed"), description="objective vector -> scalar reward")
+    advantage: StageSpec = Field(StageSpec(name="grpo"), description="grpo | dr_grpo | rloo (kwargs: eps)")
+    post: list[StageSpec] = Field([], description="advantage clipping / scaling")
+    select: list[StageSpec] = Field([StageSpec(name="degenerate_filter")], description="which rows train, e.g. d3s_samples")
+    tokens: list[StageSpec] = Field([], description="per-token loss weights, e.g. d3s_tokens")
     policy_loss: str = "ppo_clip"
     clip_low: float = 0.2
     clip_high: float = 0.2
@@ -144,6 +171,16 @@ class AlgoConfig(Section):
     tis_cap: float | None = Field(None, gt=0, description="truncated importance sampling on learner/rollout ratio")
     epochs: int = Field(1, ge=1, description="optimizer passes over each batch")
     minibatches: int = Field(1, ge=1, description="optimizer steps per pass")
+
+    @field_validator("combiner", "advantage", mode="before")
+    @classmethod
+    def _one_spec(cls, v: Any) -> Any:
+        return _as_spec(v)
+
+    @field_validator("shape", "post", "select", "tokens", mode="before")
+    @classmethod
+    def _spec_list(cls, v: Any) -> Any:
+        return [_as_spec(x) for x in v] if isinstance(v, list) else _as_spec(v)
 
 
 class OptimConfig(Section):
@@ -323,8 +360,36 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# Free-form dicts are replaced as a whole by a recipe, not merged key by key.
-_OPAQUE_DICTS = {"task_kwargs", "kwargs"}
+# Free-form dicts and whole component specs are replaced by a recipe, not merged key by key.
+_OPAQUE_DICTS = {"task_kwargs", "kwargs", "combiner", "advantage"}
+
+# Keys that changed meaning: a recipe still using one gets a line saying what to write instead.
+_RENAMED = {
+    "algo.selector": "algo.select, a list of stages: e.g. algo.select=[{name: degenerate_filter}]",
+    "algo.adv_eps": "the advantage stage's kwargs: e.g. algo.advantage={name: grpo, kwargs: {eps: 1e-6}}",
+}
+
+
+def _check_renamed(tree: dict[str, Any], source: str) -> None:
+    for dotted, instead in _RENAMED.items():
+        node: Any = tree
+        for key in dotted.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            raise ConfigError(f"{source}: '{dotted}' is no longer a key: use {instead}")
+
+
+def _normalize_specs(tree: dict[str, Any]) -> None:
+    """Bare stage names -> {name: ...}, so that overrides such as algo.advantage.kwargs.eps can index them."""
+    algo = tree.get("algo")
+    if not isinstance(algo, dict):
+        return
+    for key in ("combiner", "advantage"):
+        if key in algo:
+            algo[key] = _as_spec(algo[key])
+    for key in ("shape", "post", "select", "tokens"):
+        if isinstance(algo.get(key), list):
+            algo[key] = [_as_spec(x) for x in algo[key]]
 
 
 def load_config(recipe: str | None, overrides: list[str] | None = None) -> Config:
@@ -341,13 +406,21 @@ def load_config(recipe: str | None, overrides: list[str] | None = None) -> Confi
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(loaded).__name__}")
         tree = loaded
+    _check_renamed(tree, source)
     # Overrides go onto the full defaults tree so `verify.verifiers.0.fn=...` can index lists.
     full = _merge(_defaults_tree(), tree)
+    _normalize_specs(full)
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key.sub=value")
         key, _, raw = item.partition("=")
-        apply_override(full, key.strip(), _parse_value(raw))
+        if key.strip() in _RENAMED:
+            raise ConfigError(f"override '{key.strip()}' is no longer a key: use {_RENAMED[key.strip()]}")
+        try:
+            apply_override(full, key.strip(), _parse_value(raw))
+        except (AttributeError, TypeError):
+            raise ConfigError(f"override '{key.strip()}': '{key.strip().rsplit('.', 1)[0]}' is not a section") from None
+        _normalize_specs(full)
         source = f"{source} + overrides"
     try:
         return Config.model_validate(full)

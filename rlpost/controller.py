@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from rlpost.actors import spawn, start_cluster
-from rlpost.batch import build_batch
+from rlpost.algos.stage import StageContext
+from rlpost.batch import completion_metrics, selection_metrics
 from rlpost.checkpoint import latest_checkpoint, load_controller_state, save_checkpoint
 from rlpost.config import Config, ConfigError
 from rlpost.data import PromptDataset
@@ -23,13 +24,15 @@ from rlpost.evaluate import evaluate, print_table, write_result
 from rlpost.learner.learner import Learner
 from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
-from rlpost.rollout.samplers import SAMPLERS, PromptItem, Scored
+from rlpost.pipeline import Pipeline
+from rlpost.plots import plot_pass_curves
+from rlpost.rollout.samplers import SAMPLERS, samples_in_rounds
 from rlpost.rollout.worker import RolloutWorker
-from rlpost.scoring import Scorer, merge_metrics
+from rlpost.scoring import Scorer, merge_metrics, reward_refusals
 from rlpost.sft import run_sft
 from rlpost.streaming import stream_blockers, stream_groups
 from rlpost.tracking import Tracker
-from rlpost.types import SamplingParams
+from rlpost.types import Batch, Group, PromptItem, SamplingParams, Scored
 
 log = logging.getLogger("rlpost.controller")
 
@@ -48,16 +51,17 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
         pending = state.pop("pending", None)
         for step in range(state["step"], cfg.train.steps):
             t0 = time.perf_counter()
-            groups, metrics = pending or run.collect()
-            batch, batch_metrics = build_batch(cfg, groups)
-            metrics.update(batch_metrics)
-            update = run.learner.submit("update", batch)
+            groups, metrics = pending or run.collect(step)  # sampler rounds: generate -> verify -> rewards
+            batch = run.build(groups, step)  # pipeline: shape, combine, advantage, post, select, tokens
+            metrics.update({**completion_metrics(groups), **selection_metrics(batch), **batch.metrics})
+            train_batch = batch.train_batch()
+            update = run.learner.submit("update", train_batch)
             # With async rollouts the next step's groups come from the pre-update policy, while the learner trains.
-            pending = run.collect() if cfg.train.async_rollout and step + 1 < cfg.train.steps else None
+            pending = run.collect(step + 1) if cfg.train.async_rollout and step + 1 < cfg.train.steps else None
             t_wait = time.perf_counter()
             metrics.update(run.learner.result(update))
             metrics["time/wait"] = time.perf_counter() - t_wait
-            metrics.update(run.sync(batch, metrics, step))
+            metrics.update(run.sync(train_batch, metrics, step))
             state["step"], state["pending"] = step + 1, pending
             metrics["time/step"] = time.perf_counter() - t0
             if every(cfg.train.eval_every, step) and step + 1 < cfg.train.steps:
@@ -87,6 +91,7 @@ class Run:
     rollout: Any
     scorer: Scorer
     sampler: Any
+    pipeline: Pipeline
     dataset: PromptDataset
     tokenizer: Any
     prompt_texts: list[str]
@@ -97,11 +102,20 @@ class Run:
     resumed_step: int | None = None
     probe: Any = None  # the last non-empty batch: sequences for the parity check
 
-    def collect(self):
+    def collect(self, step: int) -> tuple[dict[int, Group], dict[str, float]]:
         items = next_items(self.dataset, self.cfg.train.prompts_per_step, self.prompt_texts, self.prompt_ids)
         if self.cfg.train.stream_parts > 1:  # the learner gets each part's gradients as it is scored
-            return stream_groups(self.cfg, self.sampler, self.rollout, self.learner, self.scorer, items, self.sampling)
+            build = lambda groups: self.build(groups, step)  # noqa: E731
+            return stream_groups(self.cfg.train.stream_parts, self.sampler, self.rollout, self.learner, self.scorer, items, self.sampling, build)
         return collect_groups(self.sampler, self.rollout, self.scorer, items, self.sampling)
+
+    def build(self, groups: dict[int, Group], step: int) -> Batch:
+        """The step's rows with their structure, through the recipe's pipeline of stages."""
+        weights = {r.name: r.weight for r in self.cfg.rewards}
+        batch = Batch.from_groups(groups, weights, self.sampling.temperature or 1.0, self.sampling.max_new_tokens)
+        if len(batch) == 0:  # every reward unknown: nothing to train on this step (counted in reward/dropped)
+            return batch
+        return self.pipeline(batch, StageContext(step, self.cfg.train.steps, self.learner))
 
     def sync(self, batch, metrics: dict[str, float], step: int) -> dict[str, float]:
         """Weights to the rollout worker; with parity checks on, fail loudly on any sign of stale weights."""
@@ -119,12 +133,15 @@ class Run:
         result = evaluate(self.cfg, EngineView(self.rollout), self.tokenizer, self.scorer.runner, self.eval_records)
         self.state["evals"][label] = result
         write_result(result, self.dir / f"eval_{label}.json")
+        curves = {k: r["pass_curve"] for k, r in self.state["evals"].items() if "pass_curve" in r}
+        if len(curves) > 1:  # the run's evals on one plot: how RL moved pass@k
+            plot_pass_curves(curves, self.dir / "pass_at_k.png", f"{self.cfg.run.name}: pass@k on {result['n_prompts']} prompts")
         return result
 
     def checkpoint(self) -> None:
         controller = {
             "update_mode": self.cfg.learner.update, "step": self.state["step"], "evals": self.state["evals"], "pending": self.state.get("pending"),
-            "data": self.dataset.state_dict(), "sampler": self.sampler.state_dict(),
+            "data": self.dataset.state_dict(), "sampler": self.sampler.state_dict(), "pipeline": self.pipeline.state_dict(),
         }
         save_checkpoint(self.dir, self.state["step"], self.learner, self.rollout, controller, self.cfg.train.keep_checkpoints)
 
@@ -136,17 +153,23 @@ def start_run(cfg: Config, resume: bool) -> Run:
     records = load_split(cfg, cfg.data.train_split, sft=cfg.train.warm_start == "sft")
     eval_records = load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
     check_components(cfg)
+    pipeline = Pipeline.from_config(cfg.algo)
     try:
         check_update_mode(cfg)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if resume:
         check_resumable(cfg)
-    scorer = Scorer(cfg)
     sampler = SAMPLERS.get(cfg.sampler.name)(n=cfg.rollout.n, **cfg.sampler.kwargs)
-    if cfg.train.stream_parts > 1 and (why := stream_blockers(cfg, sampler)):
+    scorer = Scorer(cfg)
+    streamed = cfg.train.stream_parts > 1
+    why = reward_refusals(scorer.localities, samples_in_rounds(sampler), streamed, cfg.sampler.name)
+    if streamed:
+        why += stream_blockers(cfg.algo, sampler, pipeline)
+    if why:
         scorer.close()
-        raise ConfigError(f"train.stream_parts={cfg.train.stream_parts} cannot be used here: {'; '.join(why)}")
+        setting = f"train.stream_parts={cfg.train.stream_parts}" if streamed else f"sampler '{cfg.sampler.name}'"
+        raise ConfigError(f"{setting} cannot be used here: {'; '.join(why)}")
 
     policy = str(run_sft(cfg) if cfg.train.warm_start == "sft" else resolve_model_path(cfg.model))
     tokenizer = load_tokenizer(policy)
@@ -157,14 +180,14 @@ def start_run(cfg: Config, resume: bool) -> Run:
     learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
     r = cfg.rollout
     run = Run(
-        cfg, cfg.output_dir, learner, rollout, scorer, sampler, PromptDataset(records, seed=cfg.run.seed), tokenizer,
+        cfg, cfg.output_dir, learner, rollout, scorer, sampler, pipeline, PromptDataset(records, seed=cfg.run.seed), tokenizer,
         prompt_texts, prompt_ids, eval_records,
         SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, stop=list(r.stop)),
         {"step": 0, "evals": {}},
     )
     ckpt = latest_checkpoint(run.dir) if resume else None
     if ckpt is not None:
-        run.state = resume_from(ckpt, learner, rollout, run.dataset, sampler)
+        run.state = resume_from(ckpt, learner, rollout, run.dataset, sampler, pipeline)
         run.resumed_step = run.state["step"]
         log.info("resumed from %s at step %d", ckpt, run.state["step"])
     return run
@@ -186,15 +209,15 @@ def check_resumable(cfg: Config) -> None:
 
 
 def check_components(cfg: Config) -> None:
-    """Resolve every named algorithm component now, so a typo fails before any model loads."""
-    from rlpost.algos import ADVANTAGES, AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES, SELECTORS
+    """Resolve every named algorithm component now, so a typo fails before any model loads (the
+    pipeline's stages are resolved and checked by ``Pipeline.from_config``)."""
+    from rlpost.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
     from rlpost.rollout.worker import ENGINES, engine_name
 
     a = cfg.algo
     for registry, name in (
-        (ADVANTAGES, a.advantage), (SELECTORS, a.selector), (POLICY_LOSSES, a.policy_loss),
-        (AGGREGATIONS, a.aggregation), (KL_ESTIMATORS, a.kl_estimator), (SAMPLERS, cfg.sampler.name),
-        (ENGINES, engine_name(cfg)),
+        (POLICY_LOSSES, a.policy_loss), (AGGREGATIONS, a.aggregation), (KL_ESTIMATORS, a.kl_estimator),
+        (SAMPLERS, cfg.sampler.name), (ENGINES, engine_name(cfg)),
     ):
         registry.get(name)
     if engine_name(cfg) == "vllm" and importlib.util.find_spec("vllm") is None:
@@ -217,9 +240,12 @@ def next_items(dataset: PromptDataset, n: int, texts: list[str], ids: list[list[
     return {k: PromptItem(k, i, rec, ids[i], texts[i]) for k, (i, rec) in enumerate(dataset.next_batch(n))}
 
 
-def collect_groups(sampler, rollout, scorer: Scorer, items: dict[int, PromptItem], sampling: SamplingParams):
-    """Sampling rounds: generate, score, ask the sampler for more, until it asks for none."""
-    groups: dict[int, list[Scored]] = {k: [] for k in items}
+def collect_groups(
+    sampler, rollout, scorer: Scorer, items: dict[int, PromptItem], sampling: SamplingParams
+) -> tuple[dict[int, Group], dict[str, float]]:
+    """Sampling rounds: generate, score, ask the sampler for more, until it asks for none; the
+    sampler's ``finish`` then hands over the groups with their pool statistics."""
+    members: dict[int, list[Scored]] = {k: [] for k in items}
     metrics: dict[str, float] = {}
     plist = list(items.values())
     requests = sampler.plan(plist)
@@ -231,12 +257,11 @@ def collect_groups(sampler, rollout, scorer: Scorer, items: dict[int, PromptItem
         scored, score_metrics = scorer.score(items, completions)
         merge_metrics(metrics, score_metrics)
         for s in scored:
-            groups[s.completion.key].append(s)
+            members[s.completion.key].append(s)
         rounds += 1
-        requests = sampler.next_round(plist, groups)
-    sampler.observe(plist, groups)
+        requests = sampler.next_round(plist, members)
     metrics["rollout/rounds"] = float(rounds)
-    return groups, metrics
+    return sampler.finish(plist, members), metrics
 
 
 def sync_weights(cfg: Config, learner, rollout, batch, step: int) -> dict[str, float]:
@@ -262,13 +287,14 @@ def sync_weights(cfg: Config, learner, rollout, batch, step: int) -> dict[str, f
     return metrics
 
 
-def resume_from(ckpt: Path, learner, rollout, dataset, sampler) -> dict[str, Any]:
+def resume_from(ckpt: Path, learner, rollout, dataset, sampler, pipeline: Pipeline) -> dict[str, Any]:
     learner.call("load", str(ckpt / "learner"))
     rollout.call("load_state_dict", torch.load(ckpt / "rollout.pt", weights_only=False))
     rollout.call("load_weights", learner.submit("export_weights"))
     state = load_controller_state(ckpt)
     dataset.load_state_dict(state.pop("data"))
     sampler.load_state_dict(state.pop("sampler"))
+    pipeline.load_state_dict(state.pop("pipeline", {}))
     state.pop("update_mode", None)
     return state
 

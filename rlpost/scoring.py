@@ -9,8 +9,7 @@ import numpy as np
 
 from rlpost.config import Config, ConfigError
 from rlpost.evaluate import correctness_verifier
-from rlpost.rollout.samplers import PromptItem, Scored
-from rlpost.types import Completion
+from rlpost.types import Completion, PromptItem, Scored
 
 
 def make_verifier_runner(cfg: Config):
@@ -27,13 +26,13 @@ class Scorer:
     """Runs verifiers and rewards on a round of completions; owns the verifier process pool."""
 
     def __init__(self, cfg: Config) -> None:
-        from rewards import COMBINERS, resolve_rewards
+        from rewards import resolve_rewards, reward_locality
 
         self.cfg = cfg
         self.reward_specs = [(r.name, r.target, dict(r.kwargs)) for r in cfg.rewards]
         try:
             self.reward_fns = resolve_rewards(self.reward_specs)
-            self.combine = COMBINERS.get(cfg.algo.combiner)
+            self.localities = {name: reward_locality(fn) for (name, _, _), fn in zip(self.reward_specs, self.reward_fns)}
         except (ValueError, LookupError) as e:
             raise ConfigError(f"rewards: {e}") from None
         self.weights = [r.weight for r in cfg.rewards]
@@ -44,7 +43,7 @@ class Scorer:
         self.runner.close()
 
     def score(self, items: dict[int, PromptItem], completions: list[Completion]) -> tuple[list[Scored], dict[str, float]]:
-        from rewards import compute_rewards
+        from rewards import compute_rewards, weighted_sum
 
         t0 = time.perf_counter()
         records = [items[c.key].record for c in completions]
@@ -57,7 +56,7 @@ class Scorer:
             self.reward_specs, [items[c.key].prompt_text for c in completions], texts, facts, columns,
             [c.token_ids for c in completions], fns=self.reward_fns,
         )
-        combined = self.combine(result.values, self.weights)
+        combined = weighted_sum(result.values, self.weights)
         t2 = time.perf_counter()
 
         scored = []
@@ -75,6 +74,18 @@ class Scorer:
             metrics[f"reward/raised/{name}"] = 1.0
         metrics["reward/dropped"] = float(sum(1 for s in scored if math.isnan(s.reward)))
         return scored, metrics
+
+
+def reward_refusals(localities: dict[str, str], in_rounds: bool, streamed: bool, sampler_name: str) -> list[str]:
+    """Why rewards that look across completions cannot run here: each scoring call sees one sampling
+    round (multi-round samplers) or one streamed part (whole groups, not the whole batch)."""
+    why = []
+    for name, locality in localities.items():
+        if in_rounds and locality != "row":
+            why.append(f"reward '{name}' looks across a {locality} and sampler '{sampler_name}' scores each round of a group separately")
+        elif streamed and locality in ("cohort", "batch"):
+            why.append(f"reward '{name}' looks across the {locality} (a streamed part holds only some groups)")
+    return why
 
 
 def merge_metrics(into: dict[str, float], new: dict[str, float]) -> None:

@@ -3,37 +3,34 @@ worker generates part k+1; one optimizer step at the end, on exactly the batch a
 would build (same policy, same advantages), so the update stays on-policy.
 
 The step's prompts are split into ``train.stream_parts`` parts of whole groups. Each finished part
-is scored, turned into a part batch (group-local advantages and selection) and sent to
-``Learner.accumulate``; ``Learner.update`` on the whole batch then divides the summed gradients by
-the batch's loss denominator and steps. If the whole batch differs from the parts (an advantage or
-selector that looks across groups), the learner recomputes the update on the whole batch and warns.
+is scored, run through the pipeline and sent to ``Learner.accumulate``; ``Learner.update`` on the
+whole batch then divides the summed gradients by the batch's loss denominator and steps. Recipes
+whose stages or rewards would see a part as if it were the whole batch are refused at start
+(``stream_blockers``, from what each stage and reward declares); if the whole batch still differs
+from its parts, the learner recomputes the update on the whole batch and warns.
 """
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 from rlpost.algos.aggregation import aggregation_kwargs
-from rlpost.batch import build_batch
-from rlpost.config import Config
-from rlpost.rollout.samplers import PromptItem, Sampler, Scored
+from rlpost.config import AlgoConfig
+from rlpost.rollout.samplers import samples_in_rounds
 from rlpost.scoring import Scorer, merge_metrics
-from rlpost.types import SamplingParams
+from rlpost.types import Batch, Group, PromptItem, SamplingParams, Scored, pool_stats
 
 
-def stream_blockers(cfg: Config, sampler) -> list[str]:
+def stream_blockers(algo: AlgoConfig, sampler, pipeline) -> list[str]:
     """Why this recipe cannot stream its steps (empty: it can)."""
-    from rewards import COMBINERS
-
-    a, why = cfg.algo, []
-    if a.epochs * a.minibatches != 1:
-        why.append(f"algo.epochs x algo.minibatches = {a.epochs * a.minibatches} (streaming needs one pass per batch)")
-    if "norm" not in aggregation_kwargs(a.aggregation, [1], [1.0], 1):
-        why.append(f"aggregation '{a.aggregation}' has no batch denominator to defer")
-    if type(sampler).next_round is not Sampler.next_round:
-        why.append(f"sampler '{cfg.sampler.name}' samples in several rounds")
-    if not getattr(COMBINERS.get(a.combiner), "row_wise", False):
-        why.append(f"combiner '{a.combiner}' is not marked row_wise (it may look across the batch)")
-    return why
+    why = []
+    if algo.epochs * algo.minibatches != 1:
+        why.append(f"algo.epochs x algo.minibatches = {algo.epochs * algo.minibatches} (streaming needs one pass per batch)")
+    if "norm" not in aggregation_kwargs(algo.aggregation, [[1.0]], 1):
+        why.append(f"aggregation '{algo.aggregation}' has no batch denominator to defer")
+    if samples_in_rounds(sampler):
+        why.append(f"sampler '{type(sampler).__name__}' samples in several rounds")
+    return why + pipeline.refusals(streamed=True)
 
 
 def split_parts(keys: list[int], parts: int) -> list[list[int]]:
@@ -49,17 +46,19 @@ def split_parts(keys: list[int], parts: int) -> list[list[int]]:
 
 
 def stream_groups(
-    cfg: Config, sampler, rollout, learner, scorer: Scorer, items: dict[int, PromptItem], sampling: SamplingParams
-) -> tuple[dict[int, list[Scored]], dict[str, float]]:
-    """Generate, score and hand over the step's groups part by part (see the module docstring)."""
+    parts: int, sampler, rollout, learner, scorer: Scorer, items: dict[int, PromptItem], sampling: SamplingParams,
+    build: Callable[[dict[int, Group]], Batch],
+) -> tuple[dict[int, Group], dict[str, float]]:
+    """Generate, score and hand over the step's groups part by part (see the module docstring);
+    ``build`` turns groups into the pipeline's batch."""
     plist = list(items.values())
     requests = sampler.plan(plist)
-    part_of = {k: i for i, keys in enumerate(split_parts(list(items), cfg.train.stream_parts)) for k in keys}
+    part_of = {k: i for i, keys in enumerate(split_parts(list(items), parts)) for k in keys}
     by_part: list[list] = [[] for _ in range(max(part_of.values(), default=-1) + 1)]
     for r in requests:
         by_part[part_of[r.key]].append(r)
     by_part = [reqs for reqs in by_part if reqs]
-    groups: dict[int, list[Scored]] = {k: [] for k in items}
+    members: dict[int, list[Scored]] = {k: [] for k in items}
     metrics: dict[str, float] = {}
     handed: list = []
     t_gen = time.perf_counter()
@@ -74,12 +73,11 @@ def stream_groups(
         merge_metrics(metrics, score_metrics)
         part: dict[int, list[Scored]] = {}
         for s in scored:
-            groups[s.completion.key].append(s)
+            members[s.completion.key].append(s)
             part.setdefault(s.completion.key, []).append(s)
-        batch, _ = build_batch(cfg, part)
-        handed.append(learner.submit("accumulate", batch))
+        groups = {k: Group(items[k], ms, pool_stats(ms)) for k, ms in part.items()}
+        handed.append(learner.submit("accumulate", build(groups).train_batch()))
     for future in handed:  # surfaces a learner error here, at this step
         learner.result(future, "accumulate")
-    sampler.observe(plist, groups)
     metrics.update({"rollout/rounds": 1.0, "rollout/stream_parts": float(len(by_part))})
-    return groups, metrics
+    return sampler.finish(plist, members), metrics

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rlpost.algos import ADVANTAGES
+from rlpost.algos import STAGES
 from rlpost.algos.advantages import dr_grpo, grpo, rloo
 
 
@@ -13,10 +13,14 @@ def _ids(n, gid=0):
     return torch.full((n,), gid, dtype=torch.long)
 
 
-def test_registry_names():
-    assert ADVANTAGES.names() == ["dr_grpo", "grpo", "rloo"]
-    assert ADVANTAGES.get("grpo") is grpo
-    assert ADVANTAGES.get("rlpost.algos.advantages:rloo") is rloo
+FNS = {"grpo": grpo, "dr_grpo": dr_grpo, "rloo": rloo}
+
+
+def test_registered_as_advantage_stages():
+    for name in FNS:
+        assert STAGES.get(name).stage_info.kind == "advantage"
+        assert STAGES.get(name).stage_info.locality == "group"
+    assert STAGES.get("rlpost.algos.advantages:rloo_stage") is STAGES.get("rloo")
 
 
 def test_grpo_unbiased_std_hv5():
@@ -56,7 +60,7 @@ def test_dr_grpo_is_mean_centred():
 @pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo"])
 def test_all_equal_group_is_zero(name):
     for value in (0.0, 1.0, 3.7):
-        a = ADVANTAGES.get(name)(torch.full((5,), value), _ids(5))
+        a = FNS[name](torch.full((5,), value), _ids(5))
         assert torch.all(a == 0)
 
 
@@ -70,7 +74,7 @@ def test_singleton_groups():
 
 @pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo"])
 def test_ragged_interleaved_matches_separate(name):
-    fn = ADVANTAGES.get(name)
+    fn = FNS[name]
     groups = {42: [1, 0, 0.5, 0.5], -3: [1, 1, 0, 0, 0, 0, 0, 0], 5: [0.2, 0.9, 0.4], 9: [1.0]}
     expected = {g: fn(_t(r), _ids(len(r))) for g, r in groups.items()}
     rows = [(g, i) for g, r in groups.items() for i in range(len(r))]

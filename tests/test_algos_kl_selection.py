@@ -2,7 +2,8 @@ import math
 
 import torch
 
-from rlpost.algos import KL_ESTIMATORS, SELECTORS
+from rlpost.algos import KL_ESTIMATORS
+from rlpost.algos.selection import degenerate_filter
 
 
 def test_kl_hand_numbers():
@@ -34,7 +35,7 @@ def test_k3_gradient_matches_formula():
 def test_degenerate_filter():
     rewards = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.5, 0.3, 0.3, 0.3, 0.7, 0.3])
     ids = torch.tensor([5, 5, 2, 2, 9, 8, 8, 8, 5, 8])
-    keep = SELECTORS.get("degenerate_filter")(rewards, ids)
+    keep = degenerate_filter(rewards, ids)
     # group 5 varied -> kept; 2 all equal, 9 singleton, 8 all equal -> dropped
     assert keep.tolist() == [True, True, False, False, False, False, False, False, True, False]
     assert keep.dtype == torch.bool
@@ -42,11 +43,6 @@ def test_degenerate_filter():
 
 def test_degenerate_filter_tolerance_and_empty():
     rewards = torch.tensor([1.0, 1.0 + 1e-12, 0.0, 1e-3], dtype=torch.float64)
-    keep = SELECTORS.get("degenerate_filter")(rewards, torch.tensor([0, 0, 1, 1]))
+    keep = degenerate_filter(rewards, torch.tensor([0, 0, 1, 1]))
     assert keep.tolist() == [False, False, True, True]
-    assert SELECTORS.get("degenerate_filter")(torch.zeros(0), torch.zeros(0, dtype=torch.long)).shape == (0,)
-
-
-def test_keep_all():
-    keep = SELECTORS.get("keep_all")(torch.zeros(3), torch.zeros(3, dtype=torch.long))
-    assert keep.dtype == torch.bool and keep.all()
+    assert degenerate_filter(torch.zeros(0), torch.zeros(0, dtype=torch.long)).shape == (0,)

@@ -9,7 +9,7 @@ from rlpost.config import Config, ConfigError, list_recipes, load_config
 def test_defaults_validate_and_every_key_has_a_default():
     cfg = load_config(None)
     assert cfg == Config()
-    assert cfg.rollout.n == 8 and cfg.algo.advantage == "grpo"
+    assert cfg.rollout.n == 8 and cfg.algo.advantage.name == "grpo"
 
 
 def test_recipe_and_overrides(tmp_path):

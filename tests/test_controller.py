@@ -84,10 +84,11 @@ def test_sampler_seam_runs_a_second_round_for_degenerate_groups(run_dir):
     finally:
         scorer.close()
     for key, g in groups.items():
-        first = g[:4]
+        first = g.members[:4]
         degenerate = len({s.correct for s in first}) == 1
-        assert len(g) == (8 if degenerate else 4)
-    assert m["rollout/rounds"] == (2 if any(len(g) == 8 for g in groups.values()) else 1)
+        assert len(g.members) == (8 if degenerate else 4)
+        assert g.stats["count"] == len(g.members) and g.item.key == key  # the pool statistics travel with the group
+    assert m["rollout/rounds"] == (2 if any(len(g.members) == 8 for g in groups.values()) else 1)
 
 
 def test_failing_verifiers_and_rewards_are_reported_and_the_run_goes_on(run_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for rewards: the built-ins on hand-computed cases, compute_rewards' error handling, and the fixed combiner."""
+"""Tests for rewards: the built-ins on hand-computed cases, compute_rewards' error handling, and the weighted sum."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rewards import COMBINERS, REWARDS, RewardResult, compute_rewards, fixed, resolve_rewards
+from rewards import REWARDS, RewardResult, compute_rewards, resolve_rewards, reward_locality, weighted_sum
 
 NAN = float("nan")
 
@@ -27,7 +27,7 @@ def plugins_on_path(monkeypatch):
 
 def test_builtin_names():
     assert REWARDS.names() == ["correctness", "format", "length_penalty"]
-    assert COMBINERS.names() == ["fixed"]
+    assert all(reward_locality(REWARDS.get(n)) == "row" for n in REWARDS.names())
 
 
 def test_correctness_is_nan_for_failed_or_missing_facts():
@@ -171,13 +171,12 @@ def test_compute_rewards_checks_batch_shapes():
         compute_rewards(specs, ["p"], ["a"], [{}], columns={"completions": ["1"]})
 
 
-# ---------------------------------------------------------------- combiners
+# ---------------------------------------------------------------- the weighted sum
 
 
-def test_fixed_combiner_weighted_sum_and_nan_rules():
+def test_weighted_sum_and_nan_rules():
     values = np.array([[1.0, 0.5, NAN], [NAN, 1.0, 2.0], [0.0, -1.0, 4.0]])
-    combine = COMBINERS.get("fixed")
-    assert combine is fixed
+    combine = weighted_sum
     # 1*c0 + 2*c1 + 0*c2: the NaN in zero-weight c2 is ignored, the NaN in c0 is not.
     assert _same(combine(values, [1.0, 2.0, 0.0]), [2.0, NAN, -2.0])
     assert _same(combine(values, [0.0, 1.0, 0.5]), [NAN, 2.0, 1.0])

@@ -3,6 +3,7 @@
 Every estimator has the signature ``fn(rewards [B] float, group_ids [B] long, eps=1e-6) -> [B]``.
 Responses to the same prompt share a group id; groups may be ragged, and ids need not be
 contiguous or sorted. Statistics are computed per group without a Python loop over groups.
+Each is registered as an ``advantage`` stage (``algo.advantage``) over the batch's kept rows.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from rlpost.registry import Registry
+from rlpost.algos.stage import STAGES, StageContext, stage
+from rlpost.types import Batch
 
 AdvantageFn = Callable[..., Tensor]
-ADVANTAGES: Registry[AdvantageFn] = Registry("advantage estimator")
 
 
 class GroupStats(NamedTuple):
@@ -48,7 +49,6 @@ def group_stats(rewards: Tensor, group_ids: Tensor) -> GroupStats:
     return GroupStats(size[inv], total[inv], mean[inv], std[inv])
 
 
-@ADVANTAGES.register("grpo")
 def grpo(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> Tensor:
     """GRPO: ``A = (r - mean_g) / (std_g + eps)`` with the unbiased (N-1) group std.
 
@@ -62,7 +62,6 @@ def grpo(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> Tensor:
     return (r - mean) / (std + eps)
 
 
-@ADVANTAGES.register("dr_grpo")
 def dr_grpo(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> Tensor:
     """Dr. GRPO: ``A = r - mean_g`` (no std scaling; ``eps`` is unused).
 
@@ -73,7 +72,6 @@ def dr_grpo(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> Tensor:
     return r - group_stats(r, group_ids).mean
 
 
-@ADVANTAGES.register("rloo")
 def rloo(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> Tensor:
     """RLOO: ``A_i = r_i - mean(r_j, j != i in the group) = G/(G-1) * (r_i - mean_g)``.
 
@@ -83,3 +81,33 @@ def rloo(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> Tensor:
     st = group_stats(r, group_ids)
     loo_mean = (st.sum - r) / (st.size - 1).clamp_min(1)
     return torch.where(st.size > 1, r - loo_mean, torch.zeros_like(r))
+
+
+def on_kept_rows(batch: Batch, fn: AdvantageFn, eps: float) -> Tensor:
+    """``fn`` over the kept rows' rewards and groups; 0 for rows already dropped."""
+    adv = torch.zeros(len(batch))
+    k = batch.keep
+    if bool(k.any()):
+        adv[k] = fn(batch.rewards[k], batch.group_ids[k], eps=eps)
+    return adv
+
+
+@STAGES.register("grpo")
+@stage("advantage", locality="group")
+def grpo_stage(batch: Batch, ctx: StageContext, eps: float = 1e-6) -> None:
+    """GRPO advantages (group mean, unbiased std) of the kept rows."""
+    batch.advantages = on_kept_rows(batch, grpo, eps)
+
+
+@STAGES.register("dr_grpo")
+@stage("advantage", locality="group")
+def dr_grpo_stage(batch: Batch, ctx: StageContext, eps: float = 1e-6) -> None:
+    """Dr. GRPO advantages (group mean, no std) of the kept rows."""
+    batch.advantages = on_kept_rows(batch, dr_grpo, eps)
+
+
+@STAGES.register("rloo")
+@stage("advantage", locality="group")
+def rloo_stage(batch: Batch, ctx: StageContext, eps: float = 1e-6) -> None:
+    """RLOO advantages (leave-one-out group mean) of the kept rows."""
+    batch.advantages = on_kept_rows(batch, rloo, eps)

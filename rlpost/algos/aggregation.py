@@ -70,12 +70,14 @@ def seq_mean_token_sum_norm(
     return _safe_div((per_token * mask).sum(), n_seq * width)
 
 
-def aggregation_kwargs(name: str, lengths: list[int], weights: list[float], max_len: int) -> dict:
+def aggregation_kwargs(name: str, token_weights: list[list[float]], max_len: int) -> dict:
     """Global denominators for a mini-batch processed in micro-batches, so that the micro-batch
-    losses add up to the mini-batch loss. Plug-in aggregations get none (per-micro-batch norm)."""
-    n_seq = float(sum(1 for n, w in zip(lengths, weights) if n > 0 and w != 0))
+    losses add up to the mini-batch loss: computed from every row's token weights (the mask the
+    loss uses), so a row or token weighted 0 does not count. Plug-in aggregations get none
+    (per-micro-batch norm)."""
+    n_seq = float(sum(1 for w in token_weights if any(x != 0 for x in w)))
     if name == "token-mean":
-        return {"norm": float(sum(n * w for n, w in zip(lengths, weights)))}
+        return {"norm": float(sum(sum(w) for w in token_weights))}
     if name == "seq-mean-token-mean":
         return {"norm": n_seq}
     if name == "seq-mean-token-sum-norm":

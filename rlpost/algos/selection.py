@@ -1,24 +1,13 @@
-"""Response selectors: rewards and group ids -> a keep mask over the batch."""
+"""Select stages: clear ``batch.keep`` for rows that should not reach the learner."""
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 from torch import Tensor
 
-from rlpost.registry import Registry
-
-SelectorFn = Callable[[Tensor, Tensor], Tensor]
-SELECTORS: Registry[SelectorFn] = Registry("selector")
+from rlpost.algos.stage import STAGES, StageContext, stage
+from rlpost.types import Batch
 
 
-@SELECTORS.register("keep_all")
-def keep_all(rewards: Tensor, group_ids: Tensor) -> Tensor:
-    """Keep every response: ``keep = True`` for all B."""
-    return torch.ones_like(group_ids, dtype=torch.bool)
-
-
-@SELECTORS.register("degenerate_filter")
 def degenerate_filter(rewards: Tensor, group_ids: Tensor, tol: float = 1e-8) -> Tensor:
     """Drop degenerate groups: ``keep_i = max_g(r) - min_g(r) > tol`` for i's group g.
 
@@ -37,3 +26,18 @@ def degenerate_filter(rewards: Tensor, group_ids: Tensor, tol: float = 1e-8) -> 
     hi = torch.full((n_groups,), float("-inf"), dtype=r.dtype, device=r.device).scatter_reduce(0, inv, r, "amax")
     lo = torch.full((n_groups,), float("inf"), dtype=r.dtype, device=r.device).scatter_reduce(0, inv, r, "amin")
     return (hi - lo)[inv] > tol
+
+
+@STAGES.register("degenerate_filter")
+@stage("select", locality="group")
+def degenerate_filter_stage(batch: Batch, ctx: StageContext, tol: float = 1e-8) -> None:
+    """Drop groups whose kept members all scored the same, judged on the rewards as scored (before any
+    shaping: a shaped all-correct group still carries no outcome signal)."""
+    k = batch.keep.nonzero().flatten()
+    batch.keep[k] = degenerate_filter(batch.raw_rewards[k], batch.group_ids[k], tol)
+
+
+@STAGES.register("keep_all")
+@stage("select", locality="row")
+def keep_all(batch: Batch, ctx: StageContext) -> None:
+    """Keep every row (a no-op: ``algo.select=[{name: keep_all}]`` reads better than an empty list)."""

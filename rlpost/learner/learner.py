@@ -40,9 +40,10 @@ class _Parts:
     seconds: float = 0.0
 
     def matches(self, samples: list[TrainSample]) -> bool:
-        """Same samples, in order, with the same advantages as the step's whole batch."""
+        """Same samples, in order, with the same advantages and token weights as the step's whole batch."""
         return len(samples) == len(self.samples) and all(
             a.token_ids == b.token_ids and abs(a.advantage - b.advantage) <= 1e-6 * max(1.0, abs(b.advantage))
+            and a.token_weights == b.token_weights
             for a, b in zip(self.samples, samples)
         )
 
@@ -84,25 +85,40 @@ class Learner:
             )
 
     @torch.no_grad()
-    def _logprobs_no_grad(self, model, samples: list[TrainSample], temperature: float) -> list[torch.Tensor]:
+    def _logprobs_no_grad(
+        self, model, samples: list[TrainSample], temperature: float, entropy: bool = False
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
         mb = self.cfg.train.micro_batch_size
-        out = []
+        out, ent = [], [] if entropy else None
         for chunk in _chunks(samples, mb):
-            logp, mask, _ = self._forward(model, chunk, temperature)
+            logp, mask, h = self._forward(model, chunk, temperature, entropy=entropy)
             out += [logp[i, : len(s.token_ids)] for i, s in enumerate(chunk)]
+            if entropy:
+                ent += [h[i, : len(s.token_ids)] for i, s in enumerate(chunk)]
+        return out, ent
+
+    def prepare(self, batch: TrainBatch, entropy: bool = False) -> dict[str, list[np.ndarray]]:
+        """One no-grad pass of the current (pre-update) policy: per-token log-probs of every sample's
+        completion, and the full-vocabulary entropy at each position when asked. ``update`` uses
+        samples' ``old_logprobs`` instead of computing them again."""
+        logp, ent = self._logprobs_no_grad(self.model, batch.samples, batch.temperature, entropy)
+        out = {"old_logprobs": [t.numpy() for t in logp]}
+        if ent is not None:
+            out["entropy"] = [t.numpy() for t in ent]
         return out
 
     def _reference_logprobs(self, samples: list[TrainSample], temperature: float) -> list[torch.Tensor]:
         if self.ref_model is not None:
-            return self._logprobs_no_grad(self.ref_model, samples, temperature)
+            return self._logprobs_no_grad(self.ref_model, samples, temperature)[0]
         with self.mode.reference():
-            return self._logprobs_no_grad(self.model, samples, temperature)
+            return self._logprobs_no_grad(self.model, samples, temperature)[0]
 
     def ready(self) -> bool:
         return True
 
     def update(self, batch: TrainBatch) -> dict[str, float]:
-        """Several optimizer passes over the batch with old logprobs fixed once before the first.
+        """Several optimizer passes over the batch with old logprobs fixed once before the first
+        (taken from the samples when ``prepare`` computed them, else computed here when needed).
 
         When the step was streamed (``accumulate`` called on its parts), the summed part gradients
         are divided by the batch's denominator and applied: the same single update, already computed.
@@ -122,8 +138,10 @@ class Learner:
         t0 = time.perf_counter()
         passes = a.epochs * a.minibatches
         old = None
-        if passes > 1:  # with one pass, old = the pass's own detached logprobs (ratio 1)
-            old = self._logprobs_no_grad(self.model, samples, batch.temperature)
+        if all(s.old_logprobs is not None for s in samples):
+            old = [torch.tensor(s.old_logprobs, dtype=torch.float32) for s in samples]
+        elif passes > 1:  # with one pass, old = the pass's own detached logprobs (ratio 1)
+            old = self._logprobs_no_grad(self.model, samples, batch.temperature)[0]
         ref = self._reference_logprobs(samples, batch.temperature) if self.kl_fn else None
         t_old = time.perf_counter() - t0
 
@@ -159,7 +177,7 @@ class Learner:
             idx = list(range(len(part.samples)))
             ref = self._reference_logprobs(part.samples, part.temperature) if self.kl_fn else None
             kwargs = {**self._aggregation_kwargs(part.samples, part.max_new_tokens), "norm": 1.0}
-            parts.finite = self._backward(part.samples, idx, None, ref, part, parts.stats, True, kwargs)
+            parts.finite = self._backward(part.samples, idx, None, ref, part, parts.stats, True, kwargs, kwargs)
         parts.seconds += time.perf_counter() - t0
         return {"samples": float(len(part.samples))}
 
@@ -180,25 +198,33 @@ class Learner:
         self.version += 1
         return metrics
 
-    def _aggregation_kwargs(self, samples: list[TrainSample], max_new_tokens: int) -> dict:
-        return aggregation_kwargs(
-            self.cfg.algo.aggregation, [len(s.token_ids) for s in samples], [s.weight for s in samples], max_new_tokens
-        )
+    def _aggregation_kwargs(self, samples: list[TrainSample], max_new_tokens: int, weighted: bool = True) -> dict:
+        """Denominators for ``samples``: from their token weights (the loss), or from all their tokens (KL)."""
+        weights = [s.token_weights if weighted and s.token_weights is not None else [1.0] * len(s.token_ids) for s in samples]
+        return aggregation_kwargs(self.cfg.algo.aggregation, weights, max_new_tokens)
 
     def _optimizer_step(self, samples, idx, old, ref, batch, stats, first: bool) -> None:
-        agg_kwargs = self._aggregation_kwargs([samples[i] for i in idx], batch.max_new_tokens)
+        chosen = [samples[i] for i in idx]
+        agg_kwargs = self._aggregation_kwargs(chosen, batch.max_new_tokens)
+        kl_kwargs = self._aggregation_kwargs(chosen, batch.max_new_tokens, weighted=False)
         self.optimizer.zero_grad(set_to_none=True)
-        finite = self._backward(samples, idx, old, ref, batch, stats, first, agg_kwargs)
+        finite = self._backward(samples, idx, old, ref, batch, stats, first, agg_kwargs, kl_kwargs)
         self._step(finite, stats)
 
-    def _backward(self, samples, idx, old, ref, batch, stats, first: bool, agg_kwargs: dict) -> bool:
-        """Forward/backward over ``samples[idx]`` in micro-batches; False at a non-finite loss."""
+    def _backward(self, samples, idx, old, ref, batch, stats, first: bool, agg_kwargs: dict, kl_kwargs: dict) -> bool:
+        """Forward/backward over ``samples[idx]`` in micro-batches; False at a non-finite loss.
+
+        The policy loss counts each token by its weight; the KL term counts every completion token.
+        """
         a = self.cfg.algo
         for chunk in _chunks(idx, self.cfg.train.micro_batch_size):
             cs = [samples[i] for i in chunk]
-            logp, mask, entropy = self._forward(self.model, cs, batch.temperature, entropy=first)
-            T = mask.shape[1]
-            mask = mask * torch.tensor([s.weight for s in cs])[:, None]
+            logp, valid, entropy = self._forward(self.model, cs, batch.temperature, entropy=first)
+            T = valid.shape[1]
+            mask = valid
+            if any(s.token_weights is not None for s in cs):
+                mask = self._pad([torch.tensor(s.token_weights if s.token_weights is not None else [1.0] * len(s.token_ids))
+                                  for s in cs], T)
             old_t = self._pad([old[i] for i in chunk], T) if old is not None else logp.detach()
             roll = self._pad([torch.tensor(s.rollout_logprobs) for s in cs], T)
             adv = torch.tensor([s.advantage for s in cs], dtype=torch.float32)
@@ -213,14 +239,14 @@ class Learner:
                 m["tis_truncated_frac"] = float((is_w[valid] >= a.tis_cap).float().mean()) if valid.any() else 0.0
             if ref is not None:
                 kl_tok = self.kl_fn(logp, self._pad([ref[i] for i in chunk], T))
-                kl = self.aggregate(kl_tok, mask, **agg_kwargs)
+                kl = self.aggregate(kl_tok, valid, **kl_kwargs)
                 loss = loss + a.kl_coef * kl
-                m["kl"] = float((kl_tok.detach() * (mask > 0)).sum() / (mask > 0).sum().clamp(min=1))
+                m["kl"] = float((kl_tok.detach() * valid).sum() / valid.sum().clamp(min=1))
             if not torch.isfinite(loss):
                 return False
             loss.backward()
             on_policy = torch.tensor([s.policy_version == self.version for s in cs])[:, None]
-            self._record(stats, m, loss.item(), old_t, roll, mask, on_policy, entropy, first)
+            self._record(stats, m, loss.item(), old_t, roll, valid, on_policy, entropy, first)
         return True
 
     def _step(self, finite: bool, stats: dict[str, list[float]]) -> None:
@@ -254,7 +280,9 @@ class Learner:
         metrics.update({
             "learner/lr": self.scheduler.get_last_lr()[0],
             "learner/nan_skips": float(self.nan_skips),
-            "train/tokens": float(sum(len(s.token_ids) for s in samples)),
+            # tokens with a non-zero loss weight (a tokens stage may zero some) and tokens through the forward
+            "train/tokens": float(sum(len(s.token_ids) if s.token_weights is None else sum(w != 0 for w in s.token_weights) for s in samples)),
+            "train/tokens_forward": float(sum(len(s.token_ids) for s in samples)),
             "train/samples": float(len(samples)),
         })
         return metrics
@@ -278,7 +306,7 @@ class Learner:
     @torch.no_grad()
     def logprobs(self, sequences: list[tuple[list[int], list[int]]], temperature: float = 1.0) -> list[list[float]]:
         samples = [TrainSample(p, c, [], 0.0) for p, c in sequences]
-        return [t.tolist() for t in self._logprobs_no_grad(self.model, samples, temperature)]
+        return [t.tolist() for t in self._logprobs_no_grad(self.model, samples, temperature)[0]]
 
     # ------------------------------------------------------------------ checkpoint
 

@@ -1,40 +1,23 @@
 """Samplers decide how many completions each prompt gets, possibly over several rounds.
 
 Contract: `plan(items)` gives the first round's requests; after each round the controller
-scores the completions and calls `next_round(items, groups)`, which returns more requests
-(or none); `observe(items, groups)` closes the step (history for budget allocators).
+scores the completions and calls `next_round(items, members)`, which returns more requests
+(or none); `finish(items, members)` closes the step and returns the groups that go on to the
+pipeline, each with statistics of its whole pool (a sampler may keep fewer samples than it drew).
 Knapsack budgets and Reinforce-Ada's adaptive rounds plug in here.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from rlpost.registry import Registry
-from rlpost.types import Completion, Request
+from rlpost.types import Group, PromptItem, Request, Scored, pool_stats
 
 SAMPLERS: Registry = Registry("sampler")
 
 
-@dataclass
-class PromptItem:
-    key: int  # position in this step's batch
-    index: int  # position in the dataset
-    record: dict[str, Any]
-    prompt_ids: list[int]
-    prompt_text: str
-
-
-@dataclass
-class Scored:
-    completion: Completion
-    reward: float  # combined scalar; NaN when a verifier/reward failed (dropped, counted)
-    objectives: dict[str, float]
-    correct: bool | None
-
-
 class Sampler:
-    """Base: uniform n samples per prompt, one round."""
+    """Base: uniform n samples per prompt, one round; every sample is kept."""
 
     def __init__(self, n: int, **kwargs: Any) -> None:
         if kwargs:
@@ -44,17 +27,22 @@ class Sampler:
     def plan(self, items: list[PromptItem]) -> list[Request]:
         return [Request(prompt_ids=it.prompt_ids, n=self.n, key=it.key) for it in items]
 
-    def next_round(self, items: list[PromptItem], groups: dict[int, list[Scored]]) -> list[Request]:
+    def next_round(self, items: list[PromptItem], members: dict[int, list[Scored]]) -> list[Request]:
         return []
 
-    def observe(self, items: list[PromptItem], groups: dict[int, list[Scored]]) -> None:
-        pass
+    def finish(self, items: list[PromptItem], members: dict[int, list[Scored]]) -> dict[int, Group]:
+        return {it.key: Group(it, members[it.key], pool_stats(members[it.key])) for it in items}
 
     def state_dict(self) -> dict[str, Any]:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+
+def samples_in_rounds(sampler: Sampler) -> bool:
+    """True when the sampler may ask for more samples after reading a round's rewards."""
+    return type(sampler).next_round is not Sampler.next_round
 
 
 SAMPLERS.register("uniform")(Sampler)
