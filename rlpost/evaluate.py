@@ -1,4 +1,4 @@
-"""Held-out evaluation: greedy accuracy and unbiased pass@k, as JSON and a console table."""
+"""Held-out evaluation: greedy accuracy and unbiased pass@k curves, as JSON, a PNG and a console table."""
 from __future__ import annotations
 
 import json
@@ -18,6 +18,26 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_curve_ks(n: int, extra: list[int]) -> list[int]:
+    """Every power of two up to n, plus the ks asked for (those above n are left out)."""
+    ks = {1 << i for i in range(n.bit_length()) if 1 << i <= n} | {k for k in extra if 1 <= k <= n}
+    return sorted(ks)
+
+
+def pass_curve(n: int, correct_per_prompt: list[int], ks: list[int]) -> dict[str, list[float]]:
+    """Mean unbiased pass@k over prompts and its standard error, for each k."""
+    out: dict[str, list[float]] = {"k": [], "pass": [], "se": []}
+    m = len(correct_per_prompt)
+    for k in ks:
+        vals = [pass_at_k(n, c, k) for c in correct_per_prompt]
+        mean = sum(vals) / m
+        var = sum((v - mean) ** 2 for v in vals) / max(1, m - 1)
+        out["k"].append(k)
+        out["pass"].append(mean)
+        out["se"].append(math.sqrt(var / m))
+    return out
 
 
 def correctness_verifier(cfg: Config) -> str:
@@ -68,16 +88,23 @@ def evaluate(cfg: Config, engine, tokenizer, runner, records: list[dict[str, Any
         correct_per_prompt = [0] * len(records)
         for c, ok in zip(sampled, s_flags):
             correct_per_prompt[c.key] += ok
-        for k in ec.pass_k:
-            vals = [pass_at_k(ec.samples, c, k) for c in correct_per_prompt]
-            result[f"pass@{k}"] = sum(vals) / len(vals)
+        curve = pass_curve(ec.samples, correct_per_prompt, pass_curve_ks(ec.samples, ec.pass_k))
+        for k, v in zip(curve["k"], curve["pass"]):
+            result[f"pass@{k}"] = v
         result["sample_accuracy"] = sum(s_flags) / max(1, len(s_flags))
+        result["pass_curve"] = curve
+        result["correct_per_prompt"] = correct_per_prompt
     return result
 
 
 def write_result(result: dict[str, Any], path: Path) -> None:
+    """The result as JSON at ``path``, and its pass@k curve (when sampled) as a PNG beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
+    if "pass_curve" in result:
+        from rlpost.plots import plot_pass_curves
+
+        plot_pass_curves({path.stem: result["pass_curve"]}, path.with_suffix(".png"), f"pass@k ({result['n_prompts']} prompts)")
 
 
 def print_table(title: str, rows: dict[str, dict[str, Any]]) -> None:
@@ -90,7 +117,7 @@ def print_table(title: str, rows: dict[str, dict[str, Any]]) -> None:
     labels = list(rows)
     for label in labels:
         table.add_column(label, justify="right")
-    keys = [k for k in next(iter(rows.values()))]
+    keys = [k for k, v in next(iter(rows.values())).items() if not isinstance(v, (dict, list))]
     for key in keys:
         cells = []
         for label in labels:

@@ -81,8 +81,26 @@ def test_eval_writes_greedy_accuracy_and_pass_at_k(tmp_path, tiny_model_path, mo
             "eval.pass_k=[1,2]", f"run.output_dir={tmp_path}"]
     assert main(args) == 0
     result = json.loads((tmp_path / "eval_eval.json").read_text())
-    assert result["n_prompts"] == 6 and {"greedy_accuracy", "pass@1", "pass@2", "verifier_errors"} <= set(result)
+    assert result["n_prompts"] == 6 and {"greedy_accuracy", "pass@1", "pass@2", "pass@4", "verifier_errors"} <= set(result)
+    assert result["pass_curve"]["k"] == [1, 2, 4] and len(result["pass_curve"]["se"]) == 3
+    assert (tmp_path / "eval_eval.png").stat().st_size > 1000
     assert "greedy_accuracy" in capsys.readouterr().out
+
+
+def test_pass_curve_ks_and_standard_errors():
+    from rlpost.evaluate import pass_curve, pass_curve_ks
+
+    assert pass_curve_ks(64, [1]) == [1, 2, 4, 8, 16, 32, 64]
+    assert pass_curve_ks(10, [3, 10]) == [1, 2, 3, 4, 8, 10]
+    c = pass_curve(4, [0, 4], [1, 4])
+    assert c["pass"] == [0.5, 0.5] and c["se"] == [0.5, 0.5]  # prompts at 0 and 1: std 0.707 / sqrt(2)
+
+
+def test_pass_k_above_the_sample_count_is_refused():
+    from rlpost.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"pass_k \[8\] must be between 1 and eval.samples=4"):
+        load_config("quickstart", ["eval.samples=4", "eval.pass_k=[1,8]"])
 
 
 def test_pass_at_k_estimator():

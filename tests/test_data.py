@@ -281,3 +281,18 @@ def test_prompt_dataset_epochs() -> None:
     assert [i for i, _ in PromptDataset(records, seed=0, shuffle=False).next_batch(10)] == [*range(8), 0, 1]
     with pytest.raises(DataError, match="seed"):
         PromptDataset(records, seed=1).load_state_dict(ds.state_dict())
+
+
+def test_arithmetic_levels_more_terms_mixed_ops_and_sizes():
+    from rlpost.data.tasks import arithmetic
+
+    recs = arithmetic("test", n_test=300, terms=3, ops="+-*", digits=[1, 2])
+    assert len({r["question"] for r in recs}) == 300
+    assert all(eval(r["question"]) == int(r["answer"]) for r in recs)  # the usual precedence
+    assert {len(r["operands"]) for r in recs} == {3} and {len(str(x)) for r in recs for x in r["operands"]} == {1, 2}
+    assert any(r["answer"].startswith("-") for r in recs)
+    assert arithmetic("test", n_test=5)[0] == {"question": "59+15", "answer": "74", "operands": [59, 15], "ops": "+", "a": 59, "b": 15, "op": "+"}
+    with pytest.raises(DataError, match="terms must be >= 2"):
+        arithmetic("test", terms=1)
+    with pytest.raises(DataError, match="digits must be an integer >= 1 or a list"):
+        arithmetic("test", digits=[0, 2])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import re
 from typing import Any, Callable
 
 from rlpost.data.errors import DataError
@@ -51,46 +52,78 @@ def arithmetic(
     split: str,
     n_train: int = 2000,
     n_test: int = 500,
-    digits: int = 2,
+    digits: int | list[int] = 2,
     ops: str = "+",
+    terms: int = 2,
     seed: int = 0,
     limit: int | None = None,
 ) -> list[Record]:
-    """Seeded problems ``"12+34"`` -> ``"46"`` on ``digits``-digit operands (0-9 for one digit).
+    """Seeded problems ``"12+34"`` -> ``"46"``: ``terms`` operands of ``digits`` digits (0-9 for one
+    digit) joined by operators drawn from ``ops``, valued with the usual precedence.
 
-    One seeded stream of distinct problems is drawn: the first ``n_test`` are the test split and the
-    next ``n_train`` the train split, so the splits are disjoint and the test set does not change
-    when ``n_train`` does.
+    Harder levels for tasks with headroom at large k: more terms (``terms=3``: ``"12+34-56"``), more
+    digits, mixed operations (``ops="+-"``), or mixed sizes (``digits=[1, 2, 3]``: each operand's
+    size is drawn from the list). One seeded stream of distinct problems is drawn: the first
+    ``n_test`` are the test split and the next ``n_train`` the train split, so the splits are
+    disjoint and the test set does not change when ``n_train`` does.
     """
     _check_split("arithmetic", split, ("train", "test"))
-    if digits < 1:
-        raise DataError(f"arithmetic: digits must be >= 1, got {digits}")
+    sizes = [digits] if isinstance(digits, int) else list(digits)
+    if not sizes or any(not isinstance(d, int) or d < 1 for d in sizes):
+        raise DataError(f"arithmetic: digits must be an integer >= 1 or a list of them, got {digits}")
+    if terms < 2:
+        raise DataError(f"arithmetic: terms must be >= 2, got {terms}")
     if not ops or any(op not in _OPS for op in ops):
         raise DataError(f"arithmetic: ops must be made of {''.join(_OPS)}, got '{ops}'")
     op_list = sorted(set(ops), key=ops.index)
-    lo, hi = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
+    ranges = {d: (0 if d == 1 else 10 ** (d - 1), 10**d - 1) for d in dict.fromkeys(sizes)}
+    n_values = sum(hi - lo + 1 for lo, hi in ranges.values())
     n_total = n_train + n_test
-    n_distinct = len(op_list) * (hi - lo + 1) ** 2
+    n_distinct = n_values**terms * len(op_list) ** (terms - 1)
     if n_train < 0 or n_test < 0 or n_total > n_distinct:
         raise DataError(
             f"arithmetic: n_train={n_train} + n_test={n_test} must be >= 0 and at most the "
-            f"{n_distinct} distinct problems with digits={digits}, ops='{ops}'"
+            f"{n_distinct} distinct problems with digits={digits}, ops='{ops}', terms={terms}"
         )
     # random.Random seeded with an int is reproducible across processes (no hash() salting).
     rng = random.Random(seed)
-    seen: set[tuple[int, str, int]] = set()
-    problems: list[tuple[int, str, int]] = []
+
+    def operand() -> int:
+        lo, hi = ranges[sizes[0] if len(sizes) == 1 else rng.choice(sizes)]
+        return rng.randint(lo, hi)
+
+    seen: set[str] = set()
+    problems: list[str] = []
     while len(problems) < n_total:
-        problem = (rng.randint(lo, hi), rng.choice(op_list), rng.randint(lo, hi))
-        if problem not in seen:
-            seen.add(problem)
-            problems.append(problem)
+        text = str(operand())
+        for _ in range(terms - 1):
+            op = rng.choice(op_list)  # drawn before the operand: the 2-term stream is unchanged
+            text += f"{op}{operand()}"
+        if text not in seen:
+            seen.add(text)
+            problems.append(text)
     chosen = problems[:n_test] if split == "test" else problems[n_test:]
-    records = [
-        {"question": f"{a}{op}{b}", "answer": str(_OPS[op](a, b)), "a": a, "b": b, "op": op}
-        for a, op, b in chosen
-    ]
-    return _take(records, limit)
+    return _take([_arith_record(text) for text in chosen], limit)
+
+
+def _arith_record(text: str) -> Record:
+    """``{"question": "12+34-5", "answer": "41", "terms": [12, 34, 5], "ops": "+-"}`` (2 terms: also a, b, op)."""
+    nums = [int(x) for x in re.findall(r"\d+", text)]
+    ops = "".join(re.findall(r"[-+*]", text))
+    # usual precedence: fold products first, then sums left to right
+    total, term = 0, nums[0]
+    sign = 1
+    for op, n in zip(ops, nums[1:]):
+        if op == "*":
+            term *= n
+        else:
+            total += sign * term
+            sign, term = (1 if op == "+" else -1), n
+    value = total + sign * term
+    record: Record = {"question": text, "answer": str(value), "operands": nums, "ops": ops}
+    if len(nums) == 2:
+        record.update(a=nums[0], b=nums[1], op=ops)
+    return record
 
 
 @TASKS.register("gsm8k")
