@@ -296,3 +296,19 @@ def test_arithmetic_levels_more_terms_mixed_ops_and_sizes():
         arithmetic("test", terms=1)
     with pytest.raises(DataError, match="digits must be an integer >= 1 or a list"):
         arithmetic("test", digits=[0, 2])
+
+
+def test_target_task_has_many_solutions_per_prompt_and_disjoint_splits():
+    from rlpost.data.tasks import expression_value, target
+
+    train, test = target("train", n_train=3000), target("test", n_test=50)
+    assert len(test) == 50 and len(train) == 3000
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
+    assert all(expression_value(r["solution"]) == int(r["answer"]) for r in train)
+    by_target: dict[str, set[str]] = {}
+    for r in train:
+        by_target.setdefault(r["question"], set()).add(r["solution"])
+    assert sum(len(v) for v in by_target.values()) / len(by_target) > 5  # several distinct solutions per target
+    assert expression_value("12+34-5*6") == 16
+    with pytest.raises(ValueError):
+        expression_value("12+")

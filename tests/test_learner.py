@@ -176,3 +176,20 @@ def test_a_nan_in_a_streamed_part_skips_the_update(tiny_model_path, engine):
     assert learner.nan_skips == 1 and m["learner/nan_skips"] == 1.0
     for k, v in before.items():
         assert torch.equal(v, _params(learner)[k]), k
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+def test_zero_token_weights_add_nothing_and_do_not_count(tiny_model_path, engine, aggregation):
+    """A row whose tokens all weigh 0 changes neither the gradient nor the denominators; a token
+    weighted 0 inside a row drops out of that row's loss."""
+    cfg = cfg_with(optim__name="sgd", optim__lr=0.1, optim__grad_clip=1e9, algo__aggregation=aggregation)
+    a = sample([5, 6], [7, 8, 2], 1.0, engine)
+    a.token_weights = [1.0, 0.0, 1.0]
+    dead = sample([5, 6], [9, 9, 2], -1.0, engine)
+    dead.token_weights = [0.0, 0.0, 0.0]
+    with_dead, alone = Learner(cfg, tiny_model_path), Learner(cfg, tiny_model_path)
+    m1 = with_dead.update(TrainBatch([a, dead], max_new_tokens=8))
+    m2 = alone.update(TrainBatch([a], max_new_tokens=8))
+    for (n, p), (_, q) in zip(with_dead.model.named_parameters(), alone.model.named_parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=n)  # two forward paths (shared prefix or not): float noise only
+    assert m1["train/tokens"] == m2["train/tokens"] == 2 and m1["train/tokens_forward"] == 6

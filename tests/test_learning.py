@@ -1,4 +1,5 @@
-"""Learning tests: a short GRPO run must move the metric it claims to move."""
+"""Learning and behaviour tests: a short run must move the metric it claims to move, and a method
+switched off must not."""
 from __future__ import annotations
 
 import json
@@ -36,3 +37,56 @@ def test_no_learning_with_a_zero_learning_rate(tmp_path):
     train(load_config("quickstart", FORMAT_ONLY + [f"run.output_dir={tmp_path}", "train.steps=10", "optim.lr=0"]))
     r = rewards(tmp_path)
     assert max(r) < 0.35, r
+
+
+def test_d3s_trains_on_a_fraction_of_the_tokens_and_still_learns(tmp_path):
+    d3s = ["algo.select=[{name: d3s_samples, kwargs: {mode: cross, n_init: 2, n_final: 4}}]",
+           "algo.tokens=[{name: d3s_tokens, kwargs: {k_init: 0.3, k_final: 0.5}}]"]
+    train(load_config("quickstart", FORMAT_ONLY + [f"run.output_dir={tmp_path}", "train.steps=25", "rollout.max_new_tokens=4", *d3s]))
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    r = [row["reward/mean"] for row in rows]
+    assert sum(r[-5:]) / 5 > sum(r[:5]) / 5 + 0.3, r
+    trained = [row for row in rows if "train/tokens" in row]
+    # rows: at most 4 of 8 per prompt kept; tokens: at most half of those
+    assert all(row["train/samples"] <= 8 * 4 for row in trained)
+    assert all(row["train/tokens"] <= 0.5 * row["train/tokens_forward"] + 1 for row in trained)
+    assert all(row["d3s/samples_per_prompt"] in (2.0, 3.0, 4.0) for row in trained)
+
+
+def test_unlikeliness_lifts_the_rare_correct_answer_more_than_grpo(tiny_model_path):
+    """Two correct answers to one prompt, one likely and one rare, and two wrong ones: GRPO gives both
+    correct answers the same advantage; the unlikeliness reward gives the rare one more, so it gains
+    on the likely one. Switched off (beta=0), the gap between them moves less."""
+    from rlpost.actors import LocalHandle
+    from rlpost.algos.stage import StageContext
+    from rlpost.config import AlgoConfig, Config
+    from rlpost.learner.learner import Learner
+    from rlpost.pipeline import Pipeline
+    from rlpost.types import Batch, Completion, Group, PromptItem, Scored, TrainBatch, TrainSample, pool_stats
+
+    prompt = [5, 6, 7]
+    likely, rare, wrong = [20, 21, 2], [40, 41, 2], [[60, 61, 2], [62, 63, 2]]
+    cfg = Config.model_validate({**Config().model_dump(), "optim": {**Config().optim.model_dump(), "lr": 3e-3}})
+
+    def gap(learner) -> float:
+        r, l = learner.logprobs([(prompt, rare), (prompt, likely)])
+        return sum(r) - sum(l)
+
+    def gap_change(beta: float) -> float:
+        learner = Learner(cfg, tiny_model_path)
+        for _ in range(10):  # make "likely" the model's favourite
+            learner.update(TrainBatch([TrainSample(prompt, likely, [0.0] * 3, 1.0), TrainSample(prompt, rare, [0.0] * 3, -1.0)]))
+        start = gap(learner)
+        pipeline = Pipeline.from_config(AlgoConfig(shape=[{"name": "unlikeliness", "kwargs": {"beta": beta}}]))
+        for step in range(5):
+            members = []
+            for c, r in zip([likely, rare, *wrong], [1.0, 1.0, 0.0, 0.0]):
+                lp = learner.logprobs([(prompt, c)])[0]
+                members.append(Scored(Completion(0, prompt, c, "", lp, "stop", learner.version), r, {"c": r}, r > 0))
+            batch = Batch.from_groups({0: Group(PromptItem(0, 0, {}, prompt, "p"), members, pool_stats(members))}, {"c": 1.0}, 1.0, 4)
+            pipeline(batch, StageContext(step, 5, LocalHandle(learner)))
+            learner.update(batch.train_batch())
+        return gap(learner) - start
+
+    on, off = gap_change(0.5), gap_change(0.0)
+    assert on > off + 1.0, (on, off)  # measured: 5.9 vs 2.0 nats

@@ -256,3 +256,25 @@ def test_worker_start_failure_is_raised_with_its_traceback():
         assert runner.run([], []) == []  # nothing to do: no worker is started
         with pytest.raises(RuntimeError, match="(?s)worker failed to start.*only importable in the main process"):
             runner.run(["a"], [{}])
+
+
+def test_exact_numeric_whole_completion():
+    from verifiers.numeric import exact_numeric
+
+    rec = {"answer": "-10"}
+    assert exact_numeric("-10", rec, whole=True)["correct"]
+    assert not exact_numeric("12+34-56", rec, whole=True)["correct"]  # the question echoed back
+    assert not exact_numeric("x -10", rec, whole=True)["correct"]
+    assert exact_numeric("x -10", rec)["correct"]  # without whole: the last number
+
+
+def test_expression_verifier_needs_the_form_and_the_value():
+    from verifiers.expression import expression
+
+    rec = {"answer": "57"}
+    assert expression("23+34", rec, terms=2)["correct"] and expression(" 99-42 ", rec, terms=2, ops="+-")["correct"]
+    assert not expression("57", rec)["correct"]  # the target written back is not an expression
+    assert not expression("23+35", rec, terms=2)["correct"]
+    assert not expression("2+3+52", rec, terms=2)["correct"] and expression("2+3+52", rec)["correct"]
+    assert not expression("3*19", rec, ops="+-")["correct"]
+    assert not expression("23+3x4", rec)["correct"]

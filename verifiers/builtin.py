@@ -1,2 +1,2 @@
 """Importing this module registers the built-in verifiers (``VERIFIERS`` loads it on first lookup)."""
-from verifiers import math_answer, numeric, pattern  # noqa: F401
+from verifiers import expression, math_answer, numeric, pattern  # noqa: F401

@@ -32,15 +32,17 @@ def last_number(text: str) -> str:
 
 @VERIFIERS.register("exact_numeric")
 def exact_numeric(
-    completion: str, record: dict[str, Any], answer_key: str = "answer", rel_tol: float = 1e-6
+    completion: str, record: dict[str, Any], answer_key: str = "answer", rel_tol: float = 1e-6, whole: bool = False
 ) -> dict[str, Any]:
     """Whether the last number in the completion equals ``record[answer_key]`` within ``rel_tol``.
 
+    ``whole=True``: the completion (stripped) must be that number and nothing else, so that
+    echoing an arithmetic question back ("12+34" for "12+34=") is not an answer.
     A gold answer that is not a number raises (a data error, not a wrong completion).
     """
     gold = record[answer_key]
     gold_value = float(gold) if isinstance(gold, (int, float)) else parse_number(str(gold))
-    parsed = last_number(completion)
+    parsed = completion.strip() if whole else last_number(completion)
     try:
         correct = math.isclose(parse_number(parsed), gold_value, rel_tol=rel_tol)
     except ValueError:  # no number, or a zero denominator

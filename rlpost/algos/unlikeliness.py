@@ -69,6 +69,17 @@ def unlikeliness_rewards(
     return torch.where(rewards > 0, rewards * mult, rewards)
 
 
+def distinct_positive(batch: Batch, rows: Tensor) -> float:
+    """Mean number of distinct completions among a group's positive rows (over groups that have one).
+
+    Reshaping only moves advantage between different completions: copies of one answer share its
+    summed advantage, so with one distinct correct answer per group it changes little."""
+    seen: dict[int, set[tuple[int, ...]]] = {}
+    for i in rows.tolist():
+        seen.setdefault(int(batch.group_ids[i]), set()).add(tuple(batch.rows[i].completion.token_ids))
+    return sum(len(s) for s in seen.values()) / max(1, len(seen))
+
+
 @STAGES.register("unlikeliness")
 @stage("shape", locality="group", needs=("old_logprobs",), pairs_with=("degenerate_filter",))
 class Unlikeliness:
@@ -101,3 +112,4 @@ class Unlikeliness:
         positive = (block > 0).any(-1)
         if bool(positive.any()):
             batch.metrics["unlikeliness/multiplier_mean"] = float(mult[positive].mean())
+            batch.metrics["unlikeliness/distinct_correct"] = distinct_positive(batch, k[positive])

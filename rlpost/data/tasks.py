@@ -106,24 +106,81 @@ def arithmetic(
     return _take([_arith_record(text) for text in chosen], limit)
 
 
-def _arith_record(text: str) -> Record:
-    """``{"question": "12+34-5", "answer": "41", "terms": [12, 34, 5], "ops": "+-"}`` (2 terms: also a, b, op)."""
+_EXPRESSION = re.compile(r"\d+(?:[-+*]\d+)*")
+
+
+def expression_value(text: str) -> int:
+    """Value of ``"12+34-5*6"`` (non-negative integers, + - *) with the usual precedence; ValueError otherwise."""
+    if not _EXPRESSION.fullmatch(text):
+        raise ValueError(f"not an expression of integers and + - *: {text!r}")
     nums = [int(x) for x in re.findall(r"\d+", text)]
-    ops = "".join(re.findall(r"[-+*]", text))
-    # usual precedence: fold products first, then sums left to right
-    total, term = 0, nums[0]
-    sign = 1
-    for op, n in zip(ops, nums[1:]):
+    total, sign, term = 0, 1, nums[0]
+    for op, n in zip(re.findall(r"[-+*]", text), nums[1:]):
         if op == "*":
             term *= n
         else:
             total += sign * term
             sign, term = (1 if op == "+" else -1), n
-    value = total + sign * term
-    record: Record = {"question": text, "answer": str(value), "operands": nums, "ops": ops}
+    return total + sign * term
+
+
+def _arith_record(text: str) -> Record:
+    """``{"question": "12+34-5", "answer": "41", "operands": [12, 34, 5], "ops": "+-"}`` (2 terms: also a, b, op)."""
+    nums = [int(x) for x in re.findall(r"\d+", text)]
+    ops = "".join(re.findall(r"[-+*]", text))
+    record: Record = {"question": text, "answer": str(expression_value(text)), "operands": nums, "ops": ops}
     if len(nums) == 2:
         record.update(a=nums[0], b=nums[1], op=ops)
     return record
+
+
+@TASKS.register("target")
+def target(
+    split: str,
+    n_train: int = 10000,
+    n_test: int = 100,
+    digits: int = 2,
+    ops: str = "+-",
+    terms: int = 2,
+    seed: int = 0,
+    limit: int | None = None,
+) -> list[Record]:
+    """Reach a number: question ``"57"``, and any expression of ``terms`` operands of ``digits`` digits
+    joined by operators from ``ops`` whose value is 57 is correct (``"23+34"``, ``"99-42"``, ...): many
+    distinct correct answers per prompt, checked by the ``expression`` verifier.
+
+    The reachable targets are shuffled (seeded): the first ``n_test`` are the test split, the rest
+    the train split, so no target is in both. A train record holds one random solution in
+    ``solution`` (for SFT, ``sft.target_template: "{solution}"``); a target recurs with other solutions.
+    """
+    _check_split("target", split, ("train", "test"))
+    if digits < 1 or terms < 2 or not ops or any(op not in _OPS for op in ops):
+        raise DataError(f"target: need digits >= 1, terms >= 2 and ops made of {''.join(_OPS)}, got {digits}, {terms}, '{ops}'")
+    rng = random.Random(seed)
+    lo, hi = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
+    op_list = sorted(set(ops), key=ops.index)
+
+    def draw() -> str:
+        text = str(rng.randint(lo, hi))
+        for _ in range(terms - 1):
+            text += f"{rng.choice(op_list)}{rng.randint(lo, hi)}"
+        return text
+
+    # the reachable targets, from a large seeded sample of expressions
+    values = sorted({expression_value(draw()) for _ in range(20000)})
+    rng.shuffle(values)
+    if n_test >= len(values):
+        raise DataError(f"target: n_test={n_test} leaves no train targets ({len(values)} reachable with these settings)")
+    test = values[:n_test]
+    if split == "test":
+        return _take([{"question": str(v), "answer": str(v), "solution": ""} for v in test], limit)
+    held_out, records = set(test), []
+    while len(records) < n_train:
+        text = draw()
+        value = expression_value(text)
+        if value not in held_out:
+            records.append({"question": str(value), "answer": str(value), "solution": text})
+    return _take(records, limit)
 
 
 @TASKS.register("gsm8k")

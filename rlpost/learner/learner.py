@@ -234,9 +234,9 @@ class Learner:
                 aggregation=a.aggregation, agg_kwargs=agg_kwargs, is_weights=is_w,
             )
             if is_w is not None:
-                valid = mask > 0
-                m["tis_weight_mean"] = float(is_w[valid].mean()) if valid.any() else 1.0
-                m["tis_truncated_frac"] = float((is_w[valid] >= a.tis_cap).float().mean()) if valid.any() else 0.0
+                counted = mask > 0
+                m["tis_weight_mean"] = float(is_w[counted].mean()) if counted.any() else 1.0
+                m["tis_truncated_frac"] = float((is_w[counted] >= a.tis_cap).float().mean()) if counted.any() else 0.0
             if ref is not None:
                 kl_tok = self.kl_fn(logp, self._pad([ref[i] for i in chunk], T))
                 kl = self.aggregate(kl_tok, valid, **kl_kwargs)

@@ -42,8 +42,8 @@ Settings mapping (one row per benchmark setting; "=" = same semantics on both si
                                                                       + a cheap verifier (exact_numeric, or none with
                                                                       --rlpost-verifier none); it feeds only train/accuracy
  advantage                 scale_rewards="group":                     algo.advantage=grpo (unbiased group std),
-                           (r-mean_g)/(std_g+1e-4), unbiased std      algo.adv_eps=1e-4
- zero-variance groups      kept (advantage 0, tokens in denominator)  algo.selector=keep_all (default here; the
+                           (r-mean_g)/(std_g+1e-4), unbiased std      algo.advantage.kwargs.eps=1e-4
+ zero-variance groups      kept (advantage 0, tokens in denominator)  algo.select=[keep_all] (default here; the
                                                                       rlpost default degenerate_filter drops them,
                                                                       --rlpost-selector degenerate_filter)
  policy loss               loss_type="dapo": PPO-clip per token,      algo.policy_loss=ppo_clip,
@@ -152,7 +152,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frameworks", default="trl,rlpost", help="comma list, run in this order each repeat")
     p.add_argument("--rlpost-mode", choices=["ray", "local"], default="ray", help="rlpost cluster.mode")
     p.add_argument("--rlpost-selector", default="keep_all",
-                   help="rlpost algo.selector (keep_all matches TRL's loss; degenerate_filter is rlpost's default)")
+                   help="rlpost algo.select stage (keep_all matches TRL's loss; degenerate_filter is rlpost's default)")
     p.add_argument("--rlpost-verifier", choices=["exact_numeric", "none"], default="exact_numeric",
                    help="verifier run beside the reward (only feeds train/accuracy)")
     p.add_argument("--sft-steps", type=int, default=800,
@@ -414,8 +414,8 @@ def rlpost_overrides(args, model_path: str, run_dir: Path) -> list[str]:
         f"verify.verifiers={verifiers}",
         f"rewards=[{{name: exact, fn: '{THIS_FILE}:exact_reward'}}]",
         "algo.advantage=grpo",
-        "algo.adv_eps=1e-4",
-        f"algo.selector={args.rlpost_selector}",
+        "algo.advantage.kwargs.eps=1e-4",
+        f"algo.select=[{args.rlpost_selector}]",
         "algo.policy_loss=ppo_clip",
         f"algo.clip_low={args.clip}",
         f"algo.clip_high={args.clip}",

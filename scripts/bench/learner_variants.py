@@ -1,0 +1,272 @@
+"""GRPO vs its pipeline variants from one SFT checkpoint: unlikeliness (pass@1..64 after the same
+steps), D3S (tokens trained per step, held-out accuracy vs wall-clock), and the cost of the pipeline
+itself (step time before and after it, with no stage needing a learner pass).
+
+Every run trains from the same SFT checkpoint of the recipe's task (built once, cached) in its own
+process with one torch thread; the methods of a seed run side by side, so that they see the same
+load. Run from the repository root:
+
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python scripts/bench/learner_variants.py               # all parts, 3 seeds
+    python scripts/bench/learner_variants.py --parts unlikeliness --recipe recipes/grpo-arith3.yaml --out runs/bench/lv-arith3
+    python scripts/bench/learner_variants.py --parts unlikeliness --seeds 0 --steps 10    # quick check
+    python scripts/bench/learner_variants.py --parts overhead --baseline-rev 5bcd5b2      # step time vs the old tree
+
+Writes <out>/results.json, pass_at_k.png and d3s_wallclock.png, and prints tables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+from common import loadavg, machine_info, mean, median, print_table, write_json  # noqa: E402
+
+# Every run: the recipe's task and RL settings, from the shared checkpoint, in-process, one thread.
+RUN = ["train.warm_start=none", "model.source=hf", "log.progress=false", "log.tensorboard=false", "cluster.mode=local",
+       "run.threads=1", "train.save_every=0", "train.eval_before=false"]
+METHODS = {  # what each method changes in the recipe (recipes/unlikeliness.yaml and recipes/d3s.yaml hold the same)
+    "grpo": [],
+    "unlikeliness": ["algo.shape=[{name: unlikeliness, kwargs: {beta: 0.25}}]"],
+    "unlikeliness-b1": ["algo.shape=[{name: unlikeliness, kwargs: {beta: 1.0}}]"],
+    "unlikeliness-2ep": ["algo.shape=[{name: unlikeliness, kwargs: {beta: 0.25}}]", "algo.epochs=2"],
+    "grpo-2ep": ["algo.epochs=2"],
+    "d3s": ["algo.select=[{name: d3s_samples, kwargs: {mode: cross, n_init: 4, n_final: 8}}]",
+            "algo.tokens=[{name: d3s_tokens, kwargs: {k_init: 0.2, k_final: 0.5}}]"],
+}
+TRAIN = ("import json, sys; from rlpost.config import load_config; from rlpost.controller import train; "
+         "train(load_config(sys.argv[1], json.loads(sys.argv[2])), resume=False)")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", nargs="+", default=["overhead", "unlikeliness", "d3s"], choices=["overhead", "unlikeliness", "d3s"])
+    p.add_argument("--recipe", default="recipes/grpo-target.yaml", help="task, SFT and RL settings (GRPO) the methods change")
+    p.add_argument("--methods", nargs="+", default=["grpo", "unlikeliness", "unlikeliness-b1"], choices=list(METHODS),
+                   help="for the unlikeliness part (the d3s part runs grpo and d3s)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=100, help="RL steps per run")
+    p.add_argument("--eval-prompts", type=int, default=300, help="at most the recipe's test split")
+    p.add_argument("--samples", type=int, default=64, help="samples per eval prompt for pass@k")
+    p.add_argument("--eval-every", type=int, default=10, help="greedy evals along the D3S and GRPO runs")
+    p.add_argument("--sft-steps", type=int, default=800)
+    p.add_argument("--overhead-steps", type=int, default=30)
+    p.add_argument("--baseline-rev", default="5bcd5b2", help="git revision before the pipeline, for the overhead part")
+    p.add_argument("--out", default=str(REPO / "runs" / "bench" / "learner_variants"))
+    p.add_argument("--set", nargs="*", default=[], help="extra overrides for every run (key=value)")
+    return p.parse_args(argv)
+
+
+def sft_checkpoint(out: Path, recipe: str, steps: int) -> str:
+    """The shared starting point: SFT on the recipe's task, built once."""
+    path = out / "sft"
+    if not (path / "config.json").is_file():
+        code = ("import sys; from rlpost.config import load_config; from rlpost.sft import run_sft; "
+                "run_sft(load_config(sys.argv[1], sys.argv[2:]))")
+        args = [recipe, f"sft.steps={steps}", f"sft.output_dir={path}", "run.threads=2", f"run.output_dir={out / 'sft-run'}"]
+        subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, check=True, env=_env(REPO))
+    return str(path)
+
+
+def _env(tree: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def launch(tree: Path, run_dir: Path, overrides: list[str]) -> subprocess.Popen:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir / "stdout.log", "w")
+    recipe, rest = overrides[0], overrides[1:]
+    cmd = [sys.executable, "-c", TRAIN, str(REPO / recipe), json.dumps(rest + [f"run.output_dir={run_dir}"])]
+    return subprocess.Popen(cmd, cwd=tree, env=_env(tree), stdout=log, stderr=subprocess.STDOUT)
+
+
+def run_pair(cells: list[tuple[Path, Path, list[str]]]) -> None:
+    """Run the cells side by side and fail loudly if any run failed."""
+    procs = [launch(*c) for c in cells]
+    for p, (_, run_dir, _) in zip(procs, cells):
+        if p.wait() != 0:
+            raise SystemExit(f"run failed: {run_dir} (see {run_dir / 'stdout.log'})")
+
+
+def rows(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# ------------------------------------------------------------------ parts
+
+def overhead(args, out: Path, sft: str) -> dict[str, Any]:
+    """Default GRPO (no stage needing a learner pass, one pass per batch) on the old tree and this one."""
+    base_tree = out / "baseline-tree"
+    if not base_tree.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(base_tree), args.baseline_rev], cwd=REPO, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the quickstart's task and settings: the old tree has no arithmetic levels
+    common = ["recipes/quickstart.yaml", *RUN, f"model.path={sft}", f"train.steps={args.overhead_steps}",
+              "train.eval_after=false", *args.set]
+    result: dict[str, Any] = {}
+    for rep in range(2):  # both trees twice, side by side, swapping cores' order
+        cells = [(REPO, out / f"overhead/new-{rep}", common), (base_tree, out / f"overhead/old-{rep}", common)]
+        run_pair(cells if rep == 0 else cells[::-1])
+    for label in ("new", "old"):
+        steps = [r["time/step"] for rep in range(2) for r in rows(out / f"overhead/{label}-{rep}")[3:]]
+        learner = [r.get("time/update", float("nan")) + r.get("time/old_logprob", 0.0) for rep in range(2)
+                   for r in rows(out / f"overhead/{label}-{rep}")[3:]]
+        result[label] = {"step_s_median": median(steps), "learner_s_median": median(learner),
+                         "prepare_s": sum(r.get("time/prepare", 0.0) for rep in range(2) for r in rows(out / f"overhead/{label}-{rep}"))}
+    result["ratio_new_over_old"] = result["new"]["step_s_median"] / result["old"]["step_s_median"]
+    print_table(f"step time, default GRPO, {args.overhead_steps} steps x 2 (median of steps 3+)",
+                [{"tree": k, **v} for k, v in result.items() if isinstance(v, dict)],
+                ["tree", "step_s_median", "learner_s_median", "prepare_s"])
+    print(f"new / old step time: {result['ratio_new_over_old']:.3f}")
+    return result
+
+
+def eval_settings(args) -> list[str]:
+    return [f"eval.limit={args.eval_prompts}", "eval.max_new_tokens=8"]
+
+
+def starting_point(args, out: Path, sft: str) -> dict[str, Any]:
+    """pass@k of the SFT checkpoint itself, with the same evaluator."""
+    path = out / "start" / "eval_eval.json"
+    if not path.is_file():
+        code = ("import sys; from rlpost.cli import main; sys.exit(main(sys.argv[1:]))")
+        subprocess.run([sys.executable, "-c", code, "eval", args.recipe, "--model", sft, *eval_settings(args),
+                        f"eval.samples={args.samples}", f"run.output_dir={out / 'start'}", "run.threads=2"],
+                       cwd=REPO, check=True, env=_env(REPO), stdout=subprocess.DEVNULL)
+    return json.loads(path.read_text())
+
+
+def unlikeliness(args, out: Path, sft: str) -> dict[str, Any]:
+    start = starting_point(args, out, sft)
+    common = [args.recipe, *RUN, f"model.path={sft}", f"train.steps={args.steps}", *eval_settings(args), f"eval.samples={args.samples}", *args.set]
+    runs: dict[str, list[dict]] = {m: [] for m in args.methods}
+    for seed in args.seeds:
+        cells = [(REPO, out / f"unlikeliness/{m}-s{seed}", common + METHODS[m] + [f"run.seed={seed}"]) for m in runs]
+        if not all((c[1] / "eval_after.json").is_file() for c in cells):
+            run_pair(cells)
+        for m, (_, run_dir, _) in zip(runs, cells):
+            e = json.loads((run_dir / "eval_after.json").read_text())
+            rs = rows(run_dir)
+            e["distinct_correct"] = mean(r.get("unlikeliness/distinct_correct") for r in rs)
+            e["train_reward_last20"] = mean(r["reward/mean"] for r in rs[-20:])
+            e["step_s"] = median(r["time/step"] for r in rs)
+            runs[m].append(e)
+    ks = start["pass_curve"]["k"]
+    curves = {"SFT start": start["pass_curve"]}
+    table = [{"method": "SFT start", **{f"pass@{k}": v for k, v in zip(ks, start["pass_curve"]["pass"])},
+              "greedy": start["greedy_accuracy"]}]
+    for m, evals in runs.items():
+        mean_curve = [mean(e["pass_curve"]["pass"][i] for e in evals) for i in range(len(ks))]
+        spread = [max(e["pass_curve"]["pass"][i] for e in evals) - min(e["pass_curve"]["pass"][i] for e in evals) for i in range(len(ks))]
+        curves[f"{m} ({len(evals)} seeds)"] = {"k": ks, "pass": mean_curve, "se": [s / 2 for s in spread]}
+        extra = {k: mean(e[k] for e in evals) for k in ("distinct_correct", "train_reward_last20", "step_s")}
+        table.append({"method": m, **{f"pass@{k}": v for k, v in zip(ks, mean_curve)}, "greedy": mean(e["greedy_accuracy"] for e in evals), **extra})
+        for seed, e in zip(args.seeds, evals):
+            table.append({"method": f"  seed {seed}", **{f"pass@{k}": v for k, v in zip(ks, e["pass_curve"]["pass"])},
+                          "greedy": e["greedy_accuracy"], **{k: e[k] for k in extra}})
+    from rlpost.plots import plot_pass_curves
+
+    plot_pass_curves(curves, out / "pass_at_k.png", f"pass@k after {args.steps} steps ({args.eval_prompts} held-out prompts)")
+    print_table(f"pass@k after {args.steps} RL steps from one SFT checkpoint (mean over seeds {args.seeds})", table,
+                ["method", *[f"pass@{k}" for k in ks], "greedy", "distinct_correct", "train_reward_last20", "step_s"])
+    keep = ("pass_curve", "greedy_accuracy", "distinct_correct", "train_reward_last20", "step_s")
+    return {"start": start["pass_curve"], "greedy_start": start["greedy_accuracy"], "table": table,
+            "runs": {m: [{k: e[k] for k in keep} for e in evals] for m, evals in runs.items()}}
+
+
+def d3s(args, out: Path, sft: str) -> dict[str, Any]:
+    start = starting_point(args, out, sft)
+    common = [args.recipe, *RUN, f"model.path={sft}", f"train.steps={args.steps}", *eval_settings(args), "eval.samples=0",
+              f"train.eval_every={args.eval_every}", *args.set]
+    per: dict[str, list[dict]] = {"grpo": [], "d3s": []}
+    for seed in args.seeds:
+        cells = [(REPO, out / f"d3s/{m}-s{seed}", common + METHODS[m] + [f"run.seed={seed}"]) for m in per]
+        if not all((c[1] / "eval_after.json").is_file() for c in cells):
+            run_pair(cells)
+        for m, (_, run_dir, _) in zip(per, cells):
+            rs = rows(run_dir)
+            clock, curve = 0.0, [(0.0, start["greedy_accuracy"])]
+            for r in rs:
+                clock += r["time/step"]
+                if "eval/greedy_accuracy" in r:
+                    curve.append((clock, r["eval/greedy_accuracy"]))
+            final = json.loads((run_dir / "eval_after.json").read_text())["greedy_accuracy"]
+            curve.append((clock, final))
+            per[m].append({
+                "seed": seed, "curve": curve, "final": final, "wall_s": clock,
+                "tokens_per_step": mean(r.get("train/tokens", 0.0) for r in rs),
+                "forward_tokens_per_step": mean(r.get("train/tokens_forward", 0.0) for r in rs),
+                "samples_per_step": mean(r.get("train/samples", 0.0) for r in rs),
+                "learner_s_per_step": mean(r.get("time/update", 0.0) + r.get("time/prepare", 0.0) for r in rs),
+                "step_s": median(r["time/step"] for r in rs),
+            })
+    # accuracy at equal wall-clock: each D3S run's final time, GRPO's accuracy then (last eval at or before it)
+    for g, d in zip(per["grpo"], per["d3s"]):
+        t = min(d["wall_s"], g["wall_s"])
+        d["grpo_acc_at_d3s_time"] = max((a for c, a in g["curve"] if c <= t + 1e-9), default=start["greedy_accuracy"])
+        d["d3s_acc_at_same_time"] = max((a for c, a in d["curve"] if c <= t + 1e-9), default=start["greedy_accuracy"])
+        d["same_time_s"] = t
+    table = []
+    for m, runs in per.items():
+        for r in runs:
+            table.append({"method": m, "seed": r["seed"], **{k: v for k, v in r.items() if k not in ("curve", "seed")}})
+    print_table(f"GRPO vs D3S, {args.steps} steps from greedy {start['greedy_accuracy']:.3f}", table,
+                ["method", "seed", "tokens_per_step", "forward_tokens_per_step", "samples_per_step", "learner_s_per_step",
+                 "step_s", "wall_s", "final", "grpo_acc_at_d3s_time", "d3s_acc_at_same_time"])
+    plot_wallclock(per, out / "d3s_wallclock.png", args)
+    summary = {
+        m: {"final_mean": mean(r["final"] for r in runs), "tokens_per_step": mean(r["tokens_per_step"] for r in runs),
+            "wall_s_mean": mean(r["wall_s"] for r in runs)} for m, runs in per.items()
+    }
+    summary["token_ratio_d3s_over_grpo"] = summary["d3s"]["tokens_per_step"] / summary["grpo"]["tokens_per_step"]
+    summary["equal_time"] = {"grpo": mean(r["grpo_acc_at_d3s_time"] for r in per["d3s"]),
+                             "d3s": mean(r["d3s_acc_at_same_time"] for r in per["d3s"])}
+    print(json.dumps(summary, indent=1))
+    return {"runs": per, "summary": summary, "greedy_start": start["greedy_accuracy"]}
+
+
+def plot_wallclock(per: dict[str, list[dict]], path: Path, args) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    colors = {"grpo": "tab:blue", "d3s": "tab:orange"}
+    for m, runs in per.items():
+        for i, r in enumerate(runs):
+            xs, ys = zip(*r["curve"])
+            ax.plot(xs, ys, color=colors[m], alpha=0.8, marker=".", label=m if i == 0 else None)
+    ax.set_xlabel("training wall-clock (s, evals excluded)")
+    ax.set_ylabel("held-out greedy accuracy")
+    ax.set_title(f"GRPO vs D3S, {len(args.seeds)} seeds, {args.steps} steps")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    load = loadavg()
+    t0 = time.time()
+    sft = sft_checkpoint(out, args.recipe, args.sft_steps)
+    results: dict[str, Any] = {"args": vars(args), "sft": sft}
+    for part in args.parts:
+        results[part] = {"overhead": overhead, "unlikeliness": unlikeliness, "d3s": d3s}[part](args, out, sft)
+        write_json(out / "results.json", {**results, "machine": machine_info(load, threads=1), "wall_s": time.time() - t0})
+    print(f"wrote {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
