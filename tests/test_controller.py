@@ -235,3 +235,20 @@ def test_split_parts_cuts_whole_groups_in_order():
     assert split_parts([0, 1, 2, 3, 4, 5, 6], 3) == [[0, 1, 2], [3, 4], [5, 6]]
     assert split_parts([0, 1], 4) == [[0], [1]]  # never an empty part
     assert split_parts([0, 1, 2], 1) == [[0, 1, 2]]
+
+
+def test_the_composed_recipe_runs_every_stage_on_a_lora_learner(run_dir):
+    """unlikeliness + D3S + LoRA from one recipe: one prepare pass a step (with entropy), ragged
+    down-sampled rows, token weights, adapter syncs that keep the rollout on-policy."""
+    pytest.importorskip("peft")
+    cfg = load_config("unlikeliness-d3s-lora", SMALL + [
+        f"run.output_dir={run_dir}", "train.steps=3", "train.parity_check_every=1", "rollout.n=8",
+        "rewards=[{name: correctness, kwargs: {verifier: expr}}, {name: digits, fn: format, kwargs: {pattern: '^[0-9]'}}]",
+    ])
+    train(cfg)
+    rows = metrics(run_dir)
+    trained = [r for r in rows if "learner/loss" in r]
+    assert trained and all(r["time/prepare"] > 0 for r in rows)
+    assert all(r["train/samples"] <= 4 * r["d3s/samples_per_prompt"] < 4 * 8 for r in trained)  # 4 prompts x N(p)
+    assert all(r["train/tokens"] < r["train/tokens_forward"] for r in trained)
+    assert all(r.get("sync/parity_max_diff", 0.0) < 1e-3 for r in rows) and "sync/parity_max_diff" in rows[-1]

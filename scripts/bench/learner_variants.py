@@ -40,6 +40,9 @@ METHODS = {  # what each method changes in the recipe (recipes/unlikeliness.yaml
     "grpo-2ep": ["algo.epochs=2"],
     "d3s": ["algo.select=[{name: d3s_samples, kwargs: {mode: cross, n_init: 4, n_final: 8}}]",
             "algo.tokens=[{name: d3s_tokens, kwargs: {k_init: 0.2, k_final: 0.5}}]"],
+    "d3s-samples": ["algo.select=[{name: d3s_samples, kwargs: {mode: cross, n_init: 4, n_final: 8}}]"],  # D1S-cross
+    "d3s-k50": ["algo.select=[{name: d3s_samples, kwargs: {mode: cross, n_init: 4, n_final: 8}}]",
+                "algo.tokens=[{name: d3s_tokens, kwargs: {k_init: 0.5, k_final: 1.0}}]"],
 }
 TRAIN = ("import json, sys; from rlpost.config import load_config; from rlpost.controller import train; "
          "train(load_config(sys.argv[1], json.loads(sys.argv[2])), resume=False)")
@@ -50,9 +53,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--parts", nargs="+", default=["overhead", "unlikeliness", "d3s"], choices=["overhead", "unlikeliness", "d3s"])
     p.add_argument("--recipe", default="recipes/grpo-target.yaml", help="task, SFT and RL settings (GRPO) the methods change")
     p.add_argument("--methods", nargs="+", default=["grpo", "unlikeliness", "unlikeliness-b1"], choices=list(METHODS),
-                   help="for the unlikeliness part (the d3s part runs grpo and d3s)")
+                   help="for the unlikeliness part")
+    p.add_argument("--d3s-methods", nargs="+", default=["grpo", "d3s"], choices=list(METHODS),
+                   help="for the d3s part (the first is the baseline the others are compared with at equal wall-clock)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=100, help="RL steps per run")
+    p.add_argument("--steps", type=int, default=200, help="RL steps per run (the recipes: 200)")
     p.add_argument("--eval-prompts", type=int, default=300, help="at most the recipe's test split")
     p.add_argument("--samples", type=int, default=64, help="samples per eval prompt for pass@k")
     p.add_argument("--eval-every", type=int, default=10, help="greedy evals along the D3S and GRPO runs")
@@ -157,26 +162,27 @@ def unlikeliness(args, out: Path, sft: str) -> dict[str, Any]:
             e["distinct_correct"] = mean(r.get("unlikeliness/distinct_correct") for r in rs)
             e["train_reward_last20"] = mean(r["reward/mean"] for r in rs[-20:])
             e["step_s"] = median(r["time/step"] for r in rs)
+            e["prompts_never_solved"] = sum(c == 0 for c in e["correct_per_prompt"])  # 0 of --samples correct
             runs[m].append(e)
     ks = start["pass_curve"]["k"]
     curves = {"SFT start": start["pass_curve"]}
     table = [{"method": "SFT start", **{f"pass@{k}": v for k, v in zip(ks, start["pass_curve"]["pass"])},
-              "greedy": start["greedy_accuracy"]}]
+              "greedy": start["greedy_accuracy"], "prompts_never_solved": sum(c == 0 for c in start["correct_per_prompt"])}]
     for m, evals in runs.items():
         mean_curve = [mean(e["pass_curve"]["pass"][i] for e in evals) for i in range(len(ks))]
         spread = [max(e["pass_curve"]["pass"][i] for e in evals) - min(e["pass_curve"]["pass"][i] for e in evals) for i in range(len(ks))]
         curves[f"{m} ({len(evals)} seeds)"] = {"k": ks, "pass": mean_curve, "se": [s / 2 for s in spread]}
-        extra = {k: mean(e[k] for e in evals) for k in ("distinct_correct", "train_reward_last20", "step_s")}
+        extra = {k: mean(e[k] for e in evals) for k in ("distinct_correct", "train_reward_last20", "step_s", "prompts_never_solved")}
         table.append({"method": m, **{f"pass@{k}": v for k, v in zip(ks, mean_curve)}, "greedy": mean(e["greedy_accuracy"] for e in evals), **extra})
         for seed, e in zip(args.seeds, evals):
             table.append({"method": f"  seed {seed}", **{f"pass@{k}": v for k, v in zip(ks, e["pass_curve"]["pass"])},
                           "greedy": e["greedy_accuracy"], **{k: e[k] for k in extra}})
     from rlpost.plots import plot_pass_curves
 
-    plot_pass_curves(curves, out / "pass_at_k.png", f"pass@k after {args.steps} steps ({args.eval_prompts} held-out prompts)")
+    plot_pass_curves(curves, out / "pass_at_k.png", f"pass@k after {args.steps} steps ({start['n_prompts']} held-out prompts)")
     print_table(f"pass@k after {args.steps} RL steps from one SFT checkpoint (mean over seeds {args.seeds})", table,
-                ["method", *[f"pass@{k}" for k in ks], "greedy", "distinct_correct", "train_reward_last20", "step_s"])
-    keep = ("pass_curve", "greedy_accuracy", "distinct_correct", "train_reward_last20", "step_s")
+                ["method", *[f"pass@{k}" for k in ks], "greedy", "prompts_never_solved", "distinct_correct", "train_reward_last20", "step_s"])
+    keep = ("pass_curve", "greedy_accuracy", "distinct_correct", "train_reward_last20", "step_s", "prompts_never_solved")
     return {"start": start["pass_curve"], "greedy_start": start["greedy_accuracy"], "table": table,
             "runs": {m: [{k: e[k] for k in keep} for e in evals] for m, evals in runs.items()}}
 
@@ -185,7 +191,7 @@ def d3s(args, out: Path, sft: str) -> dict[str, Any]:
     start = starting_point(args, out, sft)
     common = [args.recipe, *RUN, f"model.path={sft}", f"train.steps={args.steps}", *eval_settings(args), "eval.samples=0",
               f"train.eval_every={args.eval_every}", *args.set]
-    per: dict[str, list[dict]] = {"grpo": [], "d3s": []}
+    per: dict[str, list[dict]] = {m: [] for m in args.d3s_methods}
     for seed in args.seeds:
         cells = [(REPO, out / f"d3s/{m}-s{seed}", common + METHODS[m] + [f"run.seed={seed}"]) for m in per]
         if not all((c[1] / "eval_after.json").is_file() for c in cells):
@@ -207,28 +213,35 @@ def d3s(args, out: Path, sft: str) -> dict[str, Any]:
                 "learner_s_per_step": mean(r.get("time/update", 0.0) + r.get("time/prepare", 0.0) for r in rs),
                 "step_s": median(r["time/step"] for r in rs),
             })
-    # accuracy at equal wall-clock: each D3S run's final time, GRPO's accuracy then (last eval at or before it)
-    for g, d in zip(per["grpo"], per["d3s"]):
-        t = min(d["wall_s"], g["wall_s"])
-        d["grpo_acc_at_d3s_time"] = max((a for c, a in g["curve"] if c <= t + 1e-9), default=start["greedy_accuracy"])
-        d["d3s_acc_at_same_time"] = max((a for c, a in d["curve"] if c <= t + 1e-9), default=start["greedy_accuracy"])
-        d["same_time_s"] = t
+    # accuracy at equal wall-clock: at the end of the shorter of the two runs of a seed, each run's
+    # latest eval at or before that time
+    base = args.d3s_methods[0]
+    for m in args.d3s_methods[1:]:
+        for g, d in zip(per[base], per[m]):
+            t = min(d["wall_s"], g["wall_s"])
+            d["base_acc_at_same_time"] = [a for c, a in g["curve"] if c <= t + 1e-9][-1]
+            d["acc_at_same_time"] = [a for c, a in d["curve"] if c <= t + 1e-9][-1]
+            d["same_time_s"] = t
     table = []
     for m, runs in per.items():
         for r in runs:
             table.append({"method": m, "seed": r["seed"], **{k: v for k, v in r.items() if k not in ("curve", "seed")}})
-    print_table(f"GRPO vs D3S, {args.steps} steps from greedy {start['greedy_accuracy']:.3f}", table,
+    print_table(f"{' vs '.join(per)}, {args.steps} steps from greedy {start['greedy_accuracy']:.3f}", table,
                 ["method", "seed", "tokens_per_step", "forward_tokens_per_step", "samples_per_step", "learner_s_per_step",
-                 "step_s", "wall_s", "final", "grpo_acc_at_d3s_time", "d3s_acc_at_same_time"])
+                 "step_s", "wall_s", "final", "same_time_s", "base_acc_at_same_time", "acc_at_same_time"])
     plot_wallclock(per, out / "d3s_wallclock.png", args)
-    summary = {
+    summary: dict[str, Any] = {
         m: {"final_mean": mean(r["final"] for r in runs), "tokens_per_step": mean(r["tokens_per_step"] for r in runs),
-            "wall_s_mean": mean(r["wall_s"] for r in runs)} for m, runs in per.items()
+            "token_ratio": mean(r["tokens_per_step"] for r in runs) / mean(r["tokens_per_step"] for r in per[base]),
+            "step_s": mean(r["step_s"] for r in runs), "wall_s_mean": mean(r["wall_s"] for r in runs),
+            **({"equal_time": {base: mean(r["base_acc_at_same_time"] for r in runs), m: mean(r["acc_at_same_time"] for r in runs)}}
+               if m != base else {})}
+        for m, runs in per.items()
     }
-    summary["token_ratio_d3s_over_grpo"] = summary["d3s"]["tokens_per_step"] / summary["grpo"]["tokens_per_step"]
-    summary["equal_time"] = {"grpo": mean(r["grpo_acc_at_d3s_time"] for r in per["d3s"]),
-                             "d3s": mean(r["d3s_acc_at_same_time"] for r in per["d3s"])}
-    print(json.dumps(summary, indent=1))
+    print_table("mean over seeds", [{"method": m, **{k: v for k, v in s.items() if k != "equal_time"},
+                                     **({"base_at_same_time": s["equal_time"][base], "at_same_time": s["equal_time"][m]} if "equal_time" in s else {})}
+                                    for m, s in summary.items()],
+                ["method", "tokens_per_step", "token_ratio", "step_s", "wall_s_mean", "final_mean", "base_at_same_time", "at_same_time"])
     return {"runs": per, "summary": summary, "greedy_start": start["greedy_accuracy"]}
 
 
@@ -239,14 +252,13 @@ def plot_wallclock(per: dict[str, list[dict]], path: Path, args) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    colors = {"grpo": "tab:blue", "d3s": "tab:orange"}
-    for m, runs in per.items():
+    for j, (m, runs) in enumerate(per.items()):
         for i, r in enumerate(runs):
             xs, ys = zip(*r["curve"])
-            ax.plot(xs, ys, color=colors[m], alpha=0.8, marker=".", label=m if i == 0 else None)
+            ax.plot(xs, ys, color=f"C{j}", alpha=0.8, marker=".", label=m if i == 0 else None)
     ax.set_xlabel("training wall-clock (s, evals excluded)")
     ax.set_ylabel("held-out greedy accuracy")
-    ax.set_title(f"GRPO vs D3S, {len(args.seeds)} seeds, {args.steps} steps")
+    ax.set_title(f"{' vs '.join(per)}: {len(args.seeds)} seeds, {args.steps} steps")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -261,10 +273,12 @@ def main(argv=None) -> None:
     load = loadavg()
     t0 = time.time()
     sft = sft_checkpoint(out, args.recipe, args.sft_steps)
-    results: dict[str, Any] = {"args": vars(args), "sft": sft}
+    path = out / "results.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}  # parts run before are kept
     for part in args.parts:
         results[part] = {"overhead": overhead, "unlikeliness": unlikeliness, "d3s": d3s}[part](args, out, sft)
-        write_json(out / "results.json", {**results, "machine": machine_info(load, threads=1), "wall_s": time.time() - t0})
+        results[part].update({"args": vars(args), "machine": machine_info(load, threads=1), "wall_s": time.time() - t0})
+        write_json(path, {**results, "sft": sft})
     print(f"wrote {out / 'results.json'}")
 
 
