@@ -366,7 +366,7 @@ _OPAQUE_DICTS = {"task_kwargs", "kwargs", "combiner", "advantage"}
 # Keys that changed meaning: a recipe still using one gets a line saying what to write instead.
 _RENAMED = {
     "algo.selector": "algo.select, a list of stages: e.g. algo.select=[{name: degenerate_filter}]",
-    "algo.adv_eps": "the advantage stage's kwargs: e.g. algo.advantage={name: grpo, kwargs: {eps: 1e-6}}",
+    "algo.adv_eps": "the advantage stage's kwargs: e.g. algo.advantage={name: grpo, kwargs: {eps: 1.0e-6}}",
 }
 
 

@@ -153,7 +153,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
     records = load_split(cfg, cfg.data.train_split, sft=cfg.train.warm_start == "sft")
     eval_records = load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
     check_components(cfg)
-    pipeline = Pipeline.from_config(cfg.algo)
+    pipeline = Pipeline.from_config(cfg.algo, [r.name for r in cfg.rewards])
     try:
         check_update_mode(cfg)
     except ValueError as e:
@@ -161,6 +161,9 @@ def start_run(cfg: Config, resume: bool) -> Run:
     if resume:
         check_resumable(cfg)
     sampler = SAMPLERS.get(cfg.sampler.name)(n=cfg.rollout.n, **cfg.sampler.kwargs)
+    if hasattr(sampler, "observe"):
+        raise ConfigError(f"sampler '{cfg.sampler.name}' defines observe(), which is now finish(items, members) -> groups "
+                          "(see rlpost/rollout/samplers.py): rename it and return the groups")
     scorer = Scorer(cfg)
     streamed = cfg.train.stream_parts > 1
     why = reward_refusals(scorer.localities, samples_in_rounds(sampler), streamed, cfg.sampler.name)
@@ -196,11 +199,15 @@ def start_run(cfg: Config, resume: bool) -> Run:
 # ---------------------------------------------------------------------- the loop's parts
 
 def check_resumable(cfg: Config) -> None:
-    """A checkpoint written in another update mode cannot be resumed: say so before anything starts."""
+    """A checkpoint written in another update mode, or before the pipeline, cannot be resumed: say so before anything starts."""
     ckpt = latest_checkpoint(cfg.output_dir)
     if ckpt is None:
         return
-    saved = torch.load(ckpt / "controller.pt", weights_only=False).get("update_mode", "full")
+    state = torch.load(ckpt / "controller.pt", weights_only=False)
+    pending = state.get("pending")
+    if pending and not isinstance(next(iter(pending[0].values()), None), Group):
+        raise ConfigError(f"{ckpt} holds async rollouts in the format before the pipeline (2026-12-01): pass --no-resume")
+    saved = state.get("update_mode", "full")
     if saved != cfg.learner.update:
         raise ConfigError(
             f"{cfg.output_dir} holds a checkpoint trained with learner.update={saved}, this run asks for "

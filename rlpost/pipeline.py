@@ -57,6 +57,19 @@ def _specs(algo: AlgoConfig) -> list[tuple[str, str, StageSpec]]:
     return out
 
 
+def _typed(label: str, params: list[inspect.Parameter], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Kwargs annotated float/int as numbers (YAML reads ``1e-6`` as a string); anything else as given."""
+    out = dict(kwargs)
+    for p in params:
+        kind = str(p.annotation).split(" | ")[0].strip("'\"")
+        if p.name in out and isinstance(out[p.name], str) and kind in ("float", "int"):
+            try:
+                out[p.name] = float(out[p.name]) if kind == "float" else int(out[p.name])
+            except ValueError:
+                raise ConfigError(f"{label}: kwarg {p.name} must be a number, got {out[p.name]!r}") from None
+    return out
+
+
 def _takes(params: list[inspect.Parameter]) -> str:
     names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     return ", ".join(names) or "no kwargs"
@@ -82,8 +95,9 @@ def build_stage(kind: str, where: str, spec: StageSpec) -> BoundStage:
     missing = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in spec.kwargs]
     if missing:
         raise ConfigError(f"{label} needs kwargs {', '.join(missing)}")
+    kwargs = _typed(label, params, spec.kwargs)
     try:
-        run = obj(**spec.kwargs) if isinstance(obj, type) else partial(obj, **spec.kwargs)
+        run = obj(**kwargs) if isinstance(obj, type) else partial(obj, **kwargs)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{label}: {e}") from None
     # An undeclared plug-in takes the kind of the key it is listed under and counts as batch-level.
@@ -106,11 +120,16 @@ class Pipeline:
                 log.warning("%s is meant to run with %s in the pipeline; it is not", s.label, " or ".join(s.info.pairs_with))
 
     @classmethod
-    def from_config(cls, algo: AlgoConfig) -> "Pipeline":
-        return cls([build_stage(kind, where, spec) for kind, where, spec in _specs(algo)])
-
-    def wants_learner_pass(self) -> bool:
-        return bool(self.needs & {"old_logprobs", "entropy"})
+    def from_config(cls, algo: AlgoConfig, reward_names: list[str] | None = None) -> "Pipeline":
+        """Build every stage; stages that refer to rewards by name check them (``check(reward_names)``)."""
+        stages = [build_stage(kind, where, spec) for kind, where, spec in _specs(algo)]
+        for s in stages:
+            if reward_names is not None and hasattr(s.run, "check"):
+                try:
+                    s.run.check(reward_names)
+                except ValueError as e:
+                    raise ConfigError(f"{s.label}: {e}") from None
+        return cls(stages)
 
     def refusals(self, streamed: bool) -> list[str]:
         """Why these stages cannot run on the parts of a streamed step (empty: they can)."""

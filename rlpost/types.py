@@ -191,13 +191,6 @@ class Batch:
         """[B] the recipe's weighted sum of the objectives as scored (before any shaping)."""
         return torch.tensor([s.reward for s in self.rows], dtype=torch.float32)
 
-    def token_tensor(self, per_row: list, dtype=torch.float32) -> Tensor:
-        """[B, T] from per-row lists of token values (zero beyond each row's length)."""
-        out = torch.zeros(self.mask.shape, dtype=dtype)
-        for i, values in enumerate(per_row):
-            out[i, : len(values)] = torch.as_tensor(values, dtype=dtype)
-        return out
-
     def set_prepared(self, rows: Tensor, old_logprobs: list, entropy: list | None) -> None:
         """Store learner.prepare's per-token results for the row indices ``rows``."""
         if self.old_logprobs is None:

@@ -74,6 +74,10 @@ def test_prepared_rows_reach_the_learner_with_their_old_logprobs():
         (["algo.select=[{name: d3s_samples, kwargs: {mode: crosss}}]"], "algo.select[0] 'd3s_samples': mode must be 'intra' or 'cross', got 'crosss'"),
         ([f"algo.post=[{{name: mine, fn: '{STAGES_FILE}:nope'}}]"], "algo.post[0] 'mine': cannot resolve"),
         (["algo.selector=keep_all"], "'algo.selector' is no longer a key: use algo.select"),
+        (["algo.shape=[{name: unlikeliness, kwargs: {objectives: [correctnes]}}]"], "algo.shape[0] 'unlikeliness': objectives ['correctnes'] are not rewards of this run"),
+        (["algo.shape=[{name: unlikeliness, kwargs: {objectives: correctness}}]"], "objectives must be a non-empty list of reward names"),
+        (["algo.advantage={name: grpo, kwargs: {eps: tiny}}"], "algo.advantage 'grpo': kwarg eps must be a number, got 'tiny'"),
+        ([f"sampler.name={STAGES_FILE}:OldSampler"], "defines observe(), which is now finish(items, members)"),
         (["algo.adv_eps=1e-4"], "'algo.adv_eps' is no longer a key: use the advantage stage's kwargs"),
         (["train.stream_parts=2", "algo.shape=[unlikeliness]"], "train.stream_parts=2 cannot be used here: algo.shape[0] 'unlikeliness' needs old_logprobs"),
         (["train.stream_parts=2", "algo.tokens=[d3s_tokens]"], "algo.tokens[0] 'd3s_tokens' looks across the batch"),
@@ -131,3 +135,30 @@ def test_a_stage_needing_old_logprobs_gets_them_once_from_the_learner(tiny_model
     assert len(tb.samples) == 4 and all(s.old_logprobs is not None for s in tb.samples)
     metrics = learner.update(tb)
     assert metrics["time/old_logprob"] < 0.05 and metrics["learner/ratio_mean"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_yaml_strings_become_numbers_where_a_stage_wants_them():
+    # PyYAML reads 1e-6 (no dot) as a string
+    cfg = load_config("quickstart", ["algo.advantage={name: grpo, kwargs: {eps: 1e-6}}"])
+    assert cfg.algo.advantage.kwargs == {"eps": "1e-6"}
+    batch = Pipeline.from_config(cfg.algo)(make_batch([[1, 0]]), StageContext(0, 10))
+    assert batch.advantages.tolist() == pytest.approx([0.7071, -0.7071], abs=1e-4)
+
+
+def test_a_step_whose_groups_are_all_filtered_out_passes_through_every_stage():
+    algo = AlgoConfig(select=["degenerate_filter", "d3s_samples"], tokens=["d3s_tokens"])  # no row left for prepare
+    batch = Pipeline.from_config(algo)(make_batch([[1, 1, 1], [0, 0, 0]]), StageContext(0, 10, learner=None))
+    assert not batch.keep.any() and batch.train_batch().samples == []
+
+
+def test_unlikeliness_leaves_penalties_alone():
+    from rlpost.types import Batch, Completion, Group, PromptItem, Scored, pool_stats
+
+    item = PromptItem(0, 0, {}, [1, 2], "p")
+    members = [Scored(Completion(0, [1, 2], [3 + i], "x", [-0.5], "stop", 0), 1.0 - 0.5, {"c": 1.0, "len": 0.5}, True)
+               for i in range(3)]
+    batch = Batch.from_groups({0: Group(item, members, pool_stats(members))}, {"c": 1.0, "len": -1.0}, 1.0, 4)
+    with_old_logprobs(batch, [[-0.1], [-0.5], [-0.9]])
+    Pipeline.from_config(AlgoConfig(shape=["unlikeliness"]))(batch, StageContext(0, 10))
+    assert batch.shaped[:, 1].tolist() == [0.5, 0.5, 0.5]  # the negative-weight column is untouched
+    assert batch.shaped[:, 0].tolist() == pytest.approx([1 - 0.25 * 2 / 3, 1 - 0.25 / 3, 1.0])

@@ -76,14 +76,18 @@ def topk_token_mask(scores: Tensor, valid: Tensor, count: int) -> Tensor:
 
 def _check_schedule(name: str, start: float, end: float, low: float, high: float | None) -> None:
     for label, x in ((f"{name}_init", start), (f"{name}_final", end)):
-        if x < low or (high is not None and x > high):
-            raise ValueError(f"{label} must be in [{low}, {high if high is not None else 'inf'}), got {x}")
+        if not isinstance(x, (int, float)) or x < low or (high is not None and x > high):
+            bound = f"between {low} and {high}" if high is not None else f"a number >= {low}"
+            raise ValueError(f"{label} must be {bound}, got {x!r}")
 
 
 @STAGES.register("d3s_samples")
 @stage("select", needs=("progress",))
 class D3SSamples:
-    """Select stage: keep N(p) = round_half_up(linear(n_init, n_final)) rows per group by max advantage variance."""
+    """Select stage: keep the rows of largest advantage variance, N(p) = round_half_up(linear(n_init,
+    n_final)) per prompt: per group (intra), or groups x N(p) rows pooled over the batch (cross). Groups
+    counts the groups with kept rows when the stage runs (after a degenerate filter: the ones left), so
+    cross mode keeps as many rows as intra mode would."""
 
     def __init__(self, mode: str = "cross", n_init: float = 4, n_final: float = 8) -> None:
         if mode not in ("intra", "cross"):
@@ -124,10 +128,12 @@ class D3STokens:
 
     def __call__(self, batch: Batch, ctx: StageContext) -> None:
         frac = linear_schedule(self.k_init, self.k_final, ctx.progress)
+        batch.metrics["d3s/token_frac"] = frac
+        if not bool(batch.keep.any()):  # every group filtered out: no learner pass ran, nothing to weight
+            return
         valid = batch.mask * batch.keep[:, None]
         n_valid = int(valid.sum())
         count = max(1, math.ceil(frac * n_valid - 1e-9))
         scores = batch.advantages.abs()[:, None] * batch.entropy
         weights = topk_token_mask(scores, valid, count)
         batch.token_weights = weights if batch.token_weights is None else batch.token_weights * weights
-        batch.metrics["d3s/token_frac"] = frac

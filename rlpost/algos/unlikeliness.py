@@ -83,28 +83,35 @@ def distinct_positive(batch: Batch, rows: Tensor) -> float:
 @STAGES.register("unlikeliness")
 @stage("shape", locality="group", needs=("old_logprobs",), pairs_with=("degenerate_filter",))
 class Unlikeliness:
-    """Shape stage: reshape the positive objective values of every kept row (or of ``objectives``)."""
+    """Shape stage: reshape the positive values of the rewards in ``objectives`` (default: every reward
+    with a positive weight; a penalty with a negative weight is left alone) for every kept row."""
 
     def __init__(self, beta: float = 0.25, length_norm: str = "mean", ties: str = "stable",
                  objectives: list[str] | None = None) -> None:
         if not 0 <= beta <= 1:
             raise ValueError(f"beta must be in [0, 1], got {beta}")
+        if objectives is not None and (not isinstance(objectives, list) or not objectives
+                                       or not all(isinstance(o, str) for o in objectives)):
+            raise ValueError(f"objectives must be a non-empty list of reward names, got {objectives!r}")
         if length_norm not in ("mean", "sum"):
             raise ValueError(f"length_norm must be 'mean' or 'sum', got {length_norm!r}")
         if ties not in ("stable", "average"):
             raise ValueError(f"ties must be 'stable' or 'average', got {ties!r}")
         self.beta, self.length_norm, self.ties, self.objectives = beta, length_norm, ties, objectives
 
+    def check(self, reward_names: list[str]) -> None:
+        missing = sorted(set(self.objectives or []) - set(reward_names))
+        if missing:
+            raise ValueError(f"objectives {missing} are not rewards of this run (rewards: {', '.join(reward_names)})")
+
     def __call__(self, batch: Batch, ctx: StageContext) -> None:
         k = batch.keep.nonzero().flatten()
-        if k.numel() == 0:
-            return
-        cols = list(range(len(batch.objective_names)))
         if self.objectives is not None:
-            missing = sorted(set(self.objectives) - set(batch.objective_names))
-            if missing:
-                raise ValueError(f"unlikeliness: objectives {missing} are not rewards of this run ({batch.objective_names})")
             cols = [batch.objective_names.index(n) for n in self.objectives]
+        else:
+            cols = [i for i, w in enumerate(batch.objective_weights.tolist()) if w > 0]
+        if k.numel() == 0 or not cols:
+            return
         seq = sequence_logprob(batch.old_logprobs[k], batch.mask[k], self.length_norm)
         mult = unlikeliness_multipliers(seq, batch.group_ids[k], self.beta, self.ties)
         block = batch.shaped[k][:, cols]

@@ -154,7 +154,7 @@ def target(
     ``solution`` (for SFT, ``sft.target_template: "{solution}"``); a target recurs with other solutions.
     """
     _check_split("target", split, ("train", "test"))
-    if digits < 1 or terms < 2 or not ops or any(op not in _OPS for op in ops):
+    if not isinstance(digits, int) or not isinstance(terms, int) or digits < 1 or terms < 2 or not ops or any(op not in _OPS for op in ops):
         raise DataError(f"target: need digits >= 1, terms >= 2 and ops made of {''.join(_OPS)}, got {digits}, {terms}, '{ops}'")
     rng = random.Random(seed)
     lo, hi = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1

@@ -102,9 +102,9 @@ class Learner:
         completion, and the full-vocabulary entropy at each position when asked. ``update`` uses
         samples' ``old_logprobs`` instead of computing them again."""
         logp, ent = self._logprobs_no_grad(self.model, batch.samples, batch.temperature, entropy)
-        out = {"old_logprobs": [t.numpy() for t in logp]}
+        out = {"old_logprobs": [t.float().cpu().numpy() for t in logp]}
         if ent is not None:
-            out["entropy"] = [t.numpy() for t in ent]
+            out["entropy"] = [t.float().cpu().numpy() for t in ent]
         return out
 
     def _reference_logprobs(self, samples: list[TrainSample], temperature: float) -> list[torch.Tensor]:
@@ -138,9 +138,9 @@ class Learner:
         t0 = time.perf_counter()
         passes = a.epochs * a.minibatches
         old = None
-        if all(s.old_logprobs is not None for s in samples):
+        if all(s.old_logprobs is not None for s in samples):  # from prepare (its own forward: ratio ~1 on pass 1)
             old = [torch.tensor(s.old_logprobs, dtype=torch.float32) for s in samples]
-        elif passes > 1:  # with one pass, old = the pass's own detached logprobs (ratio 1)
+        elif passes > 1:  # with one pass and nothing prepared, old = the pass's own detached logprobs (ratio 1)
             old = self._logprobs_no_grad(self.model, samples, batch.temperature)[0]
         ref = self._reference_logprobs(samples, batch.temperature) if self.kl_fn else None
         t_old = time.perf_counter() - t0

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlpost.registry import Registry
-from rlpost.types import Group, PromptItem, Request, Scored, pool_stats
+from rlpost.types import Group, PromptItem, Request, Scored, pool_stats  # noqa: F401 (PromptItem, Scored: old checkpoints pickled them here)
 
 SAMPLERS: Registry = Registry("sampler")
 
