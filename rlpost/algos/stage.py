@@ -17,6 +17,8 @@ the recipe's kwargs) are called as ``stage(batch, ctx)``. It reads and writes fi
   named learner methods on).
 
 A class stage with state defines ``state_dict`` / ``load_state_dict``; it is saved in checkpoints.
+One that names rewards defines ``check(reward_names)`` (raise ValueError), run at start-up.
+Kwargs annotated ``float`` / ``int`` arrive as numbers even when YAML read them as strings.
 """
 from __future__ import annotations
 
