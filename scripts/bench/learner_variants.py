@@ -100,6 +100,16 @@ def run_pair(cells: list[tuple[Path, Path, list[str]]]) -> None:
             raise SystemExit(f"run failed: {run_dir} (see {run_dir / 'stdout.log'})")
 
 
+def seed_runs(folder: Path, methods: list[str], common: list[str], seeds: list[int]):
+    """Per seed, the methods' runs side by side (skipped when all finished before); yields (seed, method, run dir)."""
+    for seed in seeds:
+        cells = [(REPO, folder / f"{m}-s{seed}", common + METHODS[m] + [f"run.seed={seed}"]) for m in methods]
+        if not all((c[1] / "eval_after.json").is_file() for c in cells):
+            run_pair(cells)
+        for m, (_, run_dir, _) in zip(methods, cells):
+            yield seed, m, run_dir
+
+
 def rows(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
@@ -152,18 +162,14 @@ def unlikeliness(args, out: Path, sft: str) -> dict[str, Any]:
     start = starting_point(args, out, sft)
     common = [args.recipe, *RUN, f"model.path={sft}", f"train.steps={args.steps}", *eval_settings(args), f"eval.samples={args.samples}", *args.set]
     runs: dict[str, list[dict]] = {m: [] for m in args.methods}
-    for seed in args.seeds:
-        cells = [(REPO, out / f"unlikeliness/{m}-s{seed}", common + METHODS[m] + [f"run.seed={seed}"]) for m in runs]
-        if not all((c[1] / "eval_after.json").is_file() for c in cells):
-            run_pair(cells)
-        for m, (_, run_dir, _) in zip(runs, cells):
-            e = json.loads((run_dir / "eval_after.json").read_text())
-            rs = rows(run_dir)
-            e["distinct_correct"] = mean(r.get("unlikeliness/distinct_correct") for r in rs)
-            e["train_reward_last20"] = mean(r["reward/mean"] for r in rs[-20:])
-            e["step_s"] = median(r["time/step"] for r in rs)
-            e["prompts_never_solved"] = sum(c == 0 for c in e["correct_per_prompt"])  # 0 of --samples correct
-            runs[m].append(e)
+    for _, m, run_dir in seed_runs(out / "unlikeliness", args.methods, common, args.seeds):
+        e = json.loads((run_dir / "eval_after.json").read_text())
+        rs = rows(run_dir)
+        e["distinct_correct"] = mean(r.get("unlikeliness/distinct_correct") for r in rs)
+        e["train_reward_last20"] = mean(r["reward/mean"] for r in rs[-20:])
+        e["step_s"] = median(r["time/step"] for r in rs)
+        e["prompts_never_solved"] = sum(c == 0 for c in e["correct_per_prompt"])  # 0 of --samples correct
+        runs[m].append(e)
     ks = start["pass_curve"]["k"]
     curves = {"SFT start": start["pass_curve"]}
     table = [{"method": "SFT start", **{f"pass@{k}": v for k, v in zip(ks, start["pass_curve"]["pass"])},
@@ -192,27 +198,23 @@ def d3s(args, out: Path, sft: str) -> dict[str, Any]:
     common = [args.recipe, *RUN, f"model.path={sft}", f"train.steps={args.steps}", *eval_settings(args), "eval.samples=0",
               f"train.eval_every={args.eval_every}", *args.set]
     per: dict[str, list[dict]] = {m: [] for m in args.d3s_methods}
-    for seed in args.seeds:
-        cells = [(REPO, out / f"d3s/{m}-s{seed}", common + METHODS[m] + [f"run.seed={seed}"]) for m in per]
-        if not all((c[1] / "eval_after.json").is_file() for c in cells):
-            run_pair(cells)
-        for m, (_, run_dir, _) in zip(per, cells):
-            rs = rows(run_dir)
-            clock, curve = 0.0, [(0.0, start["greedy_accuracy"])]
-            for r in rs:
-                clock += r["time/step"]
-                if "eval/greedy_accuracy" in r:
-                    curve.append((clock, r["eval/greedy_accuracy"]))
-            final = json.loads((run_dir / "eval_after.json").read_text())["greedy_accuracy"]
-            curve.append((clock, final))
-            per[m].append({
-                "seed": seed, "curve": curve, "final": final, "wall_s": clock,
-                "tokens_per_step": mean(r.get("train/tokens", 0.0) for r in rs),
-                "forward_tokens_per_step": mean(r.get("train/tokens_forward", 0.0) for r in rs),
-                "samples_per_step": mean(r.get("train/samples", 0.0) for r in rs),
-                "learner_s_per_step": mean(r.get("time/update", 0.0) + r.get("time/prepare", 0.0) for r in rs),
-                "step_s": median(r["time/step"] for r in rs),
-            })
+    for seed, m, run_dir in seed_runs(out / "d3s", args.d3s_methods, common, args.seeds):
+        rs = rows(run_dir)
+        clock, curve = 0.0, [(0.0, start["greedy_accuracy"])]
+        for r in rs:
+            clock += r["time/step"]
+            if "eval/greedy_accuracy" in r:
+                curve.append((clock, r["eval/greedy_accuracy"]))
+        final = json.loads((run_dir / "eval_after.json").read_text())["greedy_accuracy"]
+        curve.append((clock, final))
+        per[m].append({
+            "seed": seed, "curve": curve, "final": final, "wall_s": clock,
+            "tokens_per_step": mean(r.get("train/tokens", 0.0) for r in rs),
+            "forward_tokens_per_step": mean(r.get("train/tokens_forward", 0.0) for r in rs),
+            "samples_per_step": mean(r.get("train/samples", 0.0) for r in rs),
+            "learner_s_per_step": mean(r.get("time/update", 0.0) + r.get("time/prepare", 0.0) for r in rs),
+            "step_s": median(r["time/step"] for r in rs),
+        })
     # accuracy at equal wall-clock: at the end of the shorter of the two runs of a seed, each run's
     # latest eval at or before that time
     base = args.d3s_methods[0]
