@@ -139,8 +139,7 @@ class Pipeline:
         for s in self.stages:
             if s.info.locality in ("cohort", "batch"):
                 why.append(f"{s.label} looks across the {s.info.locality} (a streamed part holds only some groups)")
-            elif s.info.needs and set(s.info.needs) & {"old_logprobs", "entropy", "learner"}:
-                need = sorted(set(s.info.needs) & {"old_logprobs", "entropy", "learner"})
+            elif need := sorted(set(s.info.needs) & {"old_logprobs", "entropy", "learner"}):
                 why.append(f"{s.label} needs {', '.join(need)} (streamed parts go to the learner without a prepare pass)")
             elif s.info.kind == "tokens":
                 why.append(f"{s.label} weights tokens (streamed parts share one loss denominator)")

@@ -5,8 +5,24 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rlpost.data.tasks import expression_value
 from verifiers.registry import VERIFIERS
+
+_EXPRESSION = re.compile(r"\d+(?:[-+*]\d+)*")
+
+
+def expression_value(text: str) -> int:
+    """Value of ``"12+34-5*6"`` (non-negative integers, + - *) with the usual precedence; ValueError otherwise."""
+    if not _EXPRESSION.fullmatch(text):
+        raise ValueError(f"not an expression of integers and + - *: {text!r}")
+    nums = [int(x) for x in re.findall(r"\d+", text)]
+    total, sign, term = 0, 1, nums[0]
+    for op, n in zip(re.findall(r"[-+*]", text), nums[1:]):
+        if op == "*":
+            term *= n
+        else:
+            total += sign * term
+            sign, term = (1 if op == "+" else -1), n
+    return total + sign * term
 
 
 @VERIFIERS.register("expression")

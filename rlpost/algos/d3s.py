@@ -106,7 +106,10 @@ class D3SSamples:
             n_groups = int(torch.unique(gids).numel())
             chosen = k[max_variance_subset(adv, n_groups * n_keep)]
         else:
-            parts = [k[idx][max_variance_subset(adv[idx], n_keep)] for g in torch.unique(gids) for idx in [(gids == g).nonzero().flatten()]]
+            parts = []
+            for g in torch.unique(gids):
+                idx = (gids == g).nonzero().flatten()
+                parts.append(k[idx][max_variance_subset(adv[idx], n_keep)])
             chosen = torch.cat(parts) if parts else k
         batch.keep[:] = False
         batch.keep[chosen] = True

@@ -9,6 +9,7 @@ from rlpost.data.errors import DataError
 from rlpost.data.loaders import load_records, require_columns
 from rlpost.data.paths import shared_data_path
 from rlpost.registry import Registry
+from verifiers.expression import expression_value
 
 Record = dict[str, Any]
 TaskFn = Callable[..., list[Record]]
@@ -104,24 +105,6 @@ def arithmetic(
             problems.append(text)
     chosen = problems[:n_test] if split == "test" else problems[n_test:]
     return _take([_arith_record(text) for text in chosen], limit)
-
-
-_EXPRESSION = re.compile(r"\d+(?:[-+*]\d+)*")
-
-
-def expression_value(text: str) -> int:
-    """Value of ``"12+34-5*6"`` (non-negative integers, + - *) with the usual precedence; ValueError otherwise."""
-    if not _EXPRESSION.fullmatch(text):
-        raise ValueError(f"not an expression of integers and + - *: {text!r}")
-    nums = [int(x) for x in re.findall(r"\d+", text)]
-    total, sign, term = 0, 1, nums[0]
-    for op, n in zip(re.findall(r"[-+*]", text), nums[1:]):
-        if op == "*":
-            term *= n
-        else:
-            total += sign * term
-            sign, term = (1 if op == "+" else -1), n
-    return total + sign * term
 
 
 def _arith_record(text: str) -> Record:
