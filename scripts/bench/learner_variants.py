@@ -92,8 +92,12 @@ def launch(tree: Path, run_dir: Path, overrides: list[str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=tree, env=_env(tree), stdout=log, stderr=subprocess.STDOUT)
 
 
+TRAINED: list[Path] = []  # runs this invocation trained (not read back from an earlier one)
+
+
 def run_pair(cells: list[tuple[Path, Path, list[str]]]) -> None:
     """Run the cells side by side and fail loudly if any run failed."""
+    TRAINED.extend(c[1] for c in cells)
     procs = [launch(*c) for c in cells]
     for p, (_, run_dir, _) in zip(procs, cells):
         if p.wait() != 0:
@@ -273,13 +277,16 @@ def main(argv=None) -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     load = loadavg()
-    t0 = time.time()
     sft = sft_checkpoint(out, args.recipe, args.sft_steps)
     path = out / "results.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}  # parts run before are kept
     for part in args.parts:
+        before, t_part = len(TRAINED), time.time()
+        machine = results.get(part, {}).get("machine")
         results[part] = {"overhead": overhead, "unlikeliness": unlikeliness, "d3s": d3s}[part](args, out, sft)
-        results[part].update({"args": vars(args), "machine": machine_info(load, threads=1), "wall_s": time.time() - t0})
+        if len(TRAINED) > before or machine is None:  # a table re-read from earlier runs keeps their machine record
+            machine = {**machine_info(load, threads=1), "wall_s": time.time() - t_part}
+        results[part].update({"args": vars(args), "machine": machine})
         write_json(path, {**results, "sft": sft})
     print(f"wrote {out / 'results.json'}")
 
