@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from rlpost.scoring import objective_means
-from rlpost.types import Batch, Group
+from rlpost.types import Batch, Group, Scored
 
 
 def completion_metrics(groups: dict[int, Group]) -> dict[str, float]:
@@ -23,14 +23,27 @@ def completion_metrics(groups: dict[int, Group]) -> dict[str, float]:
     }
 
 
+def pool_metrics(members: dict[int, list[Scored]]) -> dict[str, float | list[float]]:
+    """Completions drawn per prompt this step (before a sampler keeps some): total, mean, max and the
+    list itself (a histogram in tensorboard)."""
+    drawn = [float(len(ms)) for ms in members.values()]
+    return {
+        "rollout/generated": float(sum(drawn)), "rollout/samples_per_prompt_mean": float(np.mean(drawn)) if drawn else 0.0,
+        "rollout/samples_per_prompt_max": max(drawn, default=0.0), "rollout/samples_per_prompt": drawn,
+    }
+
+
 def selection_metrics(batch: Batch) -> dict[str, float]:
-    """Share of groups with any non-zero advantage, and of rows and tokens the pipeline kept."""
+    """Share of groups (prompt level) and of rows (sample level) with a non-zero advantage in their group,
+    and of rows and tokens the pipeline kept."""
     if len(batch) == 0:
         return {}
     out = {"train/kept_frac": float(batch.keep.float().mean())}
     if batch.advantages is not None:
-        nonzero = {int(g) for g, a in zip(batch.group_ids.tolist(), batch.advantages.tolist()) if abs(a) > 1e-8}
-        out["train/groups_nonzero_adv_frac"] = len(nonzero) / max(1, len(set(batch.group_ids.tolist())))
+        gids = batch.group_ids.tolist()
+        nonzero = {int(g) for g, a in zip(gids, batch.advantages.tolist()) if abs(a) > 1e-8}
+        out["train/groups_nonzero_adv_frac"] = len(nonzero) / max(1, len(set(gids)))
+        out["train/samples_nonzero_adv_frac"] = sum(g in nonzero for g in gids) / len(gids)
     if batch.token_weights is not None:
         kept = batch.mask * batch.keep[:, None]
         out["train/token_keep_frac"] = float(((batch.token_weights != 0) * kept).sum() / kept.sum().clamp(min=1))

@@ -80,7 +80,7 @@ class EvalConfig(Section):
     samples: int = Field(0, ge=0, description="samples per prompt for pass@k curves (0: greedy only)")
     temperature: float = 1.0
     output: str | None = Field(None, description="JSON path; defaults to <run dir>/eval.json")
-
+    breakdown: str | None = Field("level", description="record column to also report accuracy by, when the records have it")
 
     @model_validator(mode="after")
     def _ks_fit(self) -> "EvalConfig":

@@ -26,7 +26,7 @@ from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
 from rlpost.pipeline import Pipeline
 from rlpost.plots import plot_pass_curves
-from rlpost.rollout.samplers import SAMPLERS, samples_in_rounds
+from rlpost.rollout.samplers import SAMPLERS, finish_step, samples_in_rounds
 from rlpost.rollout.worker import RolloutWorker
 from rlpost.scoring import Scorer, merge_metrics, reward_refusals
 from rlpost.sft import run_sft
@@ -160,7 +160,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
         raise ConfigError(str(e)) from None
     if resume:
         check_resumable(cfg)
-    sampler = SAMPLERS.get(cfg.sampler.name)(n=cfg.rollout.n, **cfg.sampler.kwargs)
+    sampler = build_sampler(cfg)
     if hasattr(sampler, "observe"):
         raise ConfigError(f"sampler '{cfg.sampler.name}' defines observe(), which is now finish(items, members) -> groups "
                           "(see rlpost/rollout/samplers.py): rename it and return the groups")
@@ -231,6 +231,17 @@ def check_components(cfg: Config) -> None:
         raise ConfigError("rollout.engine=vllm but vLLM is not installed (pip install 'rlpost[vllm]'; see docs/vllm.md)")
 
 
+def build_sampler(cfg: Config):
+    """The recipe's sampler, its options and budgets checked (one line naming the key when wrong)."""
+    cls = SAMPLERS.get(cfg.sampler.name)
+    try:
+        sampler = cls(n=cfg.rollout.n, **cfg.sampler.kwargs)
+        sampler.check(cfg.train.prompts_per_step)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"sampler '{cfg.sampler.name}' (sampler.kwargs): {e}") from None
+    return sampler
+
+
 def every(n: int, step: int) -> bool:
     """True after every n-th step (n=0: never)."""
     return n > 0 and (step + 1) % n == 0
@@ -268,7 +279,8 @@ def collect_groups(
         rounds += 1
         requests = sampler.next_round(plist, members)
     metrics["rollout/rounds"] = float(rounds)
-    return sampler.finish(plist, members), metrics
+    return finish_step(sampler, plist, members, metrics)
+
 
 
 def sync_weights(cfg: Config, learner, rollout, batch, step: int) -> dict[str, float]:

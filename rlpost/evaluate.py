@@ -94,7 +94,20 @@ def evaluate(cfg: Config, engine, tokenizer, runner, records: list[dict[str, Any
         result["sample_accuracy"] = sum(s_flags) / max(1, len(s_flags))
         result["pass_curve"] = curve
         result["correct_per_prompt"] = correct_per_prompt
+    if ec.breakdown and records and all(ec.breakdown in r for r in records):
+        result.update(breakdown(records, ec.breakdown, flags, result.get("correct_per_prompt"), ec.samples))
     return result
+
+
+def breakdown(records: list[dict], column: str, greedy: list[bool], correct: list[int] | None, samples: int) -> dict[str, float]:
+    """Greedy (and sampled) accuracy per value of ``column``, e.g. ``greedy_accuracy/level=3x2d+-``."""
+    out: dict[str, float] = {}
+    for value in dict.fromkeys(str(r[column]) for r in records):
+        idx = [i for i, r in enumerate(records) if str(r[column]) == value]
+        out[f"greedy_accuracy/{column}={value}"] = sum(greedy[i] for i in idx) / len(idx)
+        if correct is not None:
+            out[f"sample_accuracy/{column}={value}"] = sum(correct[i] for i in idx) / (len(idx) * samples)
+    return out
 
 
 def write_result(result: dict[str, Any], path: Path) -> None:

@@ -50,15 +50,15 @@ def load_object(spec: str) -> Any:
 class Registry(Generic[T]):
     """A named collection of components of one kind (verifiers, rewards, advantages...)."""
 
-    def __init__(self, kind: str, builtins_module: str | None = None) -> None:
+    def __init__(self, kind: str, builtins_module: str | tuple[str, ...] | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
         # Imported lazily on first lookup so that registering modules stay cheap to import.
-        self._builtins_module = builtins_module
+        self._builtins = (builtins_module,) if isinstance(builtins_module, str) else tuple(builtins_module or ())
 
     def _load_builtins(self) -> None:
-        if self._builtins_module is not None:
-            mod, self._builtins_module = self._builtins_module, None
+        mods, self._builtins = self._builtins, ()
+        for mod in mods:
             importlib.import_module(mod)
 
     def register(self, name: str) -> Callable[[T], T]:

@@ -16,7 +16,7 @@ from typing import Callable
 
 from rlpost.algos.aggregation import aggregation_kwargs
 from rlpost.config import AlgoConfig
-from rlpost.rollout.samplers import samples_in_rounds
+from rlpost.rollout.samplers import finish_step, samples_in_rounds
 from rlpost.scoring import Scorer, merge_metrics
 from rlpost.types import Batch, Group, PromptItem, SamplingParams, Scored, pool_stats
 
@@ -80,4 +80,4 @@ def stream_groups(
     for future in handed:  # surfaces a learner error here, at this step
         learner.result(future, "accumulate")
     metrics.update({"rollout/rounds": 1.0, "rollout/stream_parts": float(len(by_part))})
-    return sampler.finish(plist, members), metrics
+    return finish_step(sampler, plist, members, metrics)

@@ -1,9 +1,13 @@
-"""Metric sinks: jsonl always, tensorboard when installed, a progress bar on the console."""
+"""Metric sinks: jsonl always, tensorboard when installed, a progress bar on the console.
+
+Metrics are floats; a list of floats is a distribution (a histogram in tensorboard, the list in jsonl)."""
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+
+import numpy as np
 
 from rlpost.config import LogConfig
 
@@ -50,6 +54,8 @@ class Tracker:
             for k, v in metrics.items():
                 if isinstance(v, (int, float)) and math.isfinite(v):
                     self.tb.add_scalar(k, v, step)
+                elif isinstance(v, list) and v:  # a distribution, e.g. rollout/samples_per_prompt
+                    self.tb.add_histogram(k, np.asarray(v, dtype=np.float64), step)
         if self.progress is not None:
             info = "  ".join(f"{k.split('/')[-1]}={metrics[k]:.3g}" for k in CONSOLE_KEYS if k in metrics)
             self.progress.update(self.task, completed=step + 1, info=info)

@@ -102,12 +102,12 @@ class Group:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def pool_stats(members: list[Scored]) -> dict[str, float]:
-    """count, reward_sum, reward_sqsum, positive (reward > 0) over members with a known reward."""
+def pool_stats(members: list[Scored], threshold: float = 0.0) -> dict[str, float]:
+    """count, reward_sum, reward_sqsum, positive (reward > threshold) over members with a known reward."""
     known = [s.reward for s in members if not np.isnan(s.reward)]
     return {
         "count": float(len(known)), "reward_sum": float(sum(known)),
-        "reward_sqsum": float(sum(r * r for r in known)), "positive": float(sum(r > 0 for r in known)),
+        "reward_sqsum": float(sum(r * r for r in known)), "positive": float(sum(r > threshold for r in known)),
     }
 
 

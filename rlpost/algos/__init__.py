@@ -5,7 +5,7 @@ Look a component up by name or plug in your own with ``"pkg.module:fn"`` / ``"fi
 
     STAGES.get("grpo"), POLICY_LOSSES.get("ppo_clip"), AGGREGATIONS.get("token-mean")
 """
-from rlpost.algos import advantages, combine, d3s, selection, unlikeliness  # noqa: F401  (register the built-in stages)
+from rlpost.algos import advantages, combine, d3s, reinforce_ada, selection, unlikeliness  # noqa: F401  (register the built-in stages)
 from rlpost.algos.aggregation import AGGREGATIONS
 from rlpost.algos.kl import KL_ESTIMATORS
 from rlpost.algos.logprobs import entropy_from_logits, token_logprobs

@@ -56,6 +56,7 @@ def arithmetic(
     digits: int | list[int] = 2,
     ops: str = "+",
     terms: int = 2,
+    levels: list[dict[str, Any]] | None = None,
     seed: int = 0,
     limit: int | None = None,
 ) -> list[Record]:
@@ -64,47 +65,69 @@ def arithmetic(
 
     Harder levels for tasks with headroom at large k: more terms (``terms=3``: ``"12+34-56"``), more
     digits, mixed operations (``ops="+-"``), or mixed sizes (``digits=[1, 2, 3]``: each operand's
-    size is drawn from the list). One seeded stream of distinct problems is drawn: the first
+    size is drawn from the list). ``levels`` mixes difficulties in one set, as math sets do: a list
+    of ``{digits, ops, terms, name}`` (missing keys from the arguments); each problem's level is drawn
+    uniformly and recorded in the ``level`` column (default name e.g. ``"3x2d+-"``), so evaluation
+    reports accuracy per level. One seeded stream of distinct problems is drawn: the first
     ``n_test`` are the test split and the next ``n_train`` the train split, so the splits are
     disjoint and the test set does not change when ``n_train`` does.
     """
     _check_split("arithmetic", split, ("train", "test"))
-    sizes = [digits] if isinstance(digits, int) else list(digits)
-    if not sizes or any(not isinstance(d, int) or d < 1 for d in sizes):
-        raise DataError(f"arithmetic: digits must be an integer >= 1 or a list of them, got {digits}")
-    if terms < 2:
-        raise DataError(f"arithmetic: terms must be >= 2, got {terms}")
-    if not ops or any(op not in _OPS for op in ops):
-        raise DataError(f"arithmetic: ops must be made of {''.join(_OPS)}, got '{ops}'")
-    op_list = sorted(set(ops), key=ops.index)
-    ranges = {d: (0 if d == 1 else 10 ** (d - 1), 10**d - 1) for d in dict.fromkeys(sizes)}
-    n_values = sum(hi - lo + 1 for lo, hi in ranges.values())
+    if levels is not None and (not isinstance(levels, list) or not levels or not all(isinstance(lv, dict) for lv in levels)):
+        raise DataError(f"arithmetic: levels must be a non-empty list of {{digits, ops, terms, name}} mappings, got {levels!r}")
+    specs = [_level(lv, digits, ops, terms, i) for i, lv in enumerate(levels or [{}])]
+    if len({sp["name"] for sp in specs}) < len(specs):
+        raise DataError(f"arithmetic: level names must be distinct, got {[sp['name'] for sp in specs]}")
     n_total = n_train + n_test
-    n_distinct = n_values**terms * len(op_list) ** (terms - 1)
+    n_distinct = sum(sp["distinct"] for sp in specs)
     if n_train < 0 or n_test < 0 or n_total > n_distinct:
         raise DataError(
             f"arithmetic: n_train={n_train} + n_test={n_test} must be >= 0 and at most the "
             f"{n_distinct} distinct problems with digits={digits}, ops='{ops}', terms={terms}"
+            + (f", levels={levels}" if levels else "")
         )
     # random.Random seeded with an int is reproducible across processes (no hash() salting).
     rng = random.Random(seed)
 
-    def operand() -> int:
+    def operand(sizes: list[int], ranges: dict[int, tuple[int, int]]) -> int:
         lo, hi = ranges[sizes[0] if len(sizes) == 1 else rng.choice(sizes)]
         return rng.randint(lo, hi)
 
     seen: set[str] = set()
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     while len(problems) < n_total:
-        text = str(operand())
-        for _ in range(terms - 1):
-            op = rng.choice(op_list)  # drawn before the operand: the 2-term stream is unchanged
-            text += f"{op}{operand()}"
+        sp = specs[rng.randrange(len(specs))] if len(specs) > 1 else specs[0]  # one level: the stream is unchanged
+        text = str(operand(sp["sizes"], sp["ranges"]))
+        for _ in range(sp["terms"] - 1):
+            op = rng.choice(sp["ops"])  # drawn before the operand: the 2-term stream is unchanged
+            text += f"{op}{operand(sp['sizes'], sp['ranges'])}"
         if text not in seen:
             seen.add(text)
-            problems.append(text)
+            problems.append((text, sp["name"]))
     chosen = problems[:n_test] if split == "test" else problems[n_test:]
-    return _take([_arith_record(text) for text in chosen], limit)
+    return _take([{**_arith_record(text), **({"level": name} if levels else {})} for text, name in chosen], limit)
+
+
+def _level(level: dict[str, Any], digits: Any, ops: str, terms: int, index: int) -> dict[str, Any]:
+    """One difficulty level's generator settings, checked; ``distinct``: how many problems it has."""
+    unknown = sorted(set(level) - {"digits", "ops", "terms", "name"})
+    if unknown:
+        raise DataError(f"arithmetic: levels[{index}] has unknown keys {unknown} (expected digits, ops, terms, name)")
+    digits, ops, terms = level.get("digits", digits), level.get("ops", ops), level.get("terms", terms)
+    where = f"levels[{index}] " if "name" in level or len(level) else ""
+    sizes = [digits] if isinstance(digits, int) else list(digits)
+    if not sizes or any(not isinstance(d, int) or d < 1 for d in sizes):
+        raise DataError(f"arithmetic: {where}digits must be an integer >= 1 or a list of them, got {digits}")
+    if not isinstance(terms, int) or terms < 2:
+        raise DataError(f"arithmetic: {where}terms must be >= 2, got {terms}")
+    if not isinstance(ops, str) or not ops or any(op not in _OPS for op in ops):
+        raise DataError(f"arithmetic: {where}ops must be made of {''.join(_OPS)}, got '{ops}'")
+    op_list = sorted(set(ops), key=ops.index)
+    ranges = {d: (0 if d == 1 else 10 ** (d - 1), 10**d - 1) for d in dict.fromkeys(sizes)}
+    n_values = sum(hi - lo + 1 for lo, hi in ranges.values())
+    name = str(level.get("name", f"{terms}x{'/'.join(map(str, dict.fromkeys(sizes)))}d{''.join(op_list)}"))
+    return {"sizes": sizes, "ranges": ranges, "ops": op_list, "terms": terms, "name": name,
+            "distinct": n_values**terms * len(op_list) ** (terms - 1)}
 
 
 def _arith_record(text: str) -> Record:

@@ -3,8 +3,13 @@
 Contract: `plan(items)` gives the first round's requests; after each round the controller
 scores the completions and calls `next_round(items, members)`, which returns more requests
 (or none); `finish(items, members)` closes the step and returns the groups that go on to the
-pipeline, each with statistics of its whole pool (a sampler may keep fewer samples than it drew).
-Knapsack budgets and Reinforce-Ada's adaptive rounds plug in here.
+pipeline, each with statistics of its whole pool (a sampler may keep fewer samples than it drew);
+`metrics()` then says what the sampler decided this step (logged under ``sampler/``).
+`check(prompts_per_step)` runs at start-up, before any model loads: raise ValueError for settings
+that cannot work. Samplers with state across steps define `state_dict` / `load_state_dict`.
+
+Built in: ``uniform`` (here), ``knapsack`` (rlpost/rollout/knapsack.py), ``reinforce_ada``
+(rlpost/rollout/reinforce_ada.py).
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from typing import Any
 from rlpost.registry import Registry
 from rlpost.types import Group, PromptItem, Request, Scored, pool_stats  # noqa: F401 (PromptItem, Scored: old checkpoints pickled them here)
 
-SAMPLERS: Registry = Registry("sampler")
+SAMPLERS: Registry = Registry("sampler", builtins_module=("rlpost.rollout.knapsack", "rlpost.rollout.reinforce_ada"))
 
 
 class Sampler:
@@ -24,6 +29,9 @@ class Sampler:
             raise TypeError(f"sampler got unknown options: {sorted(kwargs)}")
         self.n = n
 
+    def check(self, prompts_per_step: int) -> None:
+        pass
+
     def plan(self, items: list[PromptItem]) -> list[Request]:
         return [Request(prompt_ids=it.prompt_ids, n=self.n, key=it.key) for it in items]
 
@@ -32,6 +40,9 @@ class Sampler:
 
     def finish(self, items: list[PromptItem], members: dict[int, list[Scored]]) -> dict[int, Group]:
         return {it.key: Group(it, members[it.key], pool_stats(members[it.key])) for it in items}
+
+    def metrics(self) -> dict[str, float]:
+        return {}
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -43,6 +54,17 @@ class Sampler:
 def samples_in_rounds(sampler: Sampler) -> bool:
     """True when the sampler may ask for more samples after reading a round's rewards."""
     return type(sampler).next_round is not Sampler.next_round
+
+
+def finish_step(sampler: Sampler, items: list[PromptItem], members: dict[int, list[Scored]], metrics: dict[str, float]):
+    """Close a step's sampling: the sampler's groups, and the metrics with what it drew per prompt and
+    what it decided (``sampler/...``) added."""
+    from rlpost.batch import pool_metrics
+
+    groups = sampler.finish(items, members)
+    metrics.update(pool_metrics(members))
+    metrics.update({f"sampler/{k}": v for k, v in sampler.metrics().items()})
+    return groups, metrics
 
 
 SAMPLERS.register("uniform")(Sampler)
