@@ -13,6 +13,8 @@ def completion_metrics(groups: dict[int, Group]) -> dict[str, float]:
     known = [s.reward for s in scored if not np.isnan(s.reward)]
     lengths = [len(s.completion.token_ids) for s in scored]
     correct = [s.correct for s in scored if s.correct is not None]
+    # over everything the sampler drew: adaptive samplers keep balanced groups, so reward/mean is not the policy's
+    drawn = sum(g.stats.get("count", 0.0) for g in groups.values())
     return {
         **objective_means(scored),
         "reward/mean": float(np.mean(known)) if known else float("nan"),
@@ -20,6 +22,7 @@ def completion_metrics(groups: dict[int, Group]) -> dict[str, float]:
         "train/response_length": float(np.mean(lengths)) if lengths else 0.0,
         "train/truncated_frac": float(np.mean([s.completion.finish_reason == "length" for s in scored])) if scored else 0.0,
         "train/completions": float(len(scored)),
+        "reward/pool_mean": sum(g.stats.get("reward_sum", 0.0) for g in groups.values()) / drawn if drawn else float("nan"),
     }
 
 

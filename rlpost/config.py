@@ -67,6 +67,7 @@ class SFTConfig(Section):
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     target_template: str = "{answer}"
+    task_kwargs: dict[str, Any] = Field({}, description="merged over data.task_kwargs for the SFT records only (e.g. other rows than RL's)")
     output_dir: str | None = Field(None, description="defaults to <run dir>/sft")
     log_every: int = 50
 
@@ -224,6 +225,9 @@ class LearnerConfig(Section):
 
 class TrainConfig(Section):
     steps: int = Field(100, ge=0)
+    max_rollouts: int | None = Field(
+        None, ge=1, description="also stop once this many completions were generated: equal-compute comparisons of samplers that draw different amounts per step"
+    )
     prompts_per_step: int = Field(8, ge=1)
     micro_batch_size: int = Field(64, ge=1, description="sequences per learner forward/backward")
     warm_start: Literal["none", "sft"] = "none"

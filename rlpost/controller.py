@@ -47,9 +47,12 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
     state, tracker = run.state, Tracker(run.dir, cfg.log, cfg.train.steps, start_step=run.state["step"])
     try:
         if cfg.train.eval_before and "before" not in state["evals"]:
-            tracker.print(f"eval before RL: {run.evaluate('before')}")
+            before = run.evaluate("before")
+            tracker.print("eval before RL: " + ", ".join(f"{k} {v:.4g}" for k, v in before.items() if isinstance(v, float)))
         pending = state.pop("pending", None)
         for step in range(state["step"], cfg.train.steps):
+            if cfg.train.max_rollouts and state.get("rollouts", 0) >= cfg.train.max_rollouts:
+                break
             t0 = time.perf_counter()
             groups, metrics = pending or run.collect(step)  # sampler rounds: generate -> verify -> rewards
             batch = run.build(groups, step)  # pipeline: shape, combine, advantage, post, select, tokens
@@ -63,6 +66,8 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
             metrics["time/wait"] = time.perf_counter() - t_wait
             metrics.update(run.sync(train_batch, metrics, step))
             state["step"], state["pending"] = step + 1, pending
+            state["rollouts"] = state.get("rollouts", 0) + int(metrics.get("rollout/generated", 0))
+            metrics["rollout/total"] = float(state["rollouts"])  # completions generated so far in the run
             metrics["time/step"] = time.perf_counter() - t0
             if every(cfg.train.eval_every, step) and step + 1 < cfg.train.steps:
                 metrics.update({f"eval/{k}": v for k, v in run.evaluate(f"step{step + 1}").items() if isinstance(v, float)})
@@ -140,7 +145,8 @@ class Run:
 
     def checkpoint(self) -> None:
         controller = {
-            "update_mode": self.cfg.learner.update, "step": self.state["step"], "evals": self.state["evals"], "pending": self.state.get("pending"),
+            "update_mode": self.cfg.learner.update, "step": self.state["step"], "rollouts": self.state.get("rollouts", 0),
+            "evals": self.state["evals"], "pending": self.state.get("pending"),
             "data": self.dataset.state_dict(), "sampler": self.sampler.state_dict(), "pipeline": self.pipeline.state_dict(),
         }
         save_checkpoint(self.dir, self.state["step"], self.learner, self.rollout, controller, self.cfg.train.keep_checkpoints)
@@ -150,7 +156,9 @@ def start_run(cfg: Config, resume: bool) -> Run:
     """Validate the recipe and data, warm-start, start the actors, and resume if a checkpoint exists."""
     seed_everything(cfg.run.seed, cfg.run.threads)
     # Everything that can be wrong with the recipe or data fails here, before a model loads.
-    records = load_split(cfg, cfg.data.train_split, sft=cfg.train.warm_start == "sft")
+    records = load_split(cfg, cfg.data.train_split)
+    if cfg.train.warm_start == "sft":
+        load_split(cfg, cfg.data.train_split, sft=True)
     eval_records = load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
     check_components(cfg)
     pipeline = Pipeline.from_config(cfg.algo, [r.name for r in cfg.rewards])
@@ -161,9 +169,6 @@ def start_run(cfg: Config, resume: bool) -> Run:
     if resume:
         check_resumable(cfg)
     sampler = build_sampler(cfg)
-    if hasattr(sampler, "observe"):
-        raise ConfigError(f"sampler '{cfg.sampler.name}' defines observe(), which is now finish(items, members) -> groups "
-                          "(see rlpost/rollout/samplers.py): rename it and return the groups")
     scorer = Scorer(cfg)
     streamed = cfg.train.stream_parts > 1
     why = reward_refusals(scorer.localities, samples_in_rounds(sampler), streamed, cfg.sampler.name)
@@ -236,8 +241,15 @@ def build_sampler(cfg: Config):
     cls = SAMPLERS.get(cfg.sampler.name)
     try:
         sampler = cls(n=cfg.rollout.n, **cfg.sampler.kwargs)
-        sampler.check(cfg.train.prompts_per_step)
     except (TypeError, ValueError) as e:
+        raise ConfigError(f"sampler '{cfg.sampler.name}' (sampler.kwargs): {e}") from None
+    if hasattr(sampler, "observe"):
+        raise ConfigError(f"sampler '{cfg.sampler.name}' defines observe(), which is now finish(items, members) -> groups "
+                          "(see rlpost/rollout/samplers.py): rename it and return the groups")
+    try:
+        if hasattr(sampler, "check"):  # optional for plug-ins that do not subclass Sampler
+            sampler.check(cfg.train.prompts_per_step)
+    except ValueError as e:
         raise ConfigError(f"sampler '{cfg.sampler.name}' (sampler.kwargs): {e}") from None
     return sampler
 
@@ -330,7 +342,7 @@ class EngineView:
 
 def summarize(run_dir: Path, state: dict[str, Any]) -> None:
     evals = state["evals"]
-    (run_dir / "summary.json").write_text(json.dumps({"steps": state["step"], "evals": evals}, indent=2))
+    (run_dir / "summary.json").write_text(json.dumps({"steps": state["step"], "rollouts": state.get("rollouts", 0), "evals": evals}, indent=2))
     shown = {k: v for k, v in evals.items() if k in ("before", "after")}
     if shown:
         print_table(f"rlpost: {run_dir}", shown)

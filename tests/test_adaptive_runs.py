@@ -52,3 +52,12 @@ def test_bad_knapsack_options_fail_before_any_model_loads(run_dir, override, mes
 def test_bad_reinforce_ada_options_fail_before_any_model_loads(run_dir):
     with pytest.raises(ConfigError, match=r"sampler 'reinforce_ada' \(sampler.kwargs\): max_rounds=0: expected an integer >= 1"):
         train(small_cfg(run_dir, "sampler.name=reinforce_ada", "sampler.kwargs={max_rounds: 0}"))
+
+
+def test_max_rollouts_ends_the_run_at_equal_compute(run_dir):
+    """Reinforce-Ada draws more per step than uniform; train.max_rollouts stops it at a budget in completions."""
+    train(small_cfg(run_dir, "train.steps=50", "train.max_rollouts=100", "sampler.name=reinforce_ada",
+                    "sampler.kwargs={round_size: 4, max_rounds: 3}", "algo.advantage=global_baseline"))
+    rows = metrics(run_dir)
+    assert len(rows) >= 3 and rows[-1]["rollout/total"] >= 100 > rows[-2]["rollout/total"]
+    assert rows[-1]["rollout/total"] == sum(r["rollout/generated"] for r in rows)

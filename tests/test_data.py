@@ -298,6 +298,32 @@ def test_arithmetic_levels_more_terms_mixed_ops_and_sizes():
         arithmetic("test", digits=[0, 2])
 
 
+def test_arithmetic_difficulty_levels_are_a_column_and_evaluation_breaks_accuracy_down_by_it():
+    from rlpost.data.tasks import arithmetic
+    from rlpost.evaluate import breakdown
+
+    levels = [{"name": "easy", "digits": 1, "terms": 3, "ops": "+-"}, {"digits": 2, "terms": 2, "ops": "*"}]
+    test, train = arithmetic("test", n_test=400, levels=levels), arithmetic("train", n_test=400, n_train=600, levels=levels)
+    names = {r["level"] for r in test}
+    assert names == {"easy", "2x2d*"} and 120 < sum(r["level"] == "easy" for r in test) < 280  # drawn uniformly
+    assert all(eval(r["question"]) == int(r["answer"]) for r in test + train)
+    assert all(len(r["operands"]) == (3 if r["level"] == "easy" else 2) for r in test)
+    assert not {r["question"] for r in test} & {r["question"] for r in train}
+    assert arithmetic("test", n_test=400, levels=levels) == test  # seeded
+    # the SFT rows of the level recipes come after the RL prompts in the same stream
+    later = arithmetic("train", n_test=1000, n_train=100, levels=levels)
+    assert not {r["question"] for r in later} & {r["question"] for r in test + train}
+    with pytest.raises(DataError, match=r"levels\[1\] has unknown keys \['digit'\]"):
+        arithmetic("test", levels=[{}, {"digit": 2}])
+    with pytest.raises(DataError, match=r"levels\[0\] ops must be made of"):
+        arithmetic("test", levels=[{"name": "x", "ops": "/"}])
+    with pytest.raises(DataError, match="level names must be distinct"):
+        arithmetic("test", levels=[{"digits": 1}, {"digits": 1}])
+    records = [{"level": "a"}, {"level": "b"}, {"level": "a"}]
+    assert breakdown(records, "level", [True, False, False], [4, 2, 0], 4) == {
+        "greedy_accuracy/level=a": 0.5, "sample_accuracy/level=a": 0.5, "greedy_accuracy/level=b": 0.0, "sample_accuracy/level=b": 0.5}
+
+
 def test_target_task_has_many_solutions_per_prompt_and_disjoint_splits():
     from rlpost.data.tasks import expression_value, target
 
@@ -312,3 +338,14 @@ def test_target_task_has_many_solutions_per_prompt_and_disjoint_splits():
     assert expression_value("12+34-5*6") == 16
     with pytest.raises(ValueError):
         expression_value("12+")
+
+
+def test_sft_task_kwargs_give_sft_other_rows_than_rl():
+    from rlpost.config import load_config
+    from rlpost.data.recipe import load_split
+
+    cfg = load_config("grpo-levels")
+    rl, sft = load_split(cfg, "train"), load_split(cfg, "train", sft=True)
+    assert len(rl) == 2048 and len(sft) == 20000
+    assert not {r["question"] for r in rl} & {r["question"] for r in sft}
+    assert not {r["question"] for r in load_split(cfg, "test")} & {r["question"] for r in sft}

@@ -22,8 +22,9 @@ def needed_columns(cfg: Config, sft: bool = False) -> list[str]:
 
 
 def load_split(cfg: Config, split: str, limit: int | None = None, sft: bool = False) -> list[dict[str, Any]]:
-    """Records of `split` for the recipe's task, with every column the recipe needs checked."""
-    kwargs = dict(cfg.data.task_kwargs)
+    """Records of `split` for the recipe's task, with every column the recipe needs checked (``sft``:
+    the SFT records, with ``sft.task_kwargs`` merged in and the target template's columns checked too)."""
+    kwargs = {**cfg.data.task_kwargs, **(cfg.sft.task_kwargs if sft else {})}
     if limit is not None:
         kwargs["limit"] = limit
     records = load_task(cfg.data.task, split, **kwargs)

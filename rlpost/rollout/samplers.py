@@ -63,7 +63,7 @@ def finish_step(sampler: Sampler, items: list[PromptItem], members: dict[int, li
 
     groups = sampler.finish(items, members)
     metrics.update(pool_metrics(members))
-    metrics.update({f"sampler/{k}": v for k, v in sampler.metrics().items()})
+    metrics.update({f"sampler/{k}": v for k, v in getattr(sampler, "metrics", dict)().items()})
     return groups, metrics
 
 

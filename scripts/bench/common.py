@@ -109,3 +109,26 @@ def print_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> N
     for row in rows:
         table.add_row(*(_cell(row.get(col)) for col in columns))
     console.print(table)
+
+
+def plot_runs(panels: list[tuple[str, dict[str, list[list[tuple[float, float]]]]]], path: str | Path, title: str, ylabel: str) -> None:
+    """One panel per (x label, {method: one [(x, y), ...] curve per run}); a colour per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), sharey=True, squeeze=False)
+    for ax, (xlabel, per) in zip(axes[0], panels):
+        for j, (method, curves) in enumerate(per.items()):
+            for i, curve in enumerate(curves):
+                xs, ys = zip(*curve)
+                ax.plot(xs, ys, color=f"C{j}", alpha=0.8, marker=".", label=method if i == 0 else None)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

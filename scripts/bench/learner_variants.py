@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,13 +24,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 sys.path.insert(0, str(HERE))
-from common import loadavg, machine_info, mean, median, print_table, write_json  # noqa: E402
+from common import loadavg, machine_info, mean, median, plot_runs, print_table, write_json  # noqa: E402
+from rl_runs import REPO, RUN, TRAINED, env, rows, run_pair, seed_runs, sft_checkpoint  # noqa: E402
 
-# Every run: the recipe's task and RL settings, from the shared checkpoint, in-process, one thread.
-RUN = ["train.warm_start=none", "model.source=hf", "log.progress=false", "log.tensorboard=false", "cluster.mode=local",
-       "run.threads=1", "train.save_every=0", "train.eval_before=false"]
 METHODS = {  # what each method changes in the recipe (recipes/unlikeliness.yaml and recipes/d3s.yaml hold the same)
     "grpo": [],
     "unlikeliness": ["algo.shape=[{name: unlikeliness, kwargs: {beta: 0.25}}]"],
@@ -44,9 +40,6 @@ METHODS = {  # what each method changes in the recipe (recipes/unlikeliness.yaml
     "d3s-k50": ["algo.select=[{name: d3s_samples, kwargs: {mode: cross, n_init: 4, n_final: 8}}]",
                 "algo.tokens=[{name: d3s_tokens, kwargs: {k_init: 0.5, k_final: 1.0}}]"],
 }
-TRAIN = ("import json, sys; from rlpost.config import load_config; from rlpost.controller import train; "
-         "train(load_config(sys.argv[1], json.loads(sys.argv[2])), resume=False)")
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -67,55 +60,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=str(REPO / "runs" / "bench" / "learner_variants"))
     p.add_argument("--set", nargs="*", default=[], help="extra overrides for every run (key=value)")
     return p.parse_args(argv)
-
-
-def sft_checkpoint(out: Path, recipe: str, steps: int) -> str:
-    """The shared starting point: SFT on the recipe's task, built once."""
-    path = out / "sft"
-    if not (path / "config.json").is_file():
-        code = ("import sys; from rlpost.config import load_config; from rlpost.sft import run_sft; "
-                "run_sft(load_config(sys.argv[1], sys.argv[2:]))")
-        args = [recipe, f"sft.steps={steps}", f"sft.output_dir={path}", "run.threads=2", f"run.output_dir={out / 'sft-run'}"]
-        subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, check=True, env=_env(REPO))
-    return str(path)
-
-
-def _env(tree: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-
-
-def launch(tree: Path, run_dir: Path, overrides: list[str]) -> subprocess.Popen:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir / "stdout.log", "w")
-    recipe, rest = overrides[0], overrides[1:]
-    cmd = [sys.executable, "-c", TRAIN, str(REPO / recipe), json.dumps(rest + [f"run.output_dir={run_dir}"])]
-    return subprocess.Popen(cmd, cwd=tree, env=_env(tree), stdout=log, stderr=subprocess.STDOUT)
-
-
-TRAINED: list[Path] = []  # runs this invocation trained (not read back from an earlier one)
-
-
-def run_pair(cells: list[tuple[Path, Path, list[str]]]) -> None:
-    """Run the cells side by side and fail loudly if any run failed."""
-    TRAINED.extend(c[1] for c in cells)
-    procs = [launch(*c) for c in cells]
-    for p, (_, run_dir, _) in zip(procs, cells):
-        if p.wait() != 0:
-            raise SystemExit(f"run failed: {run_dir} (see {run_dir / 'stdout.log'})")
-
-
-def seed_runs(folder: Path, methods: list[str], common: list[str], seeds: list[int]):
-    """Per seed, the methods' runs side by side (skipped when all finished before); yields (seed, method, run dir)."""
-    for seed in seeds:
-        cells = [(REPO, folder / f"{m}-s{seed}", common + METHODS[m] + [f"run.seed={seed}"]) for m in methods]
-        if not all((c[1] / "eval_after.json").is_file() for c in cells):
-            run_pair(cells)
-        for m, (_, run_dir, _) in zip(methods, cells):
-            yield seed, m, run_dir
-
-
-def rows(run_dir: Path) -> list[dict[str, Any]]:
-    return [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 # ------------------------------------------------------------------ parts
@@ -158,7 +102,7 @@ def starting_point(args, out: Path, sft: str) -> dict[str, Any]:
         code = ("import sys; from rlpost.cli import main; sys.exit(main(sys.argv[1:]))")
         subprocess.run([sys.executable, "-c", code, "eval", args.recipe, "--model", sft, *eval_settings(args),
                         f"eval.samples={args.samples}", f"run.output_dir={out / 'start'}", "run.threads=2"],
-                       cwd=REPO, check=True, env=_env(REPO), stdout=subprocess.DEVNULL)
+                       cwd=REPO, check=True, env=env(REPO), stdout=subprocess.DEVNULL)
     return json.loads(path.read_text())
 
 
@@ -166,7 +110,7 @@ def unlikeliness(args, out: Path, sft: str) -> dict[str, Any]:
     start = starting_point(args, out, sft)
     common = [args.recipe, *RUN, f"model.path={sft}", f"train.steps={args.steps}", *eval_settings(args), f"eval.samples={args.samples}", *args.set]
     runs: dict[str, list[dict]] = {m: [] for m in args.methods}
-    for _, m, run_dir in seed_runs(out / "unlikeliness", args.methods, common, args.seeds):
+    for _, m, run_dir in seed_runs(out / "unlikeliness", {m: METHODS[m] for m in args.methods}, common, args.seeds, side_by_side=len(args.methods)):
         e = json.loads((run_dir / "eval_after.json").read_text())
         rs = rows(run_dir)
         e["distinct_correct"] = mean(r.get("unlikeliness/distinct_correct") for r in rs)
@@ -202,7 +146,7 @@ def d3s(args, out: Path, sft: str) -> dict[str, Any]:
     common = [args.recipe, *RUN, f"model.path={sft}", f"train.steps={args.steps}", *eval_settings(args), "eval.samples=0",
               f"train.eval_every={args.eval_every}", *args.set]
     per: dict[str, list[dict]] = {m: [] for m in args.d3s_methods}
-    for seed, m, run_dir in seed_runs(out / "d3s", args.d3s_methods, common, args.seeds):
+    for seed, m, run_dir in seed_runs(out / "d3s", {m: METHODS[m] for m in args.d3s_methods}, common, args.seeds, side_by_side=len(args.d3s_methods)):
         rs = rows(run_dir)
         clock, curve = 0.0, [(0.0, start["greedy_accuracy"])]
         for r in rs:
@@ -235,7 +179,8 @@ def d3s(args, out: Path, sft: str) -> dict[str, Any]:
     print_table(f"{' vs '.join(per)}, {args.steps} steps from greedy {start['greedy_accuracy']:.3f}", table,
                 ["method", "seed", "tokens_per_step", "forward_tokens_per_step", "samples_per_step", "learner_s_per_step",
                  "step_s", "wall_s", "final", "same_time_s", "base_acc_at_same_time", "acc_at_same_time"])
-    plot_wallclock(per, out / "d3s_wallclock.png", args)
+    plot_runs([("training wall-clock (s, evals excluded)", {m: [r["curve"] for r in runs] for m, runs in per.items()})],
+              out / "d3s_wallclock.png", f"{' vs '.join(per)}: {len(args.seeds)} seeds, {args.steps} steps", "held-out greedy accuracy")
     summary: dict[str, Any] = {
         m: {"final_mean": mean(r["final"] for r in runs), "tokens_per_step": mean(r["tokens_per_step"] for r in runs),
             "token_ratio": mean(r["tokens_per_step"] for r in runs) / mean(r["tokens_per_step"] for r in per[base]),
@@ -249,27 +194,6 @@ def d3s(args, out: Path, sft: str) -> dict[str, Any]:
                                     for m, s in summary.items()],
                 ["method", "tokens_per_step", "token_ratio", "step_s", "wall_s_mean", "final_mean", "base_at_same_time", "at_same_time"])
     return {"runs": per, "summary": summary, "greedy_start": start["greedy_accuracy"]}
-
-
-def plot_wallclock(per: dict[str, list[dict]], path: Path, args) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for j, (m, runs) in enumerate(per.items()):
-        for i, r in enumerate(runs):
-            xs, ys = zip(*r["curve"])
-            ax.plot(xs, ys, color=f"C{j}", alpha=0.8, marker=".", label=m if i == 0 else None)
-    ax.set_xlabel("training wall-clock (s, evals excluded)")
-    ax.set_ylabel("held-out greedy accuracy")
-    ax.set_title(f"{' vs '.join(per)}: {len(args.seeds)} seeds, {args.steps} steps")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def main(argv=None) -> None:
