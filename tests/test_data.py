@@ -344,8 +344,10 @@ def test_sft_task_kwargs_give_sft_other_rows_than_rl():
     from rlpost.config import load_config
     from rlpost.data.recipe import load_split
 
-    cfg = load_config("grpo-levels")
+    levels = "[{digits: 1, terms: 3, ops: '+-'}, {digits: 2, terms: 2, ops: '+'}]"
+    cfg = load_config("quickstart", [f"data.task_kwargs={{n_train: 512, n_test: 100, levels: {levels}}}",
+                                     "sft.task_kwargs={n_test: 612, n_train: 2000}"])
     rl, sft = load_split(cfg, "train"), load_split(cfg, "train", sft=True)
-    assert len(rl) == 2048 and len(sft) == 20000
+    assert len(rl) == 512 and len(sft) == 2000
     assert not {r["question"] for r in rl} & {r["question"] for r in sft}
     assert not {r["question"] for r in load_split(cfg, "test")} & {r["question"] for r in sft}

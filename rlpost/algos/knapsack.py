@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Hashable, NamedTuple
 
 
 def info_gain(p: float) -> float:
@@ -56,7 +56,7 @@ class Estimate(NamedTuple):
 
 @dataclass
 class PromptHistory:
-    """Success/failure outcomes per prompt across visits (kept in checkpoints).
+    """Success/failure outcomes per prompt (any hashable key) across visits (kept in checkpoints).
 
     Only what the estimator can read is kept: the last visit whole, and older outcomes up to ``window``.
     """
@@ -65,10 +65,10 @@ class PromptHistory:
     window: int = 16
     epoch_estimation: bool = True
     robust_estimation: bool = True
-    visits: dict[int, list[list[int]]] = field(default_factory=dict)  # prompt -> visits, oldest first
-    counts: dict[int, int] = field(default_factory=dict)
+    visits: dict[Hashable, list[list[int]]] = field(default_factory=dict)  # prompt -> visits, oldest first
+    counts: dict[Hashable, int] = field(default_factory=dict)
 
-    def update(self, prompt: int, outcomes: list[int]) -> None:
+    def update(self, prompt: Hashable, outcomes: list[int]) -> None:
         if not outcomes:
             return
         visits = self.visits.setdefault(prompt, [])
@@ -83,7 +83,7 @@ class PromptHistory:
             seen += len(v)
         self.visits[prompt] = kept[::-1]
 
-    def recent(self, prompt: int) -> list[int]:
+    def recent(self, prompt: Hashable) -> list[int]:
         """The newest ``window`` outcomes, across visits."""
         out: list[int] = []
         for v in reversed(self.visits.get(prompt, [])):
@@ -92,7 +92,7 @@ class PromptHistory:
                 break
         return out[: self.window]
 
-    def estimate(self, prompt: int) -> Estimate:
+    def estimate(self, prompt: Hashable) -> Estimate:
         count = self.counts.get(prompt, 0)
         if count < self.min_history or count == 0:
             return Estimate(False, 0.0, count)
@@ -107,8 +107,8 @@ class PromptHistory:
         return {"visits": {k: [list(v) for v in vs] for k, vs in self.visits.items()}, "counts": dict(self.counts)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.visits = {int(k): [list(v) for v in vs] for k, vs in state["visits"].items()}
-        self.counts = {int(k): int(c) for k, c in state["counts"].items()}
+        self.visits = {k: [list(v) for v in vs] for k, vs in state["visits"].items()}
+        self.counts = {k: int(c) for k, c in state["counts"].items()}
 
 
 def solve_greedy(ps: list[float], n_low: int, n_up: int, extra: int) -> list[int]:

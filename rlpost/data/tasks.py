@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from typing import Any, Callable
 
 from rlpost.data.errors import DataError
@@ -158,6 +159,8 @@ def target(
     The reachable targets are shuffled (seeded): the first ``n_test`` are the test split, the rest
     the train split, so no target is in both. A train record holds one random solution in
     ``solution`` (for SFT, ``sft.target_template: "{solution}"``); a target recurs with other solutions.
+    ``level`` ranks targets by how many expressions reach them (thirds: easy, medium, hard), so
+    evaluation reports accuracy per level.
     """
     _check_split("target", split, ("train", "test"))
     if not isinstance(digits, int) or not isinstance(terms, int) or digits < 1 or terms < 2 or not ops or any(op not in _OPS for op in ops):
@@ -172,20 +175,24 @@ def target(
             text += f"{rng.choice(op_list)}{rng.randint(lo, hi)}"
         return text
 
-    # the reachable targets, from a large seeded sample of expressions
-    values = sorted({expression_value(draw()) for _ in range(20000)})
+    # the reachable targets, from a large seeded sample of expressions; how often a random expression
+    # hits a target (how many solutions it has) sets its level: the rarest third "hard", the commonest "easy"
+    hits = Counter(expression_value(draw()) for _ in range(20000))
+    values = sorted(hits)
+    by_hits = sorted(values, key=lambda v: (hits[v], v))
+    level = {v: ("hard", "medium", "easy")[min(2, 3 * i // len(by_hits))] for i, v in enumerate(by_hits)}
     rng.shuffle(values)
     if n_test >= len(values):
         raise DataError(f"target: n_test={n_test} leaves no train targets ({len(values)} reachable with these settings)")
     test = values[:n_test]
     if split == "test":
-        return _take([{"question": str(v), "answer": str(v), "solution": ""} for v in test], limit)
+        return _take([{"question": str(v), "answer": str(v), "solution": "", "level": level[v]} for v in test], limit)
     held_out, records = set(test), []
     while len(records) < n_train:
         text = draw()
         value = expression_value(text)
         if value not in held_out:
-            records.append({"question": str(value), "answer": str(value), "solution": text})
+            records.append({"question": str(value), "answer": str(value), "solution": text, "level": level[value]})
     return _take(records, limit)
 
 

@@ -1,5 +1,6 @@
 """``sampler: knapsack``: one round per step, rollouts per prompt from the Knapsack RL allocation
 (``rlpost/algos/knapsack.py``) over per-prompt success rates of earlier visits (kept in checkpoints).
+A prompt is its text: the same question at several rows of a dataset shares one history.
 
 The step's total equals the uniform budget (``rollout.n`` x prompts) unless ``budget`` says otherwise.
 Pair it with ``algo.post: [{name: adv_clip, kwargs: {limit: 5.0}}]``, as the paper does: a single
@@ -55,7 +56,7 @@ class KnapsackSampler(Sampler):
                              f"rollouts is above {where}: the minimum budgets cannot be met")
 
     def plan(self, items: list[PromptItem]) -> list[Request]:
-        stats = [self.history.estimate(it.index) for it in items]
+        stats = [self.history.estimate(it.prompt_text) for it in items]
         total = self.budget if self.budget is not None else self.n * len(items)
         alloc, info = allocate_rollouts(stats, self.n, total, **self.options)
         self.last = {**info, "budget": float(total)}
@@ -65,7 +66,7 @@ class KnapsackSampler(Sampler):
         groups = {}
         for it in items:
             ms = members[it.key]
-            self.history.update(it.index, [int(s.reward > self.threshold) for s in ms if not math.isnan(s.reward)])
+            self.history.update(it.prompt_text, [int(s.reward > self.threshold) for s in ms if not math.isnan(s.reward)])
             if ms:
                 groups[it.key] = Group(it, ms, pool_stats(ms, self.threshold))
         return groups
