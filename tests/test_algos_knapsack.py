@@ -111,6 +111,18 @@ def test_k7_k8_no_effective_prompts_and_all_new():
     assert allocate_rollouts([V(False, 0.0, 0)] * 5, 8)[0] == [8] * 5
 
 
+def test_the_surplus_passes_n_up_as_in_the_reference_unless_capped():
+    """One never-solved prompt among solved ones: the reference gives it most of the budget."""
+    stats = [V(True, 0.0, 8)] + [V(True, 1.0, 8)] * 30 + [V(True, 0.5, 8)]
+    ref, _ = allocate_rollouts(stats, 8, 256, n_up=64)
+    assert ref[0] == 191 and ref[-1] == 5 and sum(ref) == 256  # need of p=0.5 is 3 < 194 extra
+    capped, info = allocate_rollouts(stats, 8, 256, n_up=64, cap_surplus=True)
+    assert sum(capped) == 256 and info["surplus"] == 62  # 62 to reach n_up, the rest back to the optimiser
+    assert capped[0] == 67 and capped[-1] == 66  # both at n_up, then what no prompt could take spread over all
+    assert allocate_rollouts([V(True, 0.5, 8), V(True, 0.1, 8), V(True, 1.0, 8), V(True, 0.0, 8), V(False, 0.0, 0)], 8, 40,
+                             n_up=16, cap_surplus=True)[0] == [7, 16, 2, 7, 8]  # K6: no cap binds, same answer
+
+
 def test_k9_infeasible_budget_raises():
     with pytest.raises(ValueError, match="budget of 30 rollouts cannot give 4 prompts their minimum"):
         allocate_rollouts([V(False, 0.0, 0)] * 4, 8, 30)

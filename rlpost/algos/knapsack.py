@@ -164,7 +164,7 @@ def spread(total: int, n: int) -> list[int]:
 def allocate_rollouts(
     stats: list[Estimate], n_default: int, total_budget: int | None = None, n_low: int = 2, n_up: int = 128,
     n_pos: int = 2, n_neg: int = 2, alpha: float = 0.9, cost_estimate: str = "probability", fallback: bool = True,
-    solver: str = "greedy",
+    solver: str = "greedy", cap_surplus: bool = False,
 ) -> tuple[list[int], dict[str, float]]:
     """Rollouts per prompt, summing exactly to ``total_budget`` (default ``n_default * len(stats)``).
 
@@ -172,6 +172,10 @@ def allocate_rollouts(
     ``n_low``; with ``fallback`` the budget the effective prompts cannot use (their cost estimate,
     capped at ``n_up``) goes to the never-solved ones; the optimiser spreads what is left over the
     effective prompts. Raises ValueError when the base allocation exceeds the budget.
+
+    The reference hands the surplus out past ``n_up`` (one never-solved prompt in a batch of solved ones
+    can get most of the budget); ``cap_surplus`` stops it at ``n_up`` and gives the rest back to the
+    optimiser (ours, the spec's suggestion). What no capped prompt can take is spread over all.
     """
     m = len(stats)
     budget = n_default * m if total_budget is None else total_budget
@@ -195,16 +199,32 @@ def allocate_rollouts(
         # Parity with the reference: total need is compared with the *extra* budget (n_low not subtracted).
         need = sum(math.floor(min(n_up, rollout_cost(stats[i].p_hat, cost_estimate, alpha))) for i in eff)
         if need < rest:
-            to_opt, info["surplus"] = need, float(rest - need)
-            alloc = _give(alloc, unsolved or others or eff, rest - need)
+            to, surplus = unsolved or others or eff, rest - need
+            alloc, back = _give_capped(alloc, to, surplus, n_up) if cap_surplus else (_give(alloc, to, surplus), 0)
+            to_opt, info["surplus"] = need + back, float(surplus - back)
     chosen = SOLVERS[solver]([stats[i].p_hat for i in eff], n_low, n_up, to_opt)
     for i, n in zip(eff, chosen):
         alloc[i] = n
     left = budget - sum(alloc)  # the caps bound every effective prompt: the rest goes where the surplus goes
     if left:
-        alloc = _give(alloc, unsolved or others or eff, left)
+        alloc = _give(alloc, list(range(m)) if cap_surplus else (unsolved or others or eff), left)
     info["optimised"] = float(to_opt)
     return alloc, {**info, "max": float(max(alloc)), "min": float(min(alloc))}
+
+
+def _give_capped(alloc: list[int], to: list[int], amount: int, cap: int) -> tuple[list[int], int]:
+    """``amount`` one at a time, round robin over ``to``, never above ``cap``; returns what did not fit."""
+    out = list(alloc)
+    open_ = [i for i in to if out[i] < cap]
+    while amount and open_:
+        for i in list(open_):
+            if not amount:
+                break
+            out[i] += 1
+            amount -= 1
+            if out[i] >= cap:
+                open_.remove(i)
+    return out, amount
 
 
 def _give(alloc: list[int], to: list[int], amount: int) -> list[int]:

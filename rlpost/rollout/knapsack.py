@@ -22,7 +22,7 @@ class KnapsackSampler(Sampler):
         self, n: int, budget: int | None = None, n_low: int = 2, n_up: int = 128, n_pos: int = 2, n_neg: int = 2,
         alpha: float = 0.9, cost_estimate: str = "probability", fallback: bool = True, solver: str = "greedy",
         min_history: int = 8, window: int = 16, epoch_estimation: bool = True, robust_estimation: bool = True,
-        threshold: float = 0.5,
+        threshold: float = 0.5, cap_surplus: bool = False,
     ) -> None:
         super().__init__(n)
         for key, value, lo in (("n_low", n_low, 1), ("n_pos", n_pos, 0), ("n_neg", n_neg, 0), ("min_history", min_history, 1), ("window", window, 1)):
@@ -41,7 +41,7 @@ class KnapsackSampler(Sampler):
             raise ValueError(f"solver={solver!r}: expected one of {', '.join(SOLVERS)}")
         self.budget, self.threshold = budget, float(threshold)
         self.options = dict(n_low=n_low, n_up=n_up, n_pos=n_pos, n_neg=n_neg, alpha=alpha, cost_estimate=cost_estimate,
-                            fallback=fallback, solver=solver)
+                            fallback=fallback, solver=solver, cap_surplus=cap_surplus)
         self.history = PromptHistory(min_history, window, epoch_estimation, robust_estimation)
         self.last: dict[str, float] = {}
 

@@ -38,6 +38,8 @@ METHODS = {  # what each method changes in recipes/grpo-target-2k.yaml (recipes/
     # ablations: where do the methods' results come from
     "knapsack-up16": ["sampler.name=knapsack", "sampler.kwargs={n_low: 2, n_up: 16, n_pos: 2, n_neg: 2, min_history: 8, window: 16}",
                       "algo.post=[{name: adv_clip, kwargs: {limit: 5.0}}]"],
+    "knapsack-capped": ["sampler.name=knapsack", "algo.post=[{name: adv_clip, kwargs: {limit: 5.0}}]",
+                        "sampler.kwargs={n_low: 2, n_up: 64, n_pos: 2, n_neg: 2, min_history: 8, window: 16, cap_surplus: true}"],
     "ada-balanced-std": [*ADA[:1], "algo.advantage={name: global_baseline, kwargs: {std: true}}",
                          "sampler.kwargs={variant: balanced, round_size: 8, max_rounds: 4, threshold: 0.7}"],
 }
