@@ -61,3 +61,11 @@ def test_max_rollouts_ends_the_run_at_equal_compute(run_dir):
     rows = metrics(run_dir)
     assert len(rows) >= 3 and rows[-1]["rollout/total"] >= 100 > rows[-2]["rollout/total"]
     assert rows[-1]["rollout/total"] == sum(r["rollout/generated"] for r in rows)
+
+
+def test_knapsack_streams_its_single_round(run_dir):
+    """One round per step: streamed parts carry Knapsack's allocation, and the history still updates."""
+    train(small_cfg(run_dir, "train.steps=4", "train.stream_parts=2", *KNAPSACK))
+    rows = metrics(run_dir)
+    assert [r["rollout/stream_parts"] for r in rows] == [2.0] * 4 and all(r["rollout/generated"] == 16 for r in rows)
+    assert any(r["rollout/samples_per_prompt"] != [4.0] * 4 for r in rows[2:])
