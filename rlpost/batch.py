@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from rlpost.scoring import objective_means
-from rlpost.types import Batch, Group, Scored
+from rlpost.types import Batch, Group
 
 
 def completion_metrics(groups: dict[int, Group]) -> dict[str, float]:
@@ -23,16 +23,6 @@ def completion_metrics(groups: dict[int, Group]) -> dict[str, float]:
         "train/truncated_frac": float(np.mean([s.completion.finish_reason == "length" for s in scored])) if scored else 0.0,
         "train/completions": float(len(scored)),
         "reward/pool_mean": sum(g.stats.get("reward_sum", 0.0) for g in groups.values()) / drawn if drawn else float("nan"),
-    }
-
-
-def pool_metrics(members: dict[int, list[Scored]]) -> dict[str, float | list[float]]:
-    """Completions drawn per prompt this step (before a sampler keeps some): total, mean, max and the
-    list itself (a histogram in tensorboard)."""
-    drawn = [float(len(ms)) for ms in members.values()]
-    return {
-        "rollout/generated": float(sum(drawn)), "rollout/samples_per_prompt_mean": float(np.mean(drawn)) if drawn else 0.0,
-        "rollout/samples_per_prompt_max": max(drawn, default=0.0), "rollout/samples_per_prompt": drawn,
     }
 
 

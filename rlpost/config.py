@@ -226,7 +226,8 @@ class LearnerConfig(Section):
 class TrainConfig(Section):
     steps: int = Field(100, ge=0)
     max_rollouts: int | None = Field(
-        None, ge=1, description="also stop once this many completions were generated: equal-compute comparisons of samplers that draw different amounts per step"
+        None, ge=1, description="also stop once this many completions were generated: equal-compute comparisons of samplers "
+        "that draw different amounts per step (lr schedules and stage progress still count train.steps)"
     )
     prompts_per_step: int = Field(8, ge=1)
     micro_batch_size: int = Field(64, ge=1, description="sequences per learner forward/backward")

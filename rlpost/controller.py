@@ -26,7 +26,7 @@ from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
 from rlpost.pipeline import Pipeline
 from rlpost.plots import plot_pass_curves
-from rlpost.rollout.samplers import SAMPLERS, finish_step, samples_in_rounds
+from rlpost.rollout.samplers import SAMPLERS, Sampler, finish_step, samples_in_rounds
 from rlpost.rollout.worker import RolloutWorker
 from rlpost.scoring import Scorer, merge_metrics, reward_refusals
 from rlpost.sft import run_sft
@@ -51,29 +51,33 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
             tracker.print("eval before RL: " + ", ".join(f"{k} {v:.4g}" for k, v in before.items() if isinstance(v, float)))
         pending = state.pop("pending", None)
         for step in range(state["step"], cfg.train.steps):
-            if cfg.train.max_rollouts and state.get("rollouts", 0) >= cfg.train.max_rollouts:
+            if spent(cfg.train.max_rollouts, state.get("rollouts", 0)):  # a resumed run that had reached its budget
                 break
             t0 = time.perf_counter()
             groups, metrics = pending or run.collect(step)  # sampler rounds: generate -> verify -> rewards
+            rollouts = state.get("rollouts", 0) + int(metrics.get("rollout/generated", 0))
+            last = step + 1 == cfg.train.steps or spent(cfg.train.max_rollouts, rollouts)
             batch = run.build(groups, step)  # pipeline: shape, combine, advantage, post, select, tokens
             metrics.update({**completion_metrics(groups), **selection_metrics(batch), **batch.metrics})
             train_batch = batch.train_batch()
             update = run.learner.submit("update", train_batch)
             # With async rollouts the next step's groups come from the pre-update policy, while the learner trains.
-            pending = run.collect(step + 1) if cfg.train.async_rollout and step + 1 < cfg.train.steps else None
+            pending = run.collect(step + 1) if cfg.train.async_rollout and not last else None
             t_wait = time.perf_counter()
             metrics.update(run.learner.result(update))
             metrics["time/wait"] = time.perf_counter() - t_wait
             metrics.update(run.sync(train_batch, metrics, step))
             state["step"], state["pending"] = step + 1, pending
-            state["rollouts"] = state.get("rollouts", 0) + int(metrics.get("rollout/generated", 0))
-            metrics["rollout/total"] = float(state["rollouts"])  # completions generated so far in the run
+            state["rollouts"] = rollouts
+            metrics["rollout/total"] = float(rollouts)  # completions generated so far in the run
             metrics["time/step"] = time.perf_counter() - t0
-            if every(cfg.train.eval_every, step) and step + 1 < cfg.train.steps:
+            if every(cfg.train.eval_every, step) and not last:
                 metrics.update({f"eval/{k}": v for k, v in run.evaluate(f"step{step + 1}").items() if isinstance(v, float)})
             tracker.log(step, metrics)
             if every(cfg.train.save_every, step):
                 run.checkpoint()
+            if last:
+                break
         if cfg.train.eval_after and "after" not in state["evals"]:
             run.evaluate("after")
         if run.resumed_step is None or state["step"] > run.resumed_step:
@@ -236,7 +240,7 @@ def check_components(cfg: Config) -> None:
         raise ConfigError("rollout.engine=vllm but vLLM is not installed (pip install 'rlpost[vllm]'; see docs/vllm.md)")
 
 
-def build_sampler(cfg: Config):
+def build_sampler(cfg: Config) -> Sampler:
     """The recipe's sampler, its options and budgets checked (one line naming the key when wrong)."""
     cls = SAMPLERS.get(cfg.sampler.name)
     try:
@@ -252,6 +256,11 @@ def build_sampler(cfg: Config):
     except ValueError as e:
         raise ConfigError(f"sampler '{cfg.sampler.name}' (sampler.kwargs): {e}") from None
     return sampler
+
+
+def spent(budget: int | None, rollouts: int) -> bool:
+    """True once a run with ``train.max_rollouts`` set has generated that many completions."""
+    return budget is not None and rollouts >= budget
 
 
 def every(n: int, step: int) -> bool:

@@ -118,9 +118,25 @@ def test_the_surplus_passes_n_up_as_in_the_reference_unless_capped():
     assert ref[0] == 191 and ref[-1] == 5 and sum(ref) == 256  # need of p=0.5 is 3 < 194 extra
     capped, info = allocate_rollouts(stats, 8, 256, n_up=64, cap_surplus=True)
     assert sum(capped) == 256 and info["surplus"] == 62  # 62 to reach n_up, the rest back to the optimiser
-    assert capped[0] == 67 and capped[-1] == 66  # both at n_up, then what no prompt could take spread over all
+    assert capped[0] == capped[-1] == 64 and max(capped) == 64  # the optimiser's cap binds too: the rest to the others
+    # no effective prompt at all: the same, through the other branch
+    only = [V(True, 0.0, 8)] + [V(True, 1.0, 8)] * 31
+    assert allocate_rollouts(only, 8, 256, n_up=64)[0][0] == 194
+    capped, info = allocate_rollouts(only, 8, 256, n_up=64, cap_surplus=True)
+    assert sum(capped) == 256 and capped[0] == 69 and info["surplus"] == 192  # 64, then 130 spread over all 32 (5 to the first two)
     assert allocate_rollouts([V(True, 0.5, 8), V(True, 0.1, 8), V(True, 1.0, 8), V(True, 0.0, 8), V(False, 0.0, 0)], 8, 40,
                              n_up=16, cap_surplus=True)[0] == [7, 16, 2, 7, 8]  # K6: no cap binds, same answer
+
+
+def test_what_capped_effective_prompts_cannot_take_stays_with_them_as_in_the_reference():
+    stats = [V(True, 1.0, 8)] * 3 + [V(True, 0.5, 8)]
+    assert allocate_rollouts(stats, 8, 32, n_up=16, fallback=False)[0] == [2, 2, 2, 26]
+    assert allocate_rollouts(stats, 8, 32, n_up=16, fallback=False, cap_surplus=True)[0] == [6, 5, 5, 16]
+    every = [V(True, 0.5, 8), V(True, 0.2, 8)]  # all effective: no surplus step, the optimiser gets everything
+    alloc, info = allocate_rollouts(every, 8, 16, n_up=16)
+    assert sum(alloc) == 16 and info["surplus"] == 0 and info["optimised"] == 12
+    assert allocate_rollouts([], 8) == ([], {"prompts_new": 0.0, "prompts_solved": 0.0, "prompts_unsolved": 0.0,
+                                             "prompts_effective": 0.0, "surplus": 0.0, "optimised": 0.0})
 
 
 def test_k9_infeasible_budget_raises():
@@ -180,7 +196,7 @@ def test_the_sampler_allocates_from_history_and_keeps_the_budget():
     assert [len(g.members) for g in groups.values()] == [8] * 5 and groups[1].stats["positive"] == 1
     alloc = {r.key: r.n for r in s.plan(its)}
     assert sum(alloc.values()) == 40 and alloc[2] == 2 and alloc[3] > 2  # solved: n_pos; unsolved takes the surplus
-    assert s.metrics()["prompts_effective"] == 3 and s.metrics()["budget"] == 40
+    assert s.metrics()["prompts_effective"] == 3 and "max" not in s.metrics()  # rollout/samples_per_prompt_max says it
     s2 = KnapsackSampler(n=8, n_up=16)
     s2.load_state_dict(s.state_dict())
     assert {r.key: r.n for r in s2.plan(its)} == alloc

@@ -88,16 +88,16 @@ def test_positive_rule_hand_example():
 def test_std_variant_and_small_pools():
     r = torch.tensor([1.0, 0.0])
     counts, sums = torch.tensor([8.0, 8.0]), torch.tensor([2.0, 2.0])
-    a = global_baseline(r, torch.zeros(2, dtype=torch.long), counts, sums, sums, std=True)
+    a = global_baseline(r, counts, sums, sums, std=True)
     assert a.tolist() == pytest.approx([1.6202, -0.5401], abs=1e-4)
-    one = global_baseline(torch.tensor([1.0]), torch.zeros(1, dtype=torch.long), torch.ones(1), torch.ones(1), torch.ones(1), std=True)
+    one = global_baseline(torch.tensor([1.0]), torch.ones(1), torch.ones(1), torch.ones(1), std=True)
     assert one.tolist() == pytest.approx([1.0 / (1 + 1e-6)])  # a pool of one: mu 0, sigma 1
 
 
 def test_fallback_partly_satisfied_and_odd_n():
     pos, neg = list(range(31)), [31]
     assert pick_group(pos, neg, 4, "balanced", retired=False) == [0, 1, 2, 31]  # mu = 31/32
-    a = global_baseline(torch.tensor([1.0, 0.0]), torch.zeros(2, dtype=torch.long), torch.tensor([32.0] * 2), torch.tensor([31.0] * 2), torch.tensor([31.0] * 2))
+    a = global_baseline(torch.tensor([1.0, 0.0]), torch.tensor([32.0] * 2), torch.tensor([31.0] * 2), torch.tensor([31.0] * 2))
     assert a.tolist() == pytest.approx([0.03125, -0.96875])
     assert pick_group([0, 1, 2, 3], [4, 5, 6], 5, "balanced", retired=True) == [0, 1, 4, 5, 6]  # floor(5/2) positives
     assert exit_ok(2, 3, 5, "balanced") and not exit_ok(2, 2, 5, "balanced")

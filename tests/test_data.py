@@ -317,6 +317,8 @@ def test_arithmetic_difficulty_levels_are_a_column_and_evaluation_breaks_accurac
         arithmetic("test", levels=[{}, {"digit": 2}])
     with pytest.raises(DataError, match=r"levels\[0\] ops must be made of"):
         arithmetic("test", levels=[{"name": "x", "ops": "/"}])
+    with pytest.raises(DataError, match="cannot draw 150 distinct problems from levels"):
+        arithmetic("test", n_test=150, n_train=0, levels=[{"name": "a", "digits": 1}, {"name": "b", "digits": 1}])  # 100 shared problems
     with pytest.raises(DataError, match="level names must be distinct"):
         arithmetic("test", levels=[{"digits": 1}, {"digits": 1}])
     records = [{"level": "a"}, {"level": "b"}, {"level": "a"}]

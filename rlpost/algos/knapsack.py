@@ -94,7 +94,7 @@ class PromptHistory:
 
     def estimate(self, prompt: Hashable) -> Estimate:
         count = self.counts.get(prompt, 0)
-        if count < self.min_history or count == 0:
+        if count < max(1, self.min_history):
             return Estimate(False, 0.0, count)
         last = self.visits[prompt][-1]
         if self.epoch_estimation and not (self.robust_estimation and len(last) < self.window):
@@ -157,6 +157,8 @@ SOLVERS = {"greedy": solve_greedy, "dp": solve_dp}
 
 def spread(total: int, n: int) -> list[int]:
     """``total`` split evenly over ``n``; the first ``total mod n`` get one more."""
+    if n == 0:
+        return []
     q, r = divmod(total, n)
     return [q + (1 if i < r else 0) for i in range(n)]
 
@@ -174,8 +176,9 @@ def allocate_rollouts(
     effective prompts. Raises ValueError when the base allocation exceeds the budget.
 
     The reference hands the surplus out past ``n_up`` (one never-solved prompt in a batch of solved ones
-    can get most of the budget); ``cap_surplus`` stops it at ``n_up`` and gives the rest back to the
-    optimiser (ours, the spec's suggestion). What no capped prompt can take is spread over all.
+    can get most of the budget) and spreads what capped effective prompts cannot take over them anyway;
+    ``cap_surplus`` (ours, the spec's suggestion) stops every share at ``n_up``, gives the surplus that
+    does not fit back to the optimiser, and spreads only what no prompt can take over all.
     """
     m = len(stats)
     budget = n_default * m if total_budget is None else total_budget
@@ -185,31 +188,43 @@ def allocate_rollouts(
     rest = budget - sum(alloc)
     if rest < 0:
         raise ValueError(f"a budget of {budget} rollouts cannot give {m} prompts their minimum ({sum(alloc)} in all)")
+    info = {**{f"prompts_{c}": float(cls.count(c)) for c in base_of}, "surplus": 0.0, "optimised": 0.0}
+    if m == 0:
+        return alloc, info
     eff = [i for i, c in enumerate(cls) if c == "effective"]
-    unsolved = [i for i, c in enumerate(cls) if c == "unsolved"]
-    others = [i for i, c in enumerate(cls) if c != "effective"]
-    info = {f"prompts_{c}": float(cls.count(c)) for c in base_of}
-    info["surplus"] = 0.0
+    # the surplus goes to the never-solved prompts, or to the other non-effective ones
+    recipients = [i for i, c in enumerate(cls) if c == "unsolved"] or [i for i, c in enumerate(cls) if c != "effective"]
     if not eff:
         # Nothing informative to optimise: the never-solved prompts may still surprise, else spread evenly.
-        alloc = _give(alloc, unsolved, rest) if (fallback and unsolved) else spread(budget, m)
-        return alloc, {**info, "max": float(max(alloc, default=0)), "min": float(min(alloc, default=0))}
+        if fallback and "unsolved" in cls:
+            alloc, info["surplus"] = _hand_out(alloc, recipients, rest, n_up if cap_surplus else None), float(rest)
+        else:
+            alloc = spread(budget, m)
+        return alloc, {**info, "max": float(max(alloc)), "min": float(min(alloc))}
     to_opt = rest
-    if fallback:
+    if fallback and recipients:
         # Parity with the reference: total need is compared with the *extra* budget (n_low not subtracted).
         need = sum(math.floor(min(n_up, rollout_cost(stats[i].p_hat, cost_estimate, alpha))) for i in eff)
         if need < rest:
-            to, surplus = unsolved or others or eff, rest - need
-            alloc, back = _give_capped(alloc, to, surplus, n_up) if cap_surplus else (_give(alloc, to, surplus), 0)
+            surplus = rest - need
+            alloc, back = _give_capped(alloc, recipients, surplus, n_up) if cap_surplus else (_give(alloc, recipients, surplus), 0)
             to_opt, info["surplus"] = need + back, float(surplus - back)
     chosen = SOLVERS[solver]([stats[i].p_hat for i in eff], n_low, n_up, to_opt)
     for i, n in zip(eff, chosen):
         alloc[i] = n
-    left = budget - sum(alloc)  # the caps bound every effective prompt: the rest goes where the surplus goes
+    left = budget - sum(alloc)  # every effective prompt is at n_up
     if left:
-        alloc = _give(alloc, list(range(m)) if cap_surplus else (unsolved or others or eff), left)
+        alloc = _hand_out(alloc, list(range(m)), left, n_up) if cap_surplus else _give(alloc, eff, left)
     info["optimised"] = float(to_opt)
     return alloc, {**info, "max": float(max(alloc)), "min": float(min(alloc))}
+
+
+def _hand_out(alloc: list[int], to: list[int], amount: int, cap: int | None) -> list[int]:
+    """``amount`` over ``to`` evenly; with a ``cap``, never above it, and what does not fit over every prompt."""
+    if cap is None:
+        return _give(alloc, to, amount)
+    out, rest = _give_capped(alloc, to, amount, cap)
+    return _give(out, list(range(len(out))), rest) if rest else out
 
 
 def _give_capped(alloc: list[int], to: list[int], amount: int, cap: int) -> tuple[list[int], int]:
@@ -228,6 +243,7 @@ def _give_capped(alloc: list[int], to: list[int], amount: int, cap: int) -> tupl
 
 
 def _give(alloc: list[int], to: list[int], amount: int) -> list[int]:
+    """``amount`` spread evenly over ``to`` (the first ones get the remainder), no cap."""
     out = list(alloc)
     for i, extra in zip(to, spread(amount, len(to))):
         out[i] += extra

@@ -48,9 +48,7 @@ def pick_group(positives: list[int], negatives: list[int], n: int, rule: str, re
     return positives[:want_pos] + negatives[:want_neg]
 
 
-def global_baseline(
-    rewards: Tensor, group_ids: Tensor, counts: Tensor, sums: Tensor, sqsums: Tensor, std: bool = False, eps: float = 1e-6
-) -> Tensor:
+def global_baseline(rewards: Tensor, counts: Tensor, sums: Tensor, sqsums: Tensor, std: bool = False, eps: float = 1e-6) -> Tensor:
     """``A = r - mu_pool`` (``std``: divided by ``max(sigma_pool, eps) + eps``, unbiased sigma) from each row's
     pool statistics gathered to [B] (``counts``/``sums``/``sqsums``). A pool of <= 1 sample: mu 0, sigma 1."""
     big = counts > 1
@@ -67,8 +65,12 @@ def global_baseline(
 @stage("advantage", locality="group")
 def global_baseline_stage(batch: Batch, ctx: StageContext, std: bool = False, eps: float = 1e-6) -> None:
     """Reinforce-Ada's advantage: the kept rows' rewards minus the mean reward of every sample their
-    sampler drew for the prompt (``Group.stats``), not just of the rows kept."""
+    sampler drew for the prompt (``Group.stats``), not just of the rows kept.
+
+    The pool statistics are of the rewards as scored (the recipe's weighted sum); with shape stages or
+    another combiner, ``batch.rewards`` is on another scale than the baseline.
+    """
     stats = [batch.groups[int(g)].stats for g in batch.group_ids.tolist()]
     col = lambda key: torch.tensor([s.get(key, 0.0) for s in stats], dtype=torch.float32)  # noqa: E731
-    adv = global_baseline(batch.rewards, batch.group_ids, col("count"), col("reward_sum"), col("reward_sqsum"), std, eps)
+    adv = global_baseline(batch.rewards, col("count"), col("reward_sum"), col("reward_sqsum"), std, eps)
     batch.advantages = torch.where(batch.keep, adv, torch.zeros_like(adv))

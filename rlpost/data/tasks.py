@@ -96,7 +96,12 @@ def arithmetic(
 
     seen: set[str] = set()
     problems: list[tuple[str, str]] = []
+    draws = 0
     while len(problems) < n_total:
+        draws += 1
+        if draws > 100 * n_total + 10000:  # overlapping levels share problems: fewer distinct than counted
+            raise DataError(f"arithmetic: cannot draw {n_total} distinct problems from levels={levels} (they overlap): "
+                            "lower n_train / n_test or make the levels disjoint")
         sp = specs[rng.randrange(len(specs))] if len(specs) > 1 else specs[0]  # one level: the stream is unchanged
         text = str(operand(sp["sizes"], sp["ranges"]))
         for _ in range(sp["terms"] - 1):
@@ -115,7 +120,7 @@ def _level(level: dict[str, Any], digits: Any, ops: str, terms: int, index: int)
     if unknown:
         raise DataError(f"arithmetic: levels[{index}] has unknown keys {unknown} (expected digits, ops, terms, name)")
     digits, ops, terms = level.get("digits", digits), level.get("ops", ops), level.get("terms", terms)
-    where = f"levels[{index}] " if "name" in level or len(level) else ""
+    where = f"levels[{index}] " if level else ""
     sizes = [digits] if isinstance(digits, int) else list(digits)
     if not sizes or any(not isinstance(d, int) or d < 1 for d in sizes):
         raise DataError(f"arithmetic: {where}digits must be an integer >= 1 or a list of them, got {digits}")

@@ -59,16 +59,19 @@ class KnapsackSampler(Sampler):
         stats = [self.history.estimate(it.prompt_text) for it in items]
         total = self.budget if self.budget is not None else self.n * len(items)
         alloc, info = allocate_rollouts(stats, self.n, total, **self.options)
-        self.last = {**info, "budget": float(total)}
+        self.last = {k: v for k, v in info.items() if k not in ("max", "min")}  # rollout/samples_per_prompt_* say these
         return [Request(prompt_ids=it.prompt_ids, n=k, key=it.key) for it, k in zip(items, alloc) if k > 0]
 
     def finish(self, items: list[PromptItem], members: dict[int, list[Scored]]) -> dict[int, Group]:
-        groups = {}
+        groups, visits = {}, {}
         for it in items:
             ms = members[it.key]
-            self.history.update(it.prompt_text, [int(s.reward > self.threshold) for s in ms if not math.isnan(s.reward)])
+            # a question at several rows of this step is one visit
+            visits.setdefault(it.prompt_text, []).extend(int(s.reward > self.threshold) for s in ms if not math.isnan(s.reward))
             if ms:
                 groups[it.key] = Group(it, ms, pool_stats(ms, self.threshold))
+        for prompt, outcomes in visits.items():
+            self.history.update(prompt, outcomes)
         return groups
 
     def metrics(self) -> dict[str, float]:

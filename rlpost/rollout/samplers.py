@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from rlpost.registry import Registry
 from rlpost.types import Group, PromptItem, Request, Scored, pool_stats  # noqa: F401 (PromptItem, Scored: old checkpoints pickled them here)
 
@@ -56,15 +58,25 @@ def samples_in_rounds(sampler: Sampler) -> bool:
     return type(sampler).next_round is not Sampler.next_round
 
 
-def finish_step(sampler: Sampler, items: list[PromptItem], members: dict[int, list[Scored]], metrics: dict[str, float]):
+def finish_step(
+    sampler: Sampler, items: list[PromptItem], members: dict[int, list[Scored]], metrics: dict[str, float]
+) -> tuple[dict[int, Group], dict[str, float]]:
     """Close a step's sampling: the sampler's groups, and the metrics with what it drew per prompt and
     what it decided (``sampler/...``) added."""
-    from rlpost.batch import pool_metrics
-
     groups = sampler.finish(items, members)
     metrics.update(pool_metrics(members))
     metrics.update({f"sampler/{k}": v for k, v in getattr(sampler, "metrics", dict)().items()})
     return groups, metrics
+
+
+def pool_metrics(members: dict[int, list[Scored]]) -> dict[str, float | list[float]]:
+    """Completions drawn per prompt this step (before a sampler keeps some): total, mean, max and the
+    list itself (a histogram in tensorboard)."""
+    drawn = [float(len(ms)) for ms in members.values()]
+    return {
+        "rollout/generated": float(sum(drawn)), "rollout/samples_per_prompt_mean": float(np.mean(drawn)) if drawn else 0.0,
+        "rollout/samples_per_prompt_max": max(drawn, default=0.0), "rollout/samples_per_prompt": drawn,
+    }
 
 
 SAMPLERS.register("uniform")(Sampler)

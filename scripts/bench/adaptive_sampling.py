@@ -48,7 +48,8 @@ METHODS = {  # what each method changes in recipes/grpo-target-2k.yaml (recipes/
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="recipes/grpo-target-2k.yaml")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="the first is the baseline")
+    p.add_argument("--methods", nargs="+", default=list(METHODS)[:4], choices=list(METHODS),
+                   help="the first is the baseline; the rest of the choices are ablations")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--budget-steps", type=int, default=200, help="uniform steps the rollout budget buys (prompts x n each)")
     p.add_argument("--prompts", type=int, default=32)
