@@ -10,11 +10,16 @@ the shared prompt) for roughly ``P / n`` of the prompt compute: the win grows wi
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
 
 from rlpost.algos.logprobs import entropy_from_logits, token_logprobs
+
+# transformers 5.19 renames forward(past_key_values=) to cache=; the old name is the one every supported
+# version (>= 5.0) accepts and works until 5.40, so its notice, printed on every forward, is silenced here.
+warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
 
 
 def build_inputs(
