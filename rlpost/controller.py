@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import logging
 import random
@@ -24,7 +25,7 @@ from rlpost.evaluate import evaluate, print_table, write_result
 from rlpost.learner.learner import Learner
 from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
-from rlpost.pipeline import Pipeline
+from rlpost.pipeline import Pipeline, typed_kwargs
 from rlpost.plots import plot_pass_curves
 from rlpost.rollout.samplers import SAMPLERS, Sampler, finish_step, samples_in_rounds
 from rlpost.rollout.worker import RolloutWorker
@@ -51,11 +52,11 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
             tracker.print("eval before RL: " + ", ".join(f"{k} {v:.4g}" for k, v in before.items() if isinstance(v, float)))
         pending = state.pop("pending", None)
         for step in range(state["step"], cfg.train.steps):
-            if spent(cfg.train.max_rollouts, state.get("rollouts", 0)):  # a resumed run that had reached its budget
+            if spent(cfg.train.max_rollouts, state["rollouts"]):  # a resumed run that had reached its budget
                 break
             t0 = time.perf_counter()
             groups, metrics = pending or run.collect(step)  # sampler rounds: generate -> verify -> rewards
-            rollouts = state.get("rollouts", 0) + int(metrics.get("rollout/generated", 0))
+            rollouts = state["rollouts"] + int(metrics.get("rollout/generated", 0))
             last = step + 1 == cfg.train.steps or spent(cfg.train.max_rollouts, rollouts)
             batch = run.build(groups, step)  # pipeline: shape, combine, advantage, post, select, tokens
             metrics.update({**completion_metrics(groups), **selection_metrics(batch), **batch.metrics})
@@ -149,7 +150,7 @@ class Run:
 
     def checkpoint(self) -> None:
         controller = {
-            "update_mode": self.cfg.learner.update, "step": self.state["step"], "rollouts": self.state.get("rollouts", 0),
+            "update_mode": self.cfg.learner.update, "step": self.state["step"], "rollouts": self.state["rollouts"],
             "evals": self.state["evals"], "pending": self.state.get("pending"),
             "data": self.dataset.state_dict(), "sampler": self.sampler.state_dict(), "pipeline": self.pipeline.state_dict(),
         }
@@ -195,7 +196,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
         cfg, cfg.output_dir, learner, rollout, scorer, sampler, pipeline, PromptDataset(records, seed=cfg.run.seed), tokenizer,
         prompt_texts, prompt_ids, eval_records,
         SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, stop=list(r.stop)),
-        {"step": 0, "evals": {}},
+        {"step": 0, "rollouts": 0, "evals": {}},
     )
     ckpt = latest_checkpoint(run.dir) if resume else None
     if ckpt is not None:
@@ -243,10 +244,12 @@ def check_components(cfg: Config) -> None:
 def build_sampler(cfg: Config) -> Sampler:
     """The recipe's sampler, its options and budgets checked (one line naming the key when wrong)."""
     cls = SAMPLERS.get(cfg.sampler.name)
+    where = f"sampler '{cfg.sampler.name}' (sampler.kwargs)"
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:] if isinstance(cls, type) else []
     try:
-        sampler = cls(n=cfg.rollout.n, **cfg.sampler.kwargs)
+        sampler = cls(n=cfg.rollout.n, **typed_kwargs(where, params, cfg.sampler.kwargs))
     except (TypeError, ValueError) as e:
-        raise ConfigError(f"sampler '{cfg.sampler.name}' (sampler.kwargs): {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
     if hasattr(sampler, "observe"):
         raise ConfigError(f"sampler '{cfg.sampler.name}' defines observe(), which is now finish(items, members) -> groups "
                           "(see rlpost/rollout/samplers.py): rename it and return the groups")
@@ -254,7 +257,7 @@ def build_sampler(cfg: Config) -> Sampler:
         if hasattr(sampler, "check"):  # optional for plug-ins that do not subclass Sampler
             sampler.check(cfg.train.prompts_per_step)
     except ValueError as e:
-        raise ConfigError(f"sampler '{cfg.sampler.name}' (sampler.kwargs): {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
     return sampler
 
 
@@ -303,7 +306,6 @@ def collect_groups(
     return finish_step(sampler, plist, members, metrics)
 
 
-
 def sync_weights(cfg: Config, learner, rollout, batch, step: int) -> dict[str, float]:
     """Learner -> rollout weights through the object store; optional logprob parity check."""
     t0 = time.perf_counter()
@@ -336,6 +338,7 @@ def resume_from(ckpt: Path, learner, rollout, dataset, sampler, pipeline: Pipeli
     sampler.load_state_dict(state.pop("sampler"))
     pipeline.load_state_dict(state.pop("pipeline", {}))
     state.pop("update_mode", None)
+    state.setdefault("rollouts", 0)  # checkpoints from before train.max_rollouts
     return state
 
 
@@ -351,7 +354,7 @@ class EngineView:
 
 def summarize(run_dir: Path, state: dict[str, Any]) -> None:
     evals = state["evals"]
-    (run_dir / "summary.json").write_text(json.dumps({"steps": state["step"], "rollouts": state.get("rollouts", 0), "evals": evals}, indent=2))
+    (run_dir / "summary.json").write_text(json.dumps({"steps": state["step"], "rollouts": state["rollouts"], "evals": evals}, indent=2))
     shown = {k: v for k, v in evals.items() if k in ("before", "after")}
     if shown:
         print_table(f"rlpost: {run_dir}", shown)

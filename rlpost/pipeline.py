@@ -57,7 +57,7 @@ def _specs(algo: AlgoConfig) -> list[tuple[str, str, StageSpec]]:
     return out
 
 
-def _typed(label: str, params: list[inspect.Parameter], kwargs: dict[str, Any]) -> dict[str, Any]:
+def typed_kwargs(label: str, params: list[inspect.Parameter], kwargs: dict[str, Any]) -> dict[str, Any]:
     """Kwargs annotated float/int as numbers (YAML reads ``1e-6`` as a string); anything else as given."""
     out = dict(kwargs)
     for p in params:
@@ -95,7 +95,7 @@ def build_stage(kind: str, where: str, spec: StageSpec) -> BoundStage:
     missing = [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in spec.kwargs]
     if missing:
         raise ConfigError(f"{label} needs kwargs {', '.join(missing)}")
-    kwargs = _typed(label, params, spec.kwargs)
+    kwargs = typed_kwargs(label, params, spec.kwargs)
     try:
         run = obj(**kwargs) if isinstance(obj, type) else partial(obj, **kwargs)
     except (ValueError, TypeError) as e:

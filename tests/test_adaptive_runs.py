@@ -69,3 +69,13 @@ def test_knapsack_streams_its_single_round(run_dir):
     rows = metrics(run_dir)
     assert [r["rollout/stream_parts"] for r in rows] == [2.0] * 4 and all(r["rollout/generated"] == 16 for r in rows)
     assert any(r["rollout/samples_per_prompt"] != [4.0] * 4 for r in rows[2:])
+
+
+def test_sampler_kwargs_are_typed_like_stage_kwargs(run_dir):
+    """YAML reads 5e-1 as a string: sampler kwargs annotated float/int become numbers, as stage kwargs do."""
+    from rlpost.controller import build_sampler
+
+    s = build_sampler(small_cfg(run_dir, "sampler.name=knapsack", "sampler.kwargs={threshold: 5e-1, n_up: '32'}"))
+    assert s.threshold == 0.5 and s.options["n_up"] == 32
+    with pytest.raises(ConfigError, match=r"sampler 'knapsack' \(sampler.kwargs\): kwarg alpha must be a number, got 'high'"):
+        build_sampler(small_cfg(run_dir, "sampler.name=knapsack", "sampler.kwargs={alpha: high}"))

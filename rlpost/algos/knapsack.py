@@ -9,7 +9,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
-from typing import Any, Hashable, NamedTuple
+from typing import Any, Hashable, NamedTuple, Sequence
 
 
 def info_gain(p: float) -> float:
@@ -155,14 +155,6 @@ def solve_dp(ps: list[float], n_low: int, n_up: int, extra: int) -> list[int]:
 SOLVERS = {"greedy": solve_greedy, "dp": solve_dp}
 
 
-def spread(total: int, n: int) -> list[int]:
-    """``total`` split evenly over ``n``; the first ``total mod n`` get one more."""
-    if n == 0:
-        return []
-    q, r = divmod(total, n)
-    return [q + (1 if i < r else 0) for i in range(n)]
-
-
 def allocate_rollouts(
     stats: list[Estimate], n_default: int, total_budget: int | None = None, n_low: int = 2, n_up: int = 128,
     n_pos: int = 2, n_neg: int = 2, alpha: float = 0.9, cost_estimate: str = "probability", fallback: bool = True,
@@ -199,7 +191,7 @@ def allocate_rollouts(
         if fallback and "unsolved" in cls:
             alloc, info["surplus"] = _hand_out(alloc, recipients, rest, n_up if cap_surplus else None), float(rest)
         else:
-            alloc = spread(budget, m)
+            alloc = _give([0] * m, range(m), budget)[0]
         return alloc, {**info, "max": float(max(alloc)), "min": float(min(alloc))}
     to_opt = rest
     if fallback and recipients:
@@ -207,44 +199,40 @@ def allocate_rollouts(
         need = sum(math.floor(min(n_up, rollout_cost(stats[i].p_hat, cost_estimate, alpha))) for i in eff)
         if need < rest:
             surplus = rest - need
-            alloc, back = _give_capped(alloc, recipients, surplus, n_up) if cap_surplus else (_give(alloc, recipients, surplus), 0)
+            alloc, back = _give(alloc, recipients, surplus, n_up if cap_surplus else None)
             to_opt, info["surplus"] = need + back, float(surplus - back)
     chosen = SOLVERS[solver]([stats[i].p_hat for i in eff], n_low, n_up, to_opt)
     for i, n in zip(eff, chosen):
         alloc[i] = n
     left = budget - sum(alloc)  # every effective prompt is at n_up
     if left:
-        alloc = _hand_out(alloc, list(range(m)), left, n_up) if cap_surplus else _give(alloc, eff, left)
+        alloc = _hand_out(alloc, range(m), left, n_up) if cap_surplus else _give(alloc, eff, left)[0]
     info["optimised"] = float(to_opt)
     return alloc, {**info, "max": float(max(alloc)), "min": float(min(alloc))}
 
 
-def _hand_out(alloc: list[int], to: list[int], amount: int, cap: int | None) -> list[int]:
-    """``amount`` over ``to`` evenly; with a ``cap``, never above it, and what does not fit over every prompt."""
-    if cap is None:
-        return _give(alloc, to, amount)
-    out, rest = _give_capped(alloc, to, amount, cap)
-    return _give(out, list(range(len(out))), rest) if rest else out
+def _hand_out(alloc: list[int], to: Sequence[int], amount: int, cap: int | None) -> list[int]:
+    """``amount`` over ``to`` (never above ``cap``), then what did not fit over every prompt."""
+    out, rest = _give(alloc, to, amount, cap)
+    return _give(out, range(len(out)), rest)[0] if rest else out
 
 
-def _give_capped(alloc: list[int], to: list[int], amount: int, cap: int) -> tuple[list[int], int]:
-    """``amount`` one at a time, round robin over ``to``, never above ``cap``; returns what did not fit."""
+def _give(alloc: list[int], to: Sequence[int], amount: int, cap: int | None = None) -> tuple[list[int], int]:
+    """``amount`` one at a time round robin over ``to`` (evenly, the first ones get the remainder), never
+    above ``cap``; returns the new allocation and what did not fit."""
     out = list(alloc)
-    open_ = [i for i in to if out[i] < cap]
-    while amount and open_:
-        for i in list(open_):
+    room = [i for i in to if cap is None or out[i] < cap]
+    while amount and room:
+        if cap is None:  # no cap: whole rounds at once
+            q, r = divmod(amount, len(room))
+            for j, i in enumerate(room):
+                out[i] += q + (j < r)
+            return out, 0
+        for i in list(room):
             if not amount:
                 break
             out[i] += 1
             amount -= 1
             if out[i] >= cap:
-                open_.remove(i)
+                room.remove(i)
     return out, amount
-
-
-def _give(alloc: list[int], to: list[int], amount: int) -> list[int]:
-    """``amount`` spread evenly over ``to`` (the first ones get the remainder), no cap."""
-    out = list(alloc)
-    for i, extra in zip(to, spread(amount, len(to))):
-        out[i] += extra
-    return out

@@ -22,10 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import loadavg, machine_info, mean, median, plot_runs, print_table, write_json  # noqa: E402
-from rl_runs import REPO, RUN, rows, seed_runs, sft_checkpoint  # noqa: E402
+from rl_runs import REPO, RUN, eval_checkpoint, rows, seed_runs, sft_checkpoint  # noqa: E402
 
 ACC = "sample_accuracy"  # held-out pass@1 from eval.samples samples (100 prompts greedy would be too coarse)
 ADA = ["sampler.name=reinforce_ada", "algo.advantage=global_baseline"]
@@ -102,17 +104,7 @@ def main(argv=None) -> None:
     common = [args.recipe, *RUN, f"model.path={sft}", f"train.steps={10 * args.budget_steps}", f"train.max_rollouts={budget}",
               f"train.prompts_per_step={args.prompts}", f"rollout.n={args.n}", f"eval.limit={args.eval_prompts}", f"eval.samples={args.samples}",
               f"train.eval_every={args.eval_every}", *args.set]
-    start_path = out / "start" / "eval_eval.json"
-    if not start_path.is_file():
-        import subprocess
-
-        from rl_runs import env
-
-        subprocess.run([sys.executable, "-c", "import sys; from rlpost.cli import main; sys.exit(main(sys.argv[1:]))", "eval", args.recipe, "--model", sft, f"eval.limit={args.eval_prompts}",
-                        f"eval.samples={args.samples}", f"run.output_dir={out / 'start'}", "run.threads=2"], cwd=REPO, check=True, env=env(), stdout=subprocess.DEVNULL)
-    start = json.loads(start_path.read_text())
-    import yaml
-
+    start = eval_checkpoint(out / "start", args.recipe, sft, [f"eval.limit={args.eval_prompts}", f"eval.samples={args.samples}"])
     n_train = yaml.safe_load((REPO / args.recipe).read_text())["data"]["task_kwargs"]["n_train"]
     epoch_steps = max(1, n_train // args.prompts)
     per: dict[str, list[dict]] = {m: [] for m in args.methods}

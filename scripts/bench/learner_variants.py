@@ -26,7 +26,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import loadavg, machine_info, mean, median, plot_runs, print_table, write_json  # noqa: E402
-from rl_runs import REPO, RUN, TRAINED, env, rows, run_pair, seed_runs, sft_checkpoint  # noqa: E402
+from rl_runs import REPO, RUN, TRAINED, eval_checkpoint, rows, run_pair, seed_runs, sft_checkpoint  # noqa: E402
 
 METHODS = {  # what each method changes in the recipe (recipes/unlikeliness.yaml and recipes/d3s.yaml hold the same)
     "grpo": [],
@@ -97,13 +97,7 @@ def eval_settings(args) -> list[str]:
 
 def starting_point(args, out: Path, sft: str) -> dict[str, Any]:
     """pass@k of the SFT checkpoint itself, with the same evaluator."""
-    path = out / "start" / "eval_eval.json"
-    if not path.is_file():
-        code = ("import sys; from rlpost.cli import main; sys.exit(main(sys.argv[1:]))")
-        subprocess.run([sys.executable, "-c", code, "eval", args.recipe, "--model", sft, *eval_settings(args),
-                        f"eval.samples={args.samples}", f"run.output_dir={out / 'start'}", "run.threads=2"],
-                       cwd=REPO, check=True, env=env(REPO), stdout=subprocess.DEVNULL)
-    return json.loads(path.read_text())
+    return eval_checkpoint(out / "start", args.recipe, sft, [*eval_settings(args), f"eval.samples={args.samples}"])
 
 
 def unlikeliness(args, out: Path, sft: str) -> dict[str, Any]:

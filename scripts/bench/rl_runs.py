@@ -38,6 +38,16 @@ def sft_checkpoint(out: Path, recipe: str, steps: int) -> str:
     return str(path)
 
 
+def eval_checkpoint(out: Path, recipe: str, model: str, overrides: list[str]) -> dict[str, Any]:
+    """``rlpost eval`` of ``model`` with the recipe's evaluator (cached in ``out``): the runs' starting point."""
+    path = out / "eval_eval.json"
+    if not path.is_file():
+        code = "import sys; from rlpost.cli import main; sys.exit(main(sys.argv[1:]))"
+        subprocess.run([sys.executable, "-c", code, "eval", recipe, "--model", model, *overrides, f"run.output_dir={out}", "run.threads=2"],
+                       cwd=REPO, check=True, env=env(), stdout=subprocess.DEVNULL)
+    return json.loads(path.read_text())
+
+
 def launch(tree: Path, run_dir: Path, overrides: list[str]) -> subprocess.Popen:
     """``overrides[0]`` is the recipe (relative to the repository), the rest ``key=value``."""
     run_dir.mkdir(parents=True, exist_ok=True)
