@@ -150,6 +150,10 @@ class StageSpec(Section):
         return self.fn or self.name
 
 
+class CallbackSpec(StageSpec):
+    """A callback between RL steps (rlpost/callbacks): a registered name, or ``fn`` = 'module:name' / 'file.py:name'."""
+
+
 def _as_spec(v: Any) -> Any:
     return {"name": v} if isinstance(v, str) else v
 
@@ -277,8 +281,16 @@ class Config(Section):
     optim: OptimConfig = OptimConfig()
     learner: LearnerConfig = LearnerConfig()
     train: TrainConfig = TrainConfig()
+    callbacks: list[CallbackSpec] = Field(
+        [], description="run between steps, in order, before evaluation (train.eval_*) and checkpoints (train.save_every)"
+    )
     cluster: ClusterConfig = ClusterConfig()
     log: LogConfig = LogConfig()
+
+    @field_validator("callbacks", mode="before")
+    @classmethod
+    def _callback_specs(cls, v: Any) -> Any:
+        return [_as_spec(x) for x in v] if isinstance(v, list) else _as_spec(v)
 
     @field_validator("rewards")
     @classmethod
@@ -386,6 +398,8 @@ def _check_renamed(tree: dict[str, Any], source: str) -> None:
 
 def _normalize_specs(tree: dict[str, Any]) -> None:
     """Bare stage names -> {name: ...}, so that overrides such as algo.advantage.kwargs.eps can index them."""
+    if isinstance(tree.get("callbacks"), list):
+        tree["callbacks"] = [_as_spec(x) for x in tree["callbacks"]]
     algo = tree.get("algo")
     if not isinstance(algo, dict):
         return

@@ -17,6 +17,7 @@ import torch
 from rlpost.actors import spawn, start_cluster
 from rlpost.algos.stage import StageContext
 from rlpost.batch import completion_metrics, selection_metrics
+from rlpost.callbacks import CallbackContext, Callbacks, build_callbacks
 from rlpost.checkpoint import latest_checkpoint, load_controller_state, save_checkpoint
 from rlpost.config import Config, ConfigError
 from rlpost.data import PromptDataset
@@ -46,10 +47,9 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
     """Run the RL loop of a recipe; resumes from the run's last checkpoint unless resume=False."""
     run = start_run(cfg, resume)
     state, tracker = run.state, Tracker(run.dir, cfg.log, cfg.train.steps, start_step=run.state["step"])
+    ctx = CallbackContext(run, tracker.print)
     try:
-        if cfg.train.eval_before and "before" not in state["evals"]:
-            before = run.evaluate("before")
-            tracker.print("eval before RL: " + ", ".join(f"{k} {v:.4g}" for k, v in before.items() if isinstance(v, float)))
+        run.callbacks.on_start(ctx)  # evaluation before RL
         pending = state.pop("pending", None)
         for step in range(state["step"], cfg.train.steps):
             if spent(cfg.train.max_rollouts, state["rollouts"]):  # a resumed run that had reached its budget
@@ -68,22 +68,14 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
             metrics.update(run.learner.result(update))
             metrics["time/wait"] = time.perf_counter() - t_wait
             metrics.update(run.sync(train_batch, metrics, step))
-            state["step"], state["pending"] = step + 1, pending
-            state["rollouts"] = rollouts
+            state["step"], state["pending"], state["rollouts"] = step + 1, pending, rollouts
             metrics["rollout/total"] = float(rollouts)  # completions generated so far in the run
             metrics["time/step"] = time.perf_counter() - t0
-            if every(cfg.train.eval_every, step) and not last:
-                metrics.update({f"eval/{k}": v for k, v in run.evaluate(f"step{step + 1}").items() if isinstance(v, float)})
-            tracker.log(step, metrics)
-            if every(cfg.train.save_every, step):
-                run.checkpoint()
+            ctx.step, ctx.last, ctx.metrics = step, last, metrics
+            run.callbacks.after_step(ctx, lambda m: tracker.log(step, m))  # then evaluation, log, checkpoint
             if last:
                 break
-        if cfg.train.eval_after and "after" not in state["evals"]:
-            run.evaluate("after")
-        if run.resumed_step is None or state["step"] > run.resumed_step:
-            run.checkpoint()
-        run.learner.call("save_hf", str(run.dir / "final"))
+        run.callbacks.on_end(ctx)  # evaluation after RL, the last checkpoint, the final model
     finally:
         tracker.close()
         run.scorer.close()
@@ -102,6 +94,7 @@ class Run:
     scorer: Scorer
     sampler: Any
     pipeline: Pipeline
+    callbacks: Callbacks
     dataset: PromptDataset
     tokenizer: Any
     prompt_texts: list[str]
@@ -139,6 +132,10 @@ class Run:
             )
         return sync_weights(self.cfg, self.learner, self.rollout, self.probe, step)
 
+    def sync_now(self, step: int) -> dict[str, float]:
+        """A sync outside the step (a callback wrote weights), parity always checked on the last batch."""
+        return sync_weights(self.cfg, self.learner, self.rollout, self.probe, step, check=True)
+
     def evaluate(self, label: str) -> dict[str, Any]:
         result = evaluate(self.cfg, EngineView(self.rollout), self.tokenizer, self.scorer.runner, self.eval_records)
         self.state["evals"][label] = result
@@ -153,6 +150,7 @@ class Run:
             "update_mode": self.cfg.learner.update, "step": self.state["step"], "rollouts": self.state["rollouts"],
             "evals": self.state["evals"], "pending": self.state.get("pending"),
             "data": self.dataset.state_dict(), "sampler": self.sampler.state_dict(), "pipeline": self.pipeline.state_dict(),
+            "callbacks": self.callbacks.state_dict(),
         }
         save_checkpoint(self.dir, self.state["step"], self.learner, self.rollout, controller, self.cfg.train.keep_checkpoints)
 
@@ -174,6 +172,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
     if resume:
         check_resumable(cfg)
     sampler = build_sampler(cfg)
+    callbacks = build_callbacks(cfg)
     scorer = Scorer(cfg)
     streamed = cfg.train.stream_parts > 1
     why = reward_refusals(scorer.localities, samples_in_rounds(sampler), streamed, cfg.sampler.name)
@@ -193,14 +192,14 @@ def start_run(cfg: Config, resume: bool) -> Run:
     learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
     r = cfg.rollout
     run = Run(
-        cfg, cfg.output_dir, learner, rollout, scorer, sampler, pipeline, PromptDataset(records, seed=cfg.run.seed), tokenizer,
+        cfg, cfg.output_dir, learner, rollout, scorer, sampler, pipeline, callbacks, PromptDataset(records, seed=cfg.run.seed), tokenizer,
         prompt_texts, prompt_ids, eval_records,
         SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, stop=list(r.stop)),
         {"step": 0, "rollouts": 0, "evals": {}},
     )
     ckpt = latest_checkpoint(run.dir) if resume else None
     if ckpt is not None:
-        run.state = resume_from(ckpt, learner, rollout, run.dataset, sampler, pipeline)
+        run.state = resume_from(ckpt, learner, rollout, run.dataset, sampler, pipeline, callbacks)
         run.resumed_step = run.state["step"]
         log.info("resumed from %s at step %d", ckpt, run.state["step"])
     return run
@@ -266,11 +265,6 @@ def spent(budget: int | None, rollouts: int) -> bool:
     return budget is not None and rollouts >= budget
 
 
-def every(n: int, step: int) -> bool:
-    """True after every n-th step (n=0: never)."""
-    return n > 0 and (step + 1) % n == 0
-
-
 def seed_everything(seed: int, threads: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -306,8 +300,9 @@ def collect_groups(
     return finish_step(sampler, plist, members, metrics)
 
 
-def sync_weights(cfg: Config, learner, rollout, batch, step: int) -> dict[str, float]:
-    """Learner -> rollout weights through the object store; optional logprob parity check."""
+def sync_weights(cfg: Config, learner, rollout, batch, step: int, check: bool = False) -> dict[str, float]:
+    """Learner -> rollout weights through the object store; logprob parity checked every
+    ``train.parity_check_every`` syncs, or now with ``check``."""
     t0 = time.perf_counter()
     applied = rollout.call("load_weights", learner.submit("export_weights"))
     metrics = {
@@ -316,7 +311,7 @@ def sync_weights(cfg: Config, learner, rollout, batch, step: int) -> dict[str, f
     }
     version = applied["version"]
     every = cfg.train.parity_check_every
-    if every and (step + 1) % every == 0 and batch is not None:
+    if (check or (every and (step + 1) % every == 0)) and batch is not None:
         seqs = [(s.prompt_ids, s.token_ids) for s in batch.samples[:16]]
         a, b = rollout.call("logprobs", seqs, batch.temperature), learner.call("logprobs", seqs, batch.temperature)
         diff = max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
@@ -329,7 +324,7 @@ def sync_weights(cfg: Config, learner, rollout, batch, step: int) -> dict[str, f
     return metrics
 
 
-def resume_from(ckpt: Path, learner, rollout, dataset, sampler, pipeline: Pipeline) -> dict[str, Any]:
+def resume_from(ckpt: Path, learner, rollout, dataset, sampler, pipeline: Pipeline, callbacks: Callbacks) -> dict[str, Any]:
     learner.call("load", str(ckpt / "learner"))
     rollout.call("load_state_dict", torch.load(ckpt / "rollout.pt", weights_only=False))
     rollout.call("load_weights", learner.submit("export_weights"))
@@ -337,6 +332,7 @@ def resume_from(ckpt: Path, learner, rollout, dataset, sampler, pipeline: Pipeli
     dataset.load_state_dict(state.pop("data"))
     sampler.load_state_dict(state.pop("sampler"))
     pipeline.load_state_dict(state.pop("pipeline", {}))
+    callbacks.load_state_dict(state.pop("callbacks", []))
     state.pop("update_mode", None)
     state.setdefault("rollouts", 0)  # checkpoints from before train.max_rollouts
     return state

@@ -303,6 +303,26 @@ class Learner:
     def describe(self) -> dict[str, float]:
         return self.mode.describe()
 
+    # ------------------------------------------------------------------ weights for callbacks
+
+    def read_weights(self, kind: str = "merged") -> dict[str, Any]:
+        """Copies of the weight matrices (``merged``: effective weights; ``lora``: (A, B, scale) per
+        adapted layer), leaving training and the sync state untouched."""
+        return self.mode.read(kind)
+
+    def write_weights(self, weights: dict[str, torch.Tensor]) -> dict[str, float]:
+        """New effective weights (LoRA: a rebase). The optimizer moments of what changed restart,
+        the lr schedule goes on, the next sync sends every weight, and the policy version moves on."""
+        for p in self.mode.write(weights):
+            self.optimizer.state.pop(p, None)
+        self.mode.reset_sync()
+        self.version += 1
+        return {"written": float(len(weights))}
+
+    def request_full_sync(self) -> None:
+        """The next export carries every weight (a self-contained anchor), not only what changed."""
+        self.mode.reset_sync()
+
     @torch.no_grad()
     def logprobs(self, sequences: list[tuple[list[int], list[int]]], temperature: float = 1.0) -> list[list[float]]:
         samples = [TrainSample(p, c, [], 0.0) for p, c in sequences]

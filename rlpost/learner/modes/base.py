@@ -60,7 +60,31 @@ class UpdateMode:
         return payload
 
     def reset_sync(self) -> None:
-        """The receivers start from scratch (run resumed): the next export must be self-contained."""
+        """The receivers start from scratch (run resumed, weights written): the next export must be self-contained."""
+
+    # -------------------------------------------------------------- weights for callbacks
+
+    def weight_matrices(self) -> dict[str, torch.nn.Parameter]:
+        """The weight matrices a callback may read and write, by checkpoint name (tied weights once)."""
+        return {n: p for n, p in self.model.named_parameters() if p.dim() >= 2}
+
+    @torch.no_grad()
+    def read(self, kind: str) -> dict[str, Any]:
+        """Copies of the effective weights (``merged``); other kinds belong to other modes. No side effects."""
+        if kind != "merged":
+            raise ValueError(f"learner.update={self.name} has no '{kind}' weights to read (it has: merged)")
+        return {n: p.detach().float().clone() for n, p in self.weight_matrices().items()}
+
+    @torch.no_grad()
+    def write(self, weights: dict[str, torch.Tensor]) -> list[torch.nn.Parameter]:
+        """Set effective weights; returns the parameters whose optimizer state no longer applies."""
+        params = self.weight_matrices()
+        unknown = sorted(set(weights) - set(params))
+        if unknown:
+            raise ValueError(f"cannot write weights {unknown[:3]}: not weight matrices of the model")
+        for n, w in weights.items():
+            params[n].copy_(w.to(params[n].dtype))
+        return [params[n] for n in weights]
 
     # -------------------------------------------------------------- state
 

@@ -2,6 +2,10 @@
 
 Merging is always out of place in fp32 (W0 + s * B @ A into a new tensor): peft's in-place
 merge/unmerge drifts in low precision (spec §4.4), and the training weights must never change.
+
+Rebase (``write``, used by NExt): new effective weights become the adapted layers' base, their
+adapters restart (B = 0, A fresh). The run's starting bases are kept, so the KL reference stays
+the starting policy, and the moved bases are saved beside the adapter in checkpoints.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from rlpost.learner.modes.base import UpdateMode
 from rlpost.sync import AdapterSync, pack
 
 _PEFT_PREFIX = "base_model.model."
+REBASED = "rebased_base.safetensors"  # beside the adapter: bases moved by a write (NExt)
 
 
 def canonical_name(name: str) -> str:
@@ -80,6 +85,7 @@ class LoRAMode(UpdateMode):
         self.peft_config = _jsonable(self.model.peft_config["default"].to_dict())
         self.layers = self._lora_layers()
         self.needs_anchor = True
+        self.origin: dict[str, torch.Tensor] = {}  # starting base of every rebased layer (the reference)
 
     def _lora_layers(self) -> dict[str, torch.nn.Module]:
         """Base weight name -> the peft LoRA layer wrapping it."""
@@ -91,8 +97,19 @@ class LoRAMode(UpdateMode):
                 out[canonical_name(name) + ".weight"] = module
         return out
 
-    def reference(self) -> contextlib.AbstractContextManager:
-        return self.model.disable_adapter()  # the base model is the reference: no second copy
+    @contextlib.contextmanager
+    def reference(self):
+        """Adapters off and starting bases in: the run's starting policy, without a second model."""
+        moved = {n: self.layers[n].base_layer.weight for n in self.origin}
+        with self.model.disable_adapter():
+            saved = {n: w.data for n, w in moved.items()}
+            try:
+                for n, w in moved.items():
+                    w.data = self.origin[n]
+                yield
+            finally:
+                for n, w in moved.items():
+                    w.data = saved[n]
 
     # -------------------------------------------------------------- sync
 
@@ -135,11 +152,47 @@ class LoRAMode(UpdateMode):
     def reset_sync(self) -> None:
         self.needs_anchor = True
 
+    # -------------------------------------------------------------- weights for callbacks
+
+    def weight_matrices(self) -> dict[str, torch.nn.Parameter]:
+        return {n: self.layers[n].base_layer.weight for n in self.layers}
+
+    @torch.no_grad()
+    def read(self, kind: str) -> dict[str, Any]:
+        """``merged``: W0 + s B A of every adapted layer; ``lora``: (A, B, scale) copies."""
+        if kind == "merged":
+            return {n: self.merged(n) for n in self.layers}
+        if kind == "lora":
+            return {n: (a.detach().float().clone(), b.detach().float().clone(), s) for n, (a, b, s) in
+                    ((n, self._factors(n)) for n in self.layers)}
+        raise ValueError(f"learner.update=lora has no '{kind}' weights to read (it has: merged, lora)")
+
+    @torch.no_grad()
+    def write(self, weights: dict[str, torch.Tensor]) -> list[torch.nn.Parameter]:
+        """Rebase: each written layer's base becomes the given effective weight and its adapter restarts."""
+        unknown = sorted(set(weights) - set(self.layers))
+        if unknown:
+            raise ValueError(f"cannot write weights {unknown[:3]}: under LoRA only adapted layers can be written")
+        reset = []
+        for n, w in weights.items():
+            layer = self.layers[n]
+            base = layer.base_layer.weight
+            self.origin.setdefault(n, base.detach().clone())
+            base.copy_(w.to(base.dtype))
+            layer.reset_lora_parameters("default", True)  # B = 0, A as at the start (torch's generator)
+            reset += [layer.lora_A["default"].weight, layer.lora_B["default"].weight]
+        return reset
+
     # -------------------------------------------------------------- state
 
     def save_model(self, out: Path) -> None:
-        self.model.save_pretrained(out)  # peft format: adapter_config.json + adapter_model.safetensors
+        from safetensors.torch import save_file
 
+        self.model.save_pretrained(out)  # peft format: adapter_config.json + adapter_model.safetensors
+        if self.origin:  # moved bases: the adapter alone would not restore the weights
+            save_file({n: self.layers[n].base_layer.weight.detach().contiguous() for n in self.origin}, out / REBASED)
+
+    @torch.no_grad()
     def load_model(self, src: Path) -> None:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
@@ -148,6 +201,13 @@ class LoRAMode(UpdateMode):
         unexpected = getattr(result, "unexpected_keys", [])
         if unexpected:
             raise RuntimeError(f"adapter checkpoint {src} does not match the model: unexpected {unexpected[:3]}")
+        if (src / REBASED).is_file():
+            for n, w in load_file(src / REBASED).items():
+                if n not in self.layers:
+                    raise RuntimeError(f"checkpoint {src / REBASED} rebases '{n}', which has no adapter in this run")
+                base = self.layers[n].base_layer.weight
+                self.origin.setdefault(n, base.detach().clone())
+                base.copy_(w)
 
     def plain_model(self) -> torch.nn.Module:
         return copy.deepcopy(self.model).merge_and_unload()

@@ -129,6 +129,9 @@ class SparseMode(UpdateMode):
     def reset_sync(self) -> None:
         self.needs_anchor = True
 
+    def write(self, weights: dict[str, torch.Tensor]) -> list[torch.nn.Parameter]:
+        raise ValueError("learner.update=sparse cannot take written weights: a dense update would break the mask")
+
     # -------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:

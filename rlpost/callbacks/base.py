@@ -1,0 +1,191 @@
+"""The callback seam: components the loop runs between RL steps.
+
+A callback is a class (built with the recipe's kwargs) with any of these methods:
+
+- ``check(steps, learner)``: at start-up, before any model loads; raise ValueError naming what is
+  wrong (``steps`` is train.steps, ``learner`` the recipe's learner section);
+- ``on_start(ctx)``, ``after_step(ctx) -> metrics | None``, ``on_end(ctx)``;
+- ``state_dict()`` / ``load_state_dict(state)``: saved in checkpoints, restored on resume.
+
+or a function ``fn(ctx, **kwargs) -> metrics | None``, called after every step. ``ctx`` (a
+``CallbackContext``) reads and writes the learner's weights, syncs them, evaluates and checkpoints.
+
+Order each step: the recipe's ``callbacks`` in their order, then evaluation (train.eval_*), then the
+step's metrics are logged, then checkpoints (train.save_every) so a checkpoint holds what every
+callback did in the step.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Callable
+
+from rlpost.config import Config, ConfigError, LearnerConfig
+from rlpost.registry import Registry
+
+if TYPE_CHECKING:
+    from rlpost.controller import Run
+
+CALLBACKS: Registry = Registry("callback", ("rlpost.callbacks.next", "rlpost.callbacks.linear_extrapolation"))
+
+
+def every(n: int, step: int) -> bool:
+    """True after every n-th step (n=0: never)."""
+    return n > 0 and (step + 1) % n == 0
+
+
+class Callback:
+    after_log = False  # True: runs after the step's metrics are logged (checkpoints)
+
+    def check(self, steps: int, learner: LearnerConfig) -> None:
+        pass
+
+    def on_start(self, ctx: CallbackContext) -> None:
+        pass
+
+    def after_step(self, ctx: CallbackContext) -> dict[str, float] | None:
+        return None
+
+    def on_end(self, ctx: CallbackContext) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class FunctionCallback(Callback):
+    """A plug-in function ``fn(ctx, **kwargs)``, called after every step."""
+
+    def __init__(self, fn: Callable, kwargs: dict[str, Any]) -> None:
+        self.fn, self.kwargs = fn, kwargs
+
+    def after_step(self, ctx: CallbackContext) -> dict[str, float] | None:
+        return self.fn(ctx, **self.kwargs)
+
+
+class CallbackContext:
+    """What a callback may see and do. ``step`` is the step just trained (0-based); after it the
+    learner has made ``step + 1`` updates."""
+
+    def __init__(self, run: Run, printer: Callable[[str], None]) -> None:
+        self._run = run
+        self.print = printer
+        self.step = run.state["step"] - 1
+        self.total_steps = run.cfg.train.steps
+        self.last = False
+        self.metrics: dict[str, Any] = {}
+
+    @property
+    def evals(self) -> dict[str, Any]:
+        """Every evaluation of the run so far, by label."""
+        return self._run.state["evals"]
+
+    @property
+    def progressed(self) -> bool:
+        """The run trained at least one step in this process (it did not resume at its end)."""
+        return self._run.resumed_step is None or self._run.state["step"] > self._run.resumed_step
+
+    def evaluate(self, label: str) -> dict[str, Any]:
+        """Held-out evaluation of the rollout engine's current weights (eval_<label>.json)."""
+        return self._run.evaluate(label)
+
+    def checkpoint(self) -> None:
+        self._run.checkpoint()
+
+    def save_final(self) -> None:
+        """The trained model as a plain Hugging Face folder: <run>/final."""
+        self._run.learner.call("save_hf", str(self._run.dir / "final"))
+
+    def read_weights(self, kind: str = "merged") -> dict[str, Any]:
+        """Copies of the learner's weight matrices: ``merged`` (effective) or ``lora`` ((A, B, scale))."""
+        return self._run.learner.call("read_weights", kind)
+
+    def write_weights(self, weights: dict[str, Any]) -> dict[str, float]:
+        """New effective weights for the learner (LoRA: a rebase); then ``sync`` before anything generates."""
+        return self._run.learner.call("write_weights", weights)
+
+    def request_full_sync(self) -> None:
+        """The next sync sends every weight (a self-contained anchor), not only what changed."""
+        self._run.learner.call("request_full_sync")
+
+    def full_sync(self) -> dict[str, float]:
+        """Every weight to the rollout engine now, with a logprob parity check; returns the sync's metrics."""
+        self.request_full_sync()
+        return self._run.sync_now(self.step)
+
+
+class Callbacks:
+    """The run's callbacks in order; their states travel in checkpoints as one list."""
+
+    def __init__(self, items: list[tuple[str, Any]]) -> None:
+        self.items = items
+
+    def _each(self, hook: str, ctx: CallbackContext, after_log: bool | None = None):
+        for name, cb in self.items:
+            fn = getattr(cb, hook, None)
+            if fn is not None and (after_log is None or getattr(cb, "after_log", False) == after_log):
+                yield name, fn(ctx)
+
+    def on_start(self, ctx: CallbackContext) -> None:
+        for _ in self._each("on_start", ctx):
+            pass
+
+    def after_step(self, ctx: CallbackContext, log: Callable[[dict[str, Any]], None]) -> None:
+        for _, metrics in self._each("after_step", ctx, after_log=False):
+            ctx.metrics.update(metrics or {})
+        log(ctx.metrics)
+        for _ in self._each("after_step", ctx, after_log=True):
+            pass
+
+    def on_end(self, ctx: CallbackContext) -> None:
+        for _ in self._each("on_end", ctx):
+            pass
+
+    def state_dict(self) -> list[dict[str, Any]]:
+        return [{"name": name, "state": cb.state_dict() if hasattr(cb, "state_dict") else {}} for name, cb in self.items]
+
+    def load_state_dict(self, states: list[dict[str, Any]]) -> None:
+        if not states:  # checkpoints from before callbacks
+            return
+        names = [n for n, _ in self.items]
+        if [s["name"] for s in states] != names:
+            raise ConfigError(f"the checkpoint's callbacks {[s['name'] for s in states]} differ from this recipe's {names}: "
+                              "pass --no-resume, or keep the callbacks the run started with")
+        for (_, cb), s in zip(self.items, states):
+            if hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(s["state"])
+
+
+def build_callbacks(cfg: Config) -> Callbacks:
+    """The recipe's callbacks, then evaluation and checkpoints; every kwarg and check before any model loads."""
+    from rlpost.callbacks.checkpoint import Checkpoints
+    from rlpost.callbacks.evaluation import Evaluation
+    from rlpost.pipeline import typed_kwargs
+
+    items: list[tuple[str, Any]] = []
+    for i, spec in enumerate(cfg.callbacks):
+        where = f"callbacks[{i}] '{spec.name}'"
+        try:
+            obj = CALLBACKS.get(spec.target)
+        except Exception as e:  # a plug-in file can fail to import with anything
+            raise ConfigError(f"{where}: cannot resolve '{spec.target}': {e}") from None
+        try:
+            if isinstance(obj, type):
+                params = list(inspect.signature(obj.__init__).parameters.values())[1:]
+                cb = obj(**typed_kwargs(where, params, spec.kwargs))
+            elif callable(obj):
+                inspect.signature(obj).bind(None, **spec.kwargs)
+                cb = FunctionCallback(obj, spec.kwargs)
+            else:
+                raise TypeError(f"'{spec.target}' is a {type(obj).__name__}, not a callback class or function")
+            if hasattr(cb, "check"):
+                cb.check(cfg.train.steps, cfg.learner)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: {e}") from None
+        items.append((spec.name, cb))
+    t = cfg.train
+    items.append(("evaluation", Evaluation(every=t.eval_every, before=t.eval_before, after=t.eval_after)))
+    items.append(("checkpoints", Checkpoints(every=t.save_every)))
+    return Callbacks(items)

@@ -1,0 +1,117 @@
+"""Extrapolating the training trajectory: the part NExt and the linear baseline share.
+
+Every ``interval`` steps up to ``observe`` (T_obs) the callback snapshots the learner's weight
+matrices: LoRA factors (``capture: lora``; cheap, exact low-rank deltas) or effective weights
+(``merged``; any update mode that can be written, at the cost of full copies). At T_obs it asks
+its method for the update, writes ``W_T + update`` back (under LoRA a rebase: the adapter restarts
+on the moved base, the KL reference stays the starting policy), sends every weight to the rollout
+engine with a parity check, and RL goes on. One jump per run (spec B.4: a second cycle needs its
+own snapshots).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from rlpost.algos.next import Snapshot, delta
+from rlpost.callbacks.base import Callback, CallbackContext
+from rlpost.config import LearnerConfig
+
+
+class Extrapolation(Callback):
+    prefix = "extrapolation"  # metrics: <prefix>/...
+
+    def __init__(self, interval: int = 10, observe: int = 150, horizon: int = 50, coef: float = 3.0,
+                 capture: str = "auto", rank: int = 1, eval_jump: bool = True) -> None:
+        if min(interval, observe, horizon) < 1 or coef <= 0:
+            raise ValueError(f"interval, observe and horizon must be >= 1 and coef > 0, got {interval}, {observe}, {horizon}, {coef}")
+        if capture not in ("auto", "lora", "merged"):
+            raise ValueError(f"capture must be auto, lora or merged, got {capture!r}")
+        self.interval, self.observe, self.horizon, self.coef = interval, observe, horizon, coef
+        self.capture, self.rank, self.eval_jump = capture, rank, eval_jump
+        self.steps: list[int] = []
+        self.snaps: list[dict[str, Snapshot]] = []
+        self.origin: dict[str, Snapshot] = {}
+        self.done = False
+
+    def check(self, steps: int, learner: LearnerConfig) -> None:
+        if learner.update == "sparse":
+            raise ValueError("cannot serve learner.update=sparse: a dense update would break the mask (use lora or full)")
+        if self.interval > steps:
+            raise ValueError(f"interval={self.interval} is longer than the run (train.steps={steps})")
+        if self.observe > steps:
+            raise ValueError(f"observe={self.observe} is past the run's end (train.steps={steps}): the jump would never happen")
+        if self.observe % self.interval or self.horizon % self.interval:
+            raise ValueError(f"observe={self.observe} and horizon={self.horizon} must be multiples of interval={self.interval}")
+        if self.observe < 2 * self.interval + self.horizon:
+            raise ValueError(f"observe={self.observe} leaves fewer than two training pairs: it must be at least "
+                             f"2 x interval + horizon = {2 * self.interval + self.horizon}")
+        if self.capture == "auto":
+            self.capture = "lora" if learner.update == "lora" else "merged"
+        if self.capture == "lora" and learner.update != "lora":
+            raise ValueError(f"capture=lora needs learner.update=lora (this run: {learner.update}); use capture=merged")
+        if learner.update == "lora" and self.rank > learner.lora.r:
+            raise ValueError(f"rank={self.rank} is larger than the adapter's rank (learner.lora.r={learner.lora.r})")
+
+    def predict(self) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """The update to add to W_T per matrix (already scaled by ``coef``), and the method's metrics."""
+        raise NotImplementedError
+
+    def on_start(self, ctx: CallbackContext) -> None:
+        if self.capture == "merged" and not self.origin and ctx.step < 0:  # W_0 of a fresh run
+            self.origin = ctx.read_weights("merged")
+
+    def after_step(self, ctx: CallbackContext) -> dict[str, float] | None:
+        t = ctx.step + 1  # updates made so far
+        if self.done or t > self.observe or t % self.interval:
+            return None
+        self.steps.append(t)
+        self.snaps.append(ctx.read_weights(self.capture))
+        return self.jump(ctx) if t == self.observe else None
+
+    def jump(self, ctx: CallbackContext) -> dict[str, float]:
+        p, t0 = self.prefix, time.perf_counter()
+        metrics: dict[str, float] = {}
+        if self.eval_jump:
+            metrics[f"{p}/accuracy_before"] = accuracy(ctx.evaluate(f"step{ctx.step + 1}_before_jump"))
+        updates, found = self.predict()
+        metrics.update({f"{p}/{k}": v for k, v in found.items()})
+        current = ctx.read_weights("merged")
+        ctx.write_weights({n: current[n] + u.to(current[n].dtype) for n, u in updates.items()})
+        moved = sum(float(u.norm()) ** 2 for u in updates.values()) ** 0.5
+        learned = sum(float(learned_norm(self.snaps[-1][n], self.origin.get(n))) ** 2 for n in updates) ** 0.5
+        sync = ctx.full_sync()
+        metrics.update({
+            f"{p}/matrices": float(len(updates)), f"{p}/update_norm": moved,
+            # the jump against everything learned before it: ~ how many observed runs' worth it moves
+            f"{p}/update_ratio": moved / learned if learned else 0.0,
+            f"{p}/parity_max_diff": sync.get("sync/parity_max_diff", float("nan")),
+            f"{p}/seconds": time.perf_counter() - t0,
+        })
+        if self.eval_jump:
+            metrics[f"{p}/accuracy_after"] = accuracy(ctx.evaluate(f"step{ctx.step + 1}_after_jump"))
+        self.done, self.steps, self.snaps, self.origin = True, [], [], {}
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "snaps": self.snaps, "origin": self.origin, "done": self.done, "capture": self.capture}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps, self.snaps, self.origin, self.done = state["steps"], state["snaps"], state["origin"], state["done"]
+        if state["capture"] != self.capture:
+            raise ValueError(f"the checkpoint captured '{state['capture']}' weights, this run asks for '{self.capture}'")
+
+
+def learned_norm(snap: Snapshot, origin: Snapshot | None) -> torch.Tensor:
+    d = delta(snap, origin)
+    return (d if isinstance(d, torch.Tensor) else d[0] @ d[1]).norm()
+
+
+def accuracy(result: dict[str, Any]) -> float:
+    """The headline number of an evaluation: greedy accuracy (pass@1 when only samples were drawn)."""
+    for key in ("greedy_accuracy", "sample_accuracy"):
+        if isinstance(result.get(key), float):
+            return result[key]
+    return float("nan")
