@@ -151,3 +151,44 @@ def test_mlp_fit_is_deterministic_for_a_seed():
     rows = training_rows(pts, 1)[("u", 4)]
     a, b = (fit_predictor(rows, epochs=20, seed=3) for _ in range(2))
     assert a.loss == b.loss
+
+
+class LawContext:
+    """Drives a callback through a trajectory with a known law, as the loop would (no model needed)."""
+
+    def __init__(self, law=s):
+        self.law, self.step, self.written = law, -1, None
+
+    def read_weights(self, kind="merged"):
+        return {"w": weights(self.step + 1, self.law).float()}
+
+    def write_weights(self, w):
+        self.written = w
+
+    def full_sync(self):
+        return {"sync/parity_max_diff": 0.0}
+
+
+def drive(callback, law=s) -> torch.Tensor:
+    from rlpost.config import LearnerConfig
+
+    callback.check(200, LearnerConfig(update="full"))
+    ctx = LawContext(law)
+    callback.on_start(ctx)
+    for step in range(150):
+        ctx.step = step
+        callback.after_step(ctx)
+    return ctx.written["w"].double()
+
+
+def test_the_next_callback_jumps_to_where_a_saturating_law_goes():
+    """Through the callback: captured snapshots, predictors, write-back of W_T + c * prediction."""
+    from rlpost.callbacks.linear_extrapolation import LinearExtrapolation
+    from rlpost.callbacks.next import NExt
+
+    kw = dict(interval=10, observe=150, horizon=50, coef=1.0, eval_jump=False)
+    assert torch.allclose(drive(NExt(**kw, predictor="affine")), weights(200), atol=1e-5)
+    linear = drive(LinearExtrapolation(**kw))
+    assert float(U_STAR @ (linear - W0) @ V_STAR) == pytest.approx(1.0773601, abs=1e-5)  # overshoots s(200) = 0.8647
+    two = drive(NExt(**{**kw, "coef": 2.0}, predictor="affine"))
+    assert float(U_STAR @ (two - W0) @ V_STAR) == pytest.approx(s(150) + 0.1755898, abs=1e-5)

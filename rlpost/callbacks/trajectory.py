@@ -72,10 +72,10 @@ class Extrapolation(Callback):
         return self.jump(ctx) if t == self.observe else None
 
     def jump(self, ctx: CallbackContext) -> dict[str, float]:
-        p, t0 = self.prefix, time.perf_counter()
-        metrics: dict[str, float] = {}
+        p, metrics = self.prefix, {}
         if self.eval_jump:
             metrics[f"{p}/accuracy_before"] = accuracy(ctx.evaluate(f"step{ctx.step + 1}_before_jump"))
+        t0 = time.perf_counter()
         updates, found = self.predict()
         metrics.update({f"{p}/{k}": v for k, v in found.items()})
         current = ctx.read_weights("merged")
@@ -88,7 +88,7 @@ class Extrapolation(Callback):
             # the jump against everything learned before it: ~ how many observed runs' worth it moves
             f"{p}/update_ratio": moved / learned if learned else 0.0,
             f"{p}/parity_max_diff": sync.get("sync/parity_max_diff", float("nan")),
-            f"{p}/seconds": time.perf_counter() - t0,
+            f"{p}/seconds": time.perf_counter() - t0,  # predict, write back, sync: not the evaluations
         })
         if self.eval_jump:
             metrics[f"{p}/accuracy_after"] = accuracy(ctx.evaluate(f"step{ctx.step + 1}_after_jump"))

@@ -26,8 +26,8 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import loadavg, machine_info, mean, median, plot_runs, print_table, write_json  # noqa: E402
-from rl_runs import REPO, RUN, eval_checkpoint, rows, seed_runs, sft_checkpoint  # noqa: E402
+from common import machine_info, mean, median, plot_runs, print_table, write_json  # noqa: E402
+from rl_runs import REPO, RUN, eval_checkpoint, rows, seed_runs, start  # noqa: E402
 
 ACC = "sample_accuracy"  # held-out pass@1 from eval.samples samples (100 prompts greedy would be too coarse)
 ADA = ["sampler.name=reinforce_ada", "algo.advantage=global_baseline"]
@@ -96,10 +96,7 @@ def at(curve: list[dict], key: str, limit: float) -> float:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    load, t0 = loadavg(), time.time()
-    sft = sft_checkpoint(out, args.recipe, args.sft_steps)
+    out, load, t0, sft = start(args.out, args.recipe, args.sft_steps)
     budget = args.budget_steps * args.prompts * args.n
     common = [args.recipe, *RUN, f"model.path={sft}", f"train.steps={10 * args.budget_steps}", f"train.max_rollouts={budget}",
               f"train.prompts_per_step={args.prompts}", f"rollout.n={args.n}", f"eval.limit={args.eval_prompts}", f"eval.samples={args.samples}",

@@ -23,8 +23,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import loadavg, machine_info, mean, plot_runs, print_table, write_json  # noqa: E402
-from rl_runs import REPO, RUN, rows, seed_runs, sft_checkpoint  # noqa: E402
+from common import machine_info, mean, plot_runs, print_table, write_json  # noqa: E402
+from rl_runs import REPO, RUN, rows, seed_runs, start  # noqa: E402
 
 ACC = "greedy_accuracy"
 
@@ -68,10 +68,10 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
     for r in rs:
         clock += r["time/step"]
         prefix = next((p for p in ("next", "linear") if f"{p}/update_norm" in r), None)
-        if prefix:
-            clock += r[f"{prefix}/seconds"]
+        if prefix:  # the jump: its evaluations either side, its cost (predictor fit, write-back, sync) between
             jump = {k.split("/", 1)[1]: v for k, v in r.items() if k.startswith(prefix + "/")}
             curve.append({"step": r["step"] + 1, "wall_s": clock, "acc": jump["accuracy_before"]})
+            clock += jump["seconds"]
             curve.append({"step": r["step"] + 1, "wall_s": clock, "acc": jump["accuracy_after"]})
         if f"eval/{ACC}" in r:
             curve.append({"step": r["step"] + 1, "wall_s": clock, "acc": r[f"eval/{ACC}"]})
@@ -88,10 +88,7 @@ def reach(curve: list[dict], target: float) -> tuple[float | None, float | None]
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    load, t0 = loadavg(), time.time()
-    sft = sft_checkpoint(out, args.recipe, args.sft_steps)
+    out, load, t0, sft = start(args.out, args.recipe, args.sft_steps)
     common = [args.recipe, *RUN, f"model.path={sft}", "learner.update=lora", "optim.lr=5.0e-4", f"train.steps={args.steps}",
               f"train.eval_every={args.eval_every}", f"eval.limit={args.eval_prompts}", "train.eval_before=true", *args.set]
     chosen = {m: methods(args)[m] for m in args.methods}

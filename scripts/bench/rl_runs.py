@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -36,6 +37,16 @@ def sft_checkpoint(out: Path, recipe: str, steps: int) -> str:
         args = [recipe, f"sft.steps={steps}", f"sft.output_dir={path}", "run.threads=2", f"run.output_dir={out / 'sft-run'}"]
         subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, check=True, env=env())
     return str(path)
+
+
+def start(out: str, recipe: str, sft_steps: int) -> tuple[Path, list[float] | None, float, str]:
+    """A benchmark's output folder, the load and clock at its start, and its shared SFT checkpoint."""
+    from common import loadavg
+
+    folder = Path(out).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    load, t0 = loadavg(), time.time()
+    return folder, load, t0, sft_checkpoint(folder, recipe, sft_steps)
 
 
 def eval_checkpoint(out: Path, recipe: str, model: str, overrides: list[str]) -> dict[str, Any]:
