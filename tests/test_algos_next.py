@@ -140,7 +140,8 @@ def test_n8_mlp_learns_fixed_directions_and_reports_active_units():
     fit = fit_predictor(rows[("u", 64)], kind="mlp", lr=1e-3, epochs=1000, seed=0)
     assert fit.loss < 0.05 * fit.first_loss
     for name, p in pts.items():
-        pred = fit.predictor(p[-1].glob.u.T.float(), p[-1].local.u.T.float())[0].double()
+        with torch.no_grad():
+            pred = fit.predictor(p[-1].glob.u.T.float(), p[-1].local.u.T.float())[0].double()
         assert float(pred @ p[-1].glob.u[:, 0] / pred.norm()) > 0.95, name
     sig = fit_predictor(rows[("sigma", 1)], kind="mlp", lr=1e-3, epochs=200, seed=0)
     assert math.isfinite(sig.loss) and 0.0 <= sig.active <= 1.0
