@@ -449,3 +449,19 @@ def test_grpo_steps_through_vllm_in_ray_actors(run_dir):
     assert versions == sorted(versions) and versions[-1] >= 1
     assert json.loads((run_dir / "summary.json").read_text())["steps"] == 3
     assert (run_dir / "eval_after.json").is_file()
+
+
+def test_a_next_jump_reaches_vllm_serving_the_adapter(run_dir):
+    """A LoRA rebase under vLLM's native adapter serving: the anchor carries the moved bases, the
+    fresh adapter follows, and rollout and learner agree right after the write-back sync."""
+    pytest.importorskip("peft")
+    from rlpost.controller import train
+
+    cfg = load_config("quickstart", SMALL + [
+        f"run.output_dir={run_dir}", "rollout.engine=vllm", "cluster.mode=local", "learner.update=lora",
+        "train.steps=6", "optim.lr=1e-2", "train.parity_check_every=1",
+        "callbacks=[{name: next, kwargs: {interval: 2, observe: 6, horizon: 2, coef: 2.0, epochs: 20, width: 16, eval_jump: false}}]",
+    ])
+    train(cfg)
+    jump = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][5]
+    assert jump["next/update_norm"] > 0 and jump["next/parity_max_diff"] < 1e-3
