@@ -290,7 +290,7 @@ class Config(Section):
     @field_validator("callbacks", mode="before")
     @classmethod
     def _callback_specs(cls, v: Any) -> Any:
-        return [_as_spec(x) for x in v] if isinstance(v, list) else _as_spec(v)
+        return [_as_spec(x) for x in v] if isinstance(v, list) else [_as_spec(v)]  # one name or spec: a list of one
 
     @field_validator("rewards")
     @classmethod

@@ -145,6 +145,11 @@ class Run:
             plot_pass_curves(curves, self.dir / "pass_at_k.png", f"{self.cfg.run.name}: pass@k on {result['n_prompts']} prompts")
         return result
 
+    def validate(self, prompts: int) -> float:
+        cfg = self.cfg.model_copy(update={"eval": self.cfg.eval.model_copy(update={"samples": 0})})  # greedy only
+        records = self.dataset.records[:prompts]
+        return evaluate(cfg, EngineView(self.rollout), self.tokenizer, self.scorer.runner, records)["greedy_accuracy"]
+
     def checkpoint(self) -> None:
         controller = {
             "update_mode": self.cfg.learner.update, "step": self.state["step"], "rollouts": self.state["rollouts"],

@@ -166,6 +166,9 @@ class LawContext:
     def write_weights(self, w):
         self.written = w
 
+    def validate(self, prompts):  # the closer to where the law goes 50 steps on, the better
+        return -float((self.written["w"].double() - weights(200, self.law)).norm())
+
     def full_sync(self):
         return {"sync/parity_max_diff": 0.0}
 
@@ -193,3 +196,12 @@ def test_the_next_callback_jumps_to_where_a_saturating_law_goes():
     assert float(U_STAR @ (linear - W0) @ V_STAR) == pytest.approx(1.0773601, abs=1e-5)  # overshoots s(200) = 0.8647
     two = drive(NExt(**{**kw, "coef": 2.0}, predictor="affine"))
     assert float(U_STAR @ (two - W0) @ V_STAR) == pytest.approx(s(150) + 0.1755898, abs=1e-5)
+
+
+def test_a_coefficient_grid_is_scored_and_the_best_kept():
+    from rlpost.callbacks.next import NExt
+
+    kw = dict(interval=10, observe=150, horizon=50, eval_jump=False, predictor="affine")
+    assert torch.allclose(drive(NExt(**kw, coef=[0.5, 1.0, 2.0, 3.0])), weights(200), atol=1e-5)
+    with pytest.raises(ValueError, match="coef must be > 0"):
+        NExt(**kw, coef=[-1.0, 1.0])

@@ -16,7 +16,7 @@ from test_controller import SMALL, _weights, metrics
 
 REPO = Path(__file__).resolve().parent.parent
 PLUGIN = REPO / "tests" / "fixtures" / "plugin_callbacks.py"
-NEXT = "{name: next, kwargs: {interval: 2, observe: 6, horizon: 2, coef: 2.0, epochs: 50, lr: 1.0e-3, width: 16}}"
+NEXT = "{name: next, kwargs: {interval: 2, observe: 6, horizon: 2, coef: [0.5, 2.0], select_prompts: 8, epochs: 50, lr: 1.0e-3, width: 16}}"
 
 
 def cfg_for(run_dir: Path, *extra: str):
@@ -74,6 +74,7 @@ def test_next_jumps_syncs_with_parity_and_resume_after_the_jump_is_exact(run_dir
     assert jump["next/matrices"] > 0 and jump["next/update_norm"] > 0 and jump["next/update_ratio"] > 0
     assert jump["next/parity_max_diff"] <= cfg.train.parity_tolerance
     assert {"next/accuracy_before", "next/accuracy_after", "next/predictor_loss"} <= jump.keys()
+    assert jump["next/coef"] in (0.5, 2.0) and {"next/select_accuracy/coef=0.5", "next/select_accuracy/coef=2"} <= jump.keys()
     assert all(not any(k.startswith("next/") for k in r) for i, r in enumerate(rows) if i != 5)
     assert (run_dir / "eval_step6_before_jump.json").is_file() and (run_dir / "eval_step6_after_jump.json").is_file()
     assert "model.layers.0.self_attn.q_proj.weight" in _weights(run_dir / "checkpoints" / "step_000006")  # the moved base

@@ -91,6 +91,11 @@ class CallbackContext:
         """Held-out evaluation of the rollout engine's current weights (eval_<label>.json)."""
         return self._run.evaluate(label)
 
+    def validate(self, prompts: int) -> float:
+        """Greedy accuracy of the rollout engine's current weights on the first ``prompts`` records of
+        the training split (for choices inside a method; the held-out eval split stays unseen)."""
+        return self._run.validate(prompts)
+
     def checkpoint(self) -> None:
         self._run.checkpoint()
 

@@ -1,6 +1,8 @@
 """The linear baseline NExt compares with (AlphaRL-style, spec B.6), in the same place and with the same coef."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from rlpost.algos.next import linear_updates
@@ -15,5 +17,5 @@ class LinearExtrapolation(Extrapolation):
 
     prefix = "linear"
 
-    def predict(self) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        return linear_updates(self.steps, self.snaps, self.origin, ahead=self.coef * self.horizon), {}
+    def predict(self) -> tuple[Callable[[float], dict[str, torch.Tensor]], dict[str, float]]:
+        return (lambda c: linear_updates(self.steps, self.snaps, self.origin, ahead=c * self.horizon)), {}

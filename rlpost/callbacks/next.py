@@ -1,6 +1,8 @@
 """NExt as a callback: after observing the LoRA trajectory, a learned predictor extends it (spec part B)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from rlpost.algos.next import fit_predictor, predict_updates, trajectory, training_rows
@@ -19,11 +21,11 @@ class NExt(Extrapolation):
 
     prefix = "next"
 
-    def __init__(self, interval: int = 10, observe: int = 150, horizon: int = 50, coef: float = 3.0,
-                 capture: str = "auto", rank: int = 1, eval_jump: bool = True, predictor: str = "mlp",
-                 sigma_predictor: str = "affine", width: int = 256, epochs: int = 1000, lr: float = 2e-5,
-                 min_lr_ratio: float = 0.1, clamp_negative: bool = False, seed: int = 0) -> None:
-        super().__init__(interval, observe, horizon, coef, capture, rank, eval_jump)
+    def __init__(self, interval: int = 10, observe: int = 150, horizon: int = 50, coef: float | list[float] = 3.0,
+                 capture: str = "auto", rank: int = 1, eval_jump: bool = True, select_prompts: int = 200,
+                 predictor: str = "mlp", sigma_predictor: str = "affine", width: int = 256, epochs: int = 1000,
+                 lr: float = 2e-5, min_lr_ratio: float = 0.1, clamp_negative: bool = False, seed: int = 0) -> None:
+        super().__init__(interval, observe, horizon, coef, capture, rank, eval_jump, select_prompts)
         for key, kind in (("predictor", predictor), ("sigma_predictor", sigma_predictor)):
             if kind not in ("mlp", "affine"):
                 raise ValueError(f"{key} must be mlp or affine, got {kind!r}")
@@ -31,7 +33,7 @@ class NExt(Extrapolation):
         self.train = {"width": width, "epochs": epochs, "lr": lr, "min_lr_ratio": min_lr_ratio, "seed": seed}
         self.clamp_negative = clamp_negative
 
-    def predict(self) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    def predict(self) -> tuple[Callable[[float], dict[str, torch.Tensor]], dict[str, float]]:
         points = trajectory(self.steps, self.snaps, self.origin, self.horizon, self.rank)
         fits = {
             key: fit_predictor(rows, kind=self.kinds["sigma" if key[0] == "sigma" else "vector"], **self.train)
@@ -45,4 +47,4 @@ class NExt(Extrapolation):
             "active_units_min": min(f.active for f in fits.values()),
             "predictor_retries": float(sum(f.retries for f in fits.values())),
         })
-        return {n: self.coef * u for n, u in updates.items()}, found
+        return (lambda c: {n: c * u for n, u in updates.items()}), found

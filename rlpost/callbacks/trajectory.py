@@ -7,11 +7,15 @@ its method for the update, writes ``W_T + update`` back (under LoRA a rebase: th
 on the moved base, the KL reference stays the starting policy), sends every weight to the rollout
 engine with a parity check, and RL goes on. One jump per run (spec B.4: a second cycle needs its
 own snapshots).
+
+``coef`` is one extending coefficient, or a grid: then every candidate is written, synced and scored
+by greedy accuracy on the first ``select_prompts`` records of the training split (never the held-out
+eval split), and the best is kept, the smaller on ties (the spec's proposal, B.4 step 5).
 """
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -23,14 +27,18 @@ from rlpost.config import LearnerConfig
 class Extrapolation(Callback):
     prefix = "extrapolation"  # metrics: <prefix>/...
 
-    def __init__(self, interval: int = 10, observe: int = 150, horizon: int = 50, coef: float = 3.0,
-                 capture: str = "auto", rank: int = 1, eval_jump: bool = True) -> None:
-        if min(interval, observe, horizon) < 1 or coef <= 0:
-            raise ValueError(f"interval, observe and horizon must be >= 1 and coef > 0, got {interval}, {observe}, {horizon}, {coef}")
+    def __init__(self, interval: int = 10, observe: int = 150, horizon: int = 50, coef: float | list[float] = 3.0,
+                 capture: str = "auto", rank: int = 1, eval_jump: bool = True, select_prompts: int = 200) -> None:
+        coefs = [float(c) for c in coef] if isinstance(coef, (list, tuple)) else [float(coef)]
+        if min(interval, observe, horizon, rank, select_prompts) < 1:
+            raise ValueError(f"interval, observe, horizon, rank and select_prompts must be >= 1, "
+                             f"got {interval}, {observe}, {horizon}, {rank}, {select_prompts}")
+        if not coefs or min(coefs) < 0 or (len(coefs) == 1 and coefs[0] <= 0):
+            raise ValueError(f"coef must be > 0, or a grid of coefficients >= 0, got {coef}")
         if capture not in ("auto", "lora", "merged"):
             raise ValueError(f"capture must be auto, lora or merged, got {capture!r}")
-        self.interval, self.observe, self.horizon, self.coef = interval, observe, horizon, coef
-        self.capture, self.rank, self.eval_jump = capture, rank, eval_jump
+        self.interval, self.observe, self.horizon, self.coefs = interval, observe, horizon, coefs
+        self.capture, self.rank, self.eval_jump, self.select_prompts = capture, rank, eval_jump, select_prompts
         self.steps: list[int] = []
         self.snaps: list[dict[str, Snapshot]] = []
         self.origin: dict[str, Snapshot] = {}
@@ -55,8 +63,8 @@ class Extrapolation(Callback):
         if learner.update == "lora" and self.rank > learner.lora.r:
             raise ValueError(f"rank={self.rank} is larger than the adapter's rank (learner.lora.r={learner.lora.r})")
 
-    def predict(self) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """The update to add to W_T per matrix (already scaled by ``coef``), and the method's metrics."""
+    def predict(self) -> tuple[Callable[[float], dict[str, torch.Tensor]], dict[str, float]]:
+        """A map from an extending coefficient to the update to add to W_T per matrix, and the method's metrics."""
         raise NotImplementedError
 
     def on_start(self, ctx: CallbackContext) -> None:
@@ -76,19 +84,32 @@ class Extrapolation(Callback):
         if self.eval_jump:
             metrics[f"{p}/accuracy_before"] = accuracy(ctx.evaluate(f"step{ctx.step + 1}_before_jump"))
         t0 = time.perf_counter()
-        updates, found = self.predict()
+        make, found = self.predict()
         metrics.update({f"{p}/{k}": v for k, v in found.items()})
         current = ctx.read_weights("merged")
-        ctx.write_weights({n: current[n] + u.to(current[n].dtype) for n, u in updates.items()})
+
+        def write(c: float) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+            updates = make(c)
+            ctx.write_weights({n: current[n] + u.to(current[n].dtype) for n, u in updates.items()})
+            return updates, ctx.full_sync()
+
+        coef = self.coefs[0]
+        if len(self.coefs) > 1:  # each candidate in turn on the rollout engine, scored on training prompts
+            scores = {}
+            for c in self.coefs:
+                write(c)
+                scores[c] = ctx.validate(self.select_prompts)
+                metrics[f"{p}/select_accuracy/coef={c:g}"] = scores[c]
+            coef = max(self.coefs, key=lambda c: (scores[c], -c))
+        updates, sync = write(coef)
         moved = sum(float(u.norm()) ** 2 for u in updates.values()) ** 0.5
         learned = sum(float(learned_norm(self.snaps[-1][n], self.origin.get(n))) ** 2 for n in updates) ** 0.5
-        sync = ctx.full_sync()
         metrics.update({
-            f"{p}/matrices": float(len(updates)), f"{p}/update_norm": moved,
+            f"{p}/coef": coef, f"{p}/matrices": float(len(updates)), f"{p}/update_norm": moved,
             # the jump against everything learned before it: ~ how many observed runs' worth it moves
             f"{p}/update_ratio": moved / learned if learned else 0.0,
             f"{p}/parity_max_diff": sync.get("sync/parity_max_diff", float("nan")),
-            f"{p}/seconds": time.perf_counter() - t0,  # predict, write back, sync: not the evaluations
+            f"{p}/seconds": time.perf_counter() - t0,  # predict, select, write back, sync: not the evaluations
         })
         if self.eval_jump:
             metrics[f"{p}/accuracy_after"] = accuracy(ctx.evaluate(f"step{ctx.step + 1}_after_jump"))

@@ -32,13 +32,15 @@ ACC = "greedy_accuracy"
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="recipes/quickstart.yaml")
-    p.add_argument("--methods", nargs="+", default=["grpo", "linear", "next"], choices=["grpo", "linear", "next"])
+    p.add_argument("--methods", nargs="+", default=["grpo", "linear", "next"], choices=["grpo", "linear", "next", "linear-select", "next-select"],
+                   help="the first is the baseline; *-select choose coef from --grid on training prompts")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--interval", type=int, default=5)
     p.add_argument("--observe", type=int, default=50)
     p.add_argument("--horizon", type=int, default=20)
     p.add_argument("--coef", type=float, default=3.0)
+    p.add_argument("--grid", default="[0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]", help="coefficients the *-select methods score")
     p.add_argument("--next-kwargs", default="{}", help="extra NExt kwargs (YAML flow map), e.g. '{lr: 1.0e-3}'")
     p.add_argument("--target", type=float, default=None, help="default: the plain runs' mean final accuracy")
     p.add_argument("--eval-every", type=int, default=10)
@@ -50,13 +52,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def methods(args: argparse.Namespace) -> dict[str, list[str]]:
-    shared = f"interval: {args.interval}, observe: {args.observe}, horizon: {args.horizon}, coef: {args.coef}"
+    shared = f"interval: {args.interval}, observe: {args.observe}, horizon: {args.horizon}"
     extra = args.next_kwargs.strip().strip("{}").strip()
-    return {
-        "grpo": [],
-        "linear": [f"callbacks=[{{name: linear_extrapolation, kwargs: {{{shared}}}}}]"],
-        "next": [f"callbacks=[{{name: next, kwargs: {{{shared}{', ' + extra if extra else ''}}}}}]"],
-    }
+    extra = ", " + extra if extra else ""
+    out = {"grpo": []}
+    for suffix, coef in (("", args.coef), ("-select", args.grid)):
+        out["linear" + suffix] = [f"callbacks=[{{name: linear_extrapolation, kwargs: {{{shared}, coef: {coef}}}}}]"]
+        out["next" + suffix] = [f"callbacks=[{{name: next, kwargs: {{{shared}, coef: {coef}{extra}}}}}]"]
+    return out
 
 
 def summarize_run(run_dir: Path) -> dict[str, Any]:
@@ -99,9 +102,9 @@ def main(argv=None) -> None:
     for runs in per.values():
         for r in runs:
             r["steps_to_target"], r["wall_to_target"] = reach(r["curve"], target)
-            for k in ("accuracy_before", "accuracy_after", "update_ratio", "predictor_loss", "predictor_loss_first", "seconds"):
+            for k in ("coef", "accuracy_before", "accuracy_after", "update_ratio", "predictor_loss", "predictor_loss_first", "seconds"):
                 r[k] = r["jump"].get(k)
-    cols = ["method", "seed", "start", "accuracy_before", "accuracy_after", "update_ratio", "predictor_loss_first", "predictor_loss",
+    cols = ["method", "seed", "start", "coef", "accuracy_before", "accuracy_after", "update_ratio", "predictor_loss_first", "predictor_loss",
             "seconds", "final", "best", "steps_to_target", "wall_to_target", "wall_s"]
     print_table(f"LoRA GRPO vs linear vs NExt: target accuracy {target:.3f} ({ACC}, {args.eval_prompts} held-out prompts)",
                 [{"method": m, **r} for m, runs in per.items() for r in runs], cols)
