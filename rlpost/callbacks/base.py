@@ -127,26 +127,26 @@ class Callbacks:
     def __init__(self, items: list[tuple[str, Any]]) -> None:
         self.items = items
 
-    def _each(self, hook: str, ctx: CallbackContext, after_log: bool | None = None):
-        for name, cb in self.items:
-            fn = getattr(cb, hook, None)
-            if fn is not None and (after_log is None or getattr(cb, "after_log", False) == after_log):
-                yield name, fn(ctx)
+    def _call(self, hook: str, ctx: CallbackContext, after_log: bool | None = None) -> list[Any]:
+        """``hook(ctx)`` of every callback that has it (only those with this ``after_log``, when given)."""
+        return [
+            getattr(cb, hook)(ctx) for _, cb in self.items
+            if hasattr(cb, hook) and (after_log is None or getattr(cb, "after_log", False) == after_log)
+        ]
 
     def on_start(self, ctx: CallbackContext) -> None:
-        for _ in self._each("on_start", ctx):
-            pass
+        self._call("on_start", ctx)
 
     def after_step(self, ctx: CallbackContext, log: Callable[[dict[str, Any]], None]) -> None:
-        for _, metrics in self._each("after_step", ctx, after_log=False):
-            ctx.metrics.update(metrics or {})
+        """Callbacks in order, each seeing the metrics of those before it; the log line; then checkpoints."""
+        for _, cb in self.items:
+            if hasattr(cb, "after_step") and not getattr(cb, "after_log", False):
+                ctx.metrics.update(cb.after_step(ctx) or {})
         log(ctx.metrics)
-        for _ in self._each("after_step", ctx, after_log=True):
-            pass
+        self._call("after_step", ctx, after_log=True)
 
     def on_end(self, ctx: CallbackContext) -> None:
-        for _ in self._each("on_end", ctx):
-            pass
+        self._call("on_end", ctx)
 
     def state_dict(self) -> list[dict[str, Any]]:
         return [{"name": name, "state": cb.state_dict() if hasattr(cb, "state_dict") else {}} for name, cb in self.items]
