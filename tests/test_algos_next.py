@@ -205,3 +205,27 @@ def test_a_coefficient_grid_is_scored_and_the_best_kept():
     assert torch.allclose(drive(NExt(**kw, coef=[0.5, 1.0, 2.0, 3.0])), weights(200), atol=1e-5)
     with pytest.raises(ValueError, match="coef must be > 0"):
         NExt(**kw, coef=[-1.0, 1.0])
+
+
+def test_a_trajectory_that_never_moved_jumps_nowhere():
+    from rlpost.callbacks.next import NExt
+
+    cb = NExt(interval=10, observe=150, horizon=50, coef=1.0, eval_jump=False)
+    ctx = LawContext(law=lambda t: 0.0)
+    cb.check(200, __import__("rlpost.config", fromlist=["LearnerConfig"]).LearnerConfig(update="full"))
+    cb.on_start(ctx)
+    for step in range(150):
+        ctx.step = step
+        metrics = cb.after_step(ctx)
+    assert ctx.written == {} and metrics["next/groups"] == 0 and metrics["next/matrices"] == 0
+
+
+def test_a_changed_snapshot_schedule_is_refused_on_resume():
+    from rlpost.callbacks.next import NExt
+    from rlpost.config import ConfigError, LearnerConfig
+
+    a, b = NExt(interval=10, observe=150, horizon=50), NExt(interval=5, observe=150, horizon=50)
+    for cb in (a, b):
+        cb.check(200, LearnerConfig(update="full"))
+    with pytest.raises(ConfigError, match=r"interval=10 \(this run: 5\)"):
+        b.load_state_dict(a.state_dict())

@@ -228,9 +228,11 @@ def fit_predictor(rows: Rows, kind: str = "mlp", width: int = 256, epochs: int =
         gen = torch.Generator().manual_seed(seed * 1000 + attempt)
         model = MLPPredictor(d, width)
         with torch.no_grad():
-            for p in model.parameters():  # torch's default init, from our own generator
-                bound = 1.0 / math.sqrt(p.shape[-1] if p.dim() > 1 else p.shape[0])
-                p.uniform_(-bound, bound, generator=gen)
+            for layer in model.modules():  # torch's default Linear init (bounds 1/sqrt(fan_in)), from our own generator
+                if isinstance(layer, nn.Linear):
+                    bound = 1.0 / math.sqrt(layer.in_features)
+                    layer.weight.uniform_(-bound, bound, generator=gen)
+                    layer.bias.uniform_(-bound, bound, generator=gen)
         opt = torch.optim.AdamW(model.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(epochs, 1), eta_min=lr * min_lr_ratio)
         first = None

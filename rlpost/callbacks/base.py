@@ -116,7 +116,8 @@ class CallbackContext:
         self._run.learner.call("request_full_sync")
 
     def full_sync(self) -> dict[str, float]:
-        """Every weight to the rollout engine now, with a logprob parity check; returns the sync's metrics."""
+        """Every weight to the rollout engine now, its logprob parity measured (fatal above tolerance when
+        train.parity_check_every is on); returns the sync's metrics."""
         self.request_full_sync()
         return self._run.sync_now(self.step)
 
@@ -152,9 +153,12 @@ class Callbacks:
         return [{"name": name, "state": cb.state_dict() if hasattr(cb, "state_dict") else {}} for name, cb in self.items]
 
     def load_state_dict(self, states: list[dict[str, Any]]) -> None:
-        if not states:  # checkpoints from before callbacks
-            return
         names = [n for n, _ in self.items]
+        if not states:  # checkpoints from before callbacks: fine unless the recipe now has some
+            if len(names) > 2:
+                raise ConfigError(f"the checkpoint holds no state for the callbacks {names[:-2]} (written before they "
+                                  "existed): pass --no-resume, or resume without them")
+            return
         if [s["name"] for s in states] != names:
             raise ConfigError(f"the checkpoint's callbacks {[s['name'] for s in states]} differ from this recipe's {names}: "
                               "pass --no-resume, or keep the callbacks the run started with")

@@ -39,12 +39,12 @@ class NExt(Extrapolation):
             key: fit_predictor(rows, kind=self.kinds["sigma" if key[0] == "sigma" else "vector"], **self.train)
             for key, rows in training_rows(points, self.rank).items()
         }
-        updates, found = predict_updates(points, fits, self.rank, self.clamp_negative)
+        updates, found = predict_updates(points, fits, self.rank, self.clamp_negative)  # none when nothing moved
         found.update({
             "groups": float(len(fits)),
             "predictor_loss": sum(f.loss for f in fits.values()),
             "predictor_loss_first": sum(f.first_loss for f in fits.values()),
-            "active_units_min": min(f.active for f in fits.values()),
+            "active_units_min": min((f.active for f in fits.values()), default=1.0),
             "predictor_retries": float(sum(f.retries for f in fits.values())),
         })
         return (lambda c: {n: c * u for n, u in updates.items()}), found

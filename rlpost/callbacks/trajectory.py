@@ -21,7 +21,7 @@ import torch
 
 from rlpost.algos.next import Snapshot, delta
 from rlpost.callbacks.base import Callback, CallbackContext
-from rlpost.config import LearnerConfig
+from rlpost.config import ConfigError, LearnerConfig
 
 
 class Extrapolation(Callback):
@@ -116,13 +116,19 @@ class Extrapolation(Callback):
         self.done, self.steps, self.snaps, self.origin = True, [], [], {}
         return metrics
 
+    def _schedule(self) -> dict[str, Any]:
+        return {"capture": self.capture, "interval": self.interval, "observe": self.observe, "horizon": self.horizon}
+
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "snaps": self.snaps, "origin": self.origin, "done": self.done, "capture": self.capture}
+        return {"steps": self.steps, "snaps": self.snaps, "origin": self.origin, "done": self.done, **self._schedule()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        changed = {k: (state.get(k), v) for k, v in self._schedule().items() if state.get(k) != v}
+        if changed and not state["done"]:  # the snapshots taken so far would not fit the new schedule
+            raise ConfigError(f"{self.prefix}: the checkpoint's snapshots were taken with "
+                              + ", ".join(f"{k}={old} (this run: {new})" for k, (old, new) in changed.items())
+                              + ": keep them, or pass --no-resume")
         self.steps, self.snaps, self.origin, self.done = state["steps"], state["snaps"], state["origin"], state["done"]
-        if state["capture"] != self.capture:
-            raise ValueError(f"the checkpoint captured '{state['capture']}' weights, this run asks for '{self.capture}'")
 
 
 def learned_norm(snap: Snapshot, origin: Snapshot | None) -> torch.Tensor:

@@ -315,6 +315,9 @@ class Learner:
         the lr schedule goes on, the next sync sends every weight, and the policy version moves on."""
         for p in self.mode.write(weights):
             self.optimizer.state.pop(p, None)
+        if self._parts is not None:  # streamed gradients taken at the old weights: update() recomputes
+            self._parts = None
+            self.optimizer.zero_grad(set_to_none=True)
         self.mode.reset_sync()
         self.version += 1
         return {"written": float(len(weights))}

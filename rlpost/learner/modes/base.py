@@ -73,7 +73,7 @@ class UpdateMode:
         """Copies of the effective weights (``merged``); other kinds belong to other modes. No side effects."""
         if kind != "merged":
             raise ValueError(f"learner.update={self.name} has no '{kind}' weights to read (it has: merged)")
-        return {n: p.detach().float().clone() for n, p in self.weight_matrices().items()}
+        return {n: p.detach().float().cpu().clone() for n, p in self.weight_matrices().items()}
 
     @torch.no_grad()
     def write(self, weights: dict[str, torch.Tensor]) -> list[torch.nn.Parameter]:

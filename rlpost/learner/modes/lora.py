@@ -161,9 +161,9 @@ class LoRAMode(UpdateMode):
     def read(self, kind: str) -> dict[str, Any]:
         """``merged``: W0 + s B A of every adapted layer; ``lora``: (A, B, scale) copies."""
         if kind == "merged":
-            return {n: self.merged(n) for n in self.layers}
+            return {n: self.merged(n).cpu() for n in self.layers}
         if kind == "lora":
-            return {n: (a.detach().float().clone(), b.detach().float().clone(), s) for n, (a, b, s) in
+            return {n: (a.detach().float().cpu().clone(), b.detach().float().cpu().clone(), s) for n, (a, b, s) in
                     ((n, self._factors(n)) for n in self.layers)}
         raise ValueError(f"learner.update=lora has no '{kind}' weights to read (it has: merged, lora)")
 
