@@ -82,6 +82,12 @@ def delta(new: Snapshot, old: Snapshot | None) -> torch.Tensor | tuple[torch.Ten
     return (torch.cat([s * b.double(), -s0 * b0.double()], 1), torch.cat([a.double(), a0.double()], 0))
 
 
+def dense_delta(new: Snapshot, old: Snapshot | None) -> torch.Tensor:
+    """``new - old`` as one dense matrix (float64)."""
+    d = delta(new, old)
+    return d if isinstance(d, torch.Tensor) else d[0] @ d[1]
+
+
 # ---------------------------------------------------------------------- trajectory features
 
 

@@ -154,9 +154,10 @@ class Callbacks:
 
     def load_state_dict(self, states: list[dict[str, Any]]) -> None:
         names = [n for n, _ in self.items]
-        if not states:  # checkpoints from before callbacks: fine unless the recipe now has some
-            if len(names) > 2:
-                raise ConfigError(f"the checkpoint holds no state for the callbacks {names[:-2]} (written before they "
+        if not states:  # checkpoints from before callbacks: fine unless a callback has state to restore
+            stateful = [n for n, cb in self.items if hasattr(cb, "state_dict") and cb.state_dict()]
+            if stateful:
+                raise ConfigError(f"the checkpoint holds no state for the callbacks {stateful} (written before they "
                                   "existed): pass --no-resume, or resume without them")
             return
         if [s["name"] for s in states] != names:

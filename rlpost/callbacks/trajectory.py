@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from rlpost.algos.next import Snapshot, delta
+from rlpost.algos.next import Snapshot, dense_delta
 from rlpost.callbacks.base import Callback, CallbackContext
 from rlpost.config import ConfigError, LearnerConfig
 
@@ -103,7 +103,7 @@ class Extrapolation(Callback):
             coef = max(self.coefs, key=lambda c: (scores[c], -c))
         updates, sync = write(coef)
         moved = sum(float(u.norm()) ** 2 for u in updates.values()) ** 0.5
-        learned = sum(float(learned_norm(self.snaps[-1][n], self.origin.get(n))) ** 2 for n in updates) ** 0.5
+        learned = sum(float(dense_delta(self.snaps[-1][n], self.origin.get(n)).norm()) ** 2 for n in updates) ** 0.5
         metrics.update({
             f"{p}/coef": coef, f"{p}/matrices": float(len(updates)), f"{p}/update_norm": moved,
             # the jump against everything learned before it: ~ how many observed runs' worth it moves
@@ -129,11 +129,6 @@ class Extrapolation(Callback):
                               + ", ".join(f"{k}={old} (this run: {new})" for k, (old, new) in changed.items())
                               + ": keep them, or pass --no-resume")
         self.steps, self.snaps, self.origin, self.done = state["steps"], state["snaps"], state["origin"], state["done"]
-
-
-def learned_norm(snap: Snapshot, origin: Snapshot | None) -> torch.Tensor:
-    d = delta(snap, origin)
-    return (d if isinstance(d, torch.Tensor) else d[0] @ d[1]).norm()
 
 
 def accuracy(result: dict[str, Any]) -> float:

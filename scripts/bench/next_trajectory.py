@@ -89,7 +89,7 @@ def main(argv=None) -> None:
     from common import loadavg, machine_info, print_table, write_json
     from rl_runs import REPO, RUN, run_pair, sft_checkpoint
 
-    from rlpost.algos.next import delta, top_components
+    from rlpost.algos.next import delta, dense_delta, top_components
 
     out = (REPO / args.out).resolve()
     load, t0 = loadavg(), time.time()
@@ -105,14 +105,10 @@ def main(argv=None) -> None:
     ahead = [h for h in range(args.interval, args.steps - args.observe + 1, args.interval) if args.observe + h in traj]
     preds = predictions(steps, [traj[t] for t in steps], args.horizon, ahead)
 
-    def dense(snap, old=None):
-        d = delta(snap, old)
-        return d[0] @ d[1]
-
     W_T = traj[args.observe]
     rows, curves = [], {m: [] for m in preds}
     for h in ahead:
-        true = {n: dense(traj[args.observe + h][n], W_T[n]) for n in W_T}
+        true = {n: dense_delta(traj[args.observe + h][n], W_T[n]) for n in W_T}
         rank1 = {n: top_components(delta(traj[args.observe + h][n], W_T[n])).dense() for n in W_T}
         row = {"h": h, "true_norm": sum(float(t.norm()) ** 2 for t in true.values()) ** 0.5,
                "rank1_share": compare(rank1, true)[0]}

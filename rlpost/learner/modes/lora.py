@@ -163,8 +163,11 @@ class LoRAMode(UpdateMode):
         if kind == "merged":
             return {n: self.merged(n).cpu() for n in self.layers}
         if kind == "lora":
-            return {n: (a.detach().float().cpu().clone(), b.detach().float().cpu().clone(), s) for n, (a, b, s) in
-                    ((n, self._factors(n)) for n in self.layers)}
+            out = {}
+            for n in self.layers:
+                a, b, s = self._factors(n)
+                out[n] = (a.detach().float().cpu().clone(), b.detach().float().cpu().clone(), s)
+            return out
         raise ValueError(f"learner.update=lora has no '{kind}' weights to read (it has: merged, lora)")
 
     @torch.no_grad()
