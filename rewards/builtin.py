@@ -63,3 +63,24 @@ def length_penalty(
         raise ValueError(f"target_length must be > 0, got {target_length}")
     lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(c) for c in completions]
     return [-scale * max(0, n - target_length) / target_length for n in lengths]
+
+
+@REWARDS.register("conciseness")
+def conciseness(
+    prompts: list[str],
+    completions: list[str],
+    facts: list[dict[str, dict[str, Any]]],
+    max_length: int,
+    completion_ids: list[list[int]] | None = None,
+    **kwargs: Any,
+) -> list[float]:
+    """``1 - min(L, max_length) / max_length`` in [0, 1]: shorter is better, by every token saved.
+
+    L counts tokens (``completion_ids``, the EOS included) when given, else characters. Lu et al. (2025)
+    give 1 when L is below the running mean length of every training response so far; a fixed scale
+    keeps the reward a function of the completion alone, so evaluation can report it too.
+    """
+    if max_length <= 0:
+        raise ValueError(f"max_length must be > 0, got {max_length}")
+    lengths = [len(ids) for ids in completion_ids] if completion_ids is not None else [len(c) for c in completions]
+    return [1.0 - min(n, max_length) / max_length for n in lengths]

@@ -291,7 +291,7 @@ def test_arithmetic_levels_more_terms_mixed_ops_and_sizes():
     assert all(eval(r["question"]) == int(r["answer"]) for r in recs)  # the usual precedence
     assert {len(r["operands"]) for r in recs} == {3} and {len(str(x)) for r in recs for x in r["operands"]} == {1, 2}
     assert any(r["answer"].startswith("-") for r in recs)
-    assert arithmetic("test", n_test=5)[0] == {"question": "59+15", "answer": "74", "operands": [59, 15], "ops": "+", "a": 59, "b": 15, "op": "+"}
+    assert arithmetic("test", n_test=5)[0] == {"question": "59+15", "answer": "74", "solution": "74", "operands": [59, 15], "ops": "+", "a": 59, "b": 15, "op": "+"}
     with pytest.raises(DataError, match="terms must be >= 2"):
         arithmetic("test", terms=1)
     with pytest.raises(DataError, match="digits must be an integer >= 1 or a list"):

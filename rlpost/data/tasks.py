@@ -58,6 +58,7 @@ def arithmetic(
     ops: str = "+",
     terms: int = 2,
     levels: list[dict[str, Any]] | None = None,
+    work: float = 0.0,
     seed: int = 0,
     limit: int | None = None,
 ) -> list[Record]:
@@ -72,8 +73,15 @@ def arithmetic(
     reports accuracy per level. One seeded stream of distinct problems is drawn: the first
     ``n_test`` are the test split and the next ``n_train`` the train split, so the splits are
     disjoint and the test set does not change when ``n_train`` does.
+
+    Every record has a ``solution`` for SFT (``sft.target_template: "{solution}"``): the answer, or for
+    a seeded fraction ``work`` of the records the worked steps, one fold of the first two operands per
+    ``=``: ``"12+34-5"`` -> ``"46-5=41"``. Showing work costs tokens and may help the answer: a
+    trade-off for multi-objective rewards (recipes/multi-objective.yaml). Only for ``+``/``-``.
     """
     _check_split("arithmetic", split, ("train", "test"))
+    if not 0.0 <= work <= 1.0 or (work and "*" in ops + "".join(str(lv.get("ops", "")) for lv in levels or [])):
+        raise DataError(f"arithmetic: work must be in [0, 1] and needs ops made of + and - only, got work={work}, ops='{ops}'")
     if levels is not None and (not isinstance(levels, list) or not levels or not all(isinstance(lv, dict) for lv in levels)):
         raise DataError(f"arithmetic: levels must be a non-empty list of {{digits, ops, terms, name}} mappings, got {levels!r}")
     specs = [_level(lv, digits, ops, terms, i) for i, lv in enumerate(levels or [{}])]
@@ -111,7 +119,10 @@ def arithmetic(
             seen.add(text)
             problems.append((text, sp["name"]))
     chosen = problems[:n_test] if split == "test" else problems[n_test:]
-    return _take([{**_arith_record(text), **({"level": name} if levels else {})} for text, name in chosen], limit)
+    shown = random.Random(f"{seed}-work")  # its own stream: the problems do not change with ``work``
+    return _take([
+        {**_arith_record(text, shown.random() < work), **({"level": name} if levels else {})} for text, name in chosen
+    ], limit)
 
 
 def _level(level: dict[str, Any], digits: Any, ops: str, terms: int, index: int) -> dict[str, Any]:
@@ -136,14 +147,27 @@ def _level(level: dict[str, Any], digits: Any, ops: str, terms: int, index: int)
             "distinct": n_values**terms * len(op_list) ** (terms - 1)}
 
 
-def _arith_record(text: str) -> Record:
-    """``{"question": "12+34-5", "answer": "41", "operands": [12, 34, 5], "ops": "+-"}`` (2 terms: also a, b, op)."""
+def _arith_record(text: str, show_work: bool = False) -> Record:
+    """``{"question": "12+34-5", "answer": "41", "solution": "41" | "46-5=41", "operands": [12, 34, 5],
+    "ops": "+-"}`` (2 terms: also a, b, op)."""
     nums = [int(x) for x in re.findall(r"\d+", text)]
     ops = "".join(re.findall(r"[-+*]", text))
-    record: Record = {"question": text, "answer": str(expression_value(text)), "operands": nums, "ops": ops}
+    answer = str(expression_value(text))
+    record: Record = {
+        "question": text, "answer": answer, "solution": worked(nums, ops) if show_work else answer, "operands": nums, "ops": ops,
+    }
     if len(nums) == 2:
         record.update(a=nums[0], b=nums[1], op=ops)
     return record
+
+
+def worked(nums: list[int], ops: str) -> str:
+    """Left-to-right folds of a +/- expression, each step's remainder after an ``=``: ``"46-5=41"``."""
+    steps, value = [], nums[0]
+    for i, op in enumerate(ops):
+        value = _OPS[op](value, nums[i + 1])
+        steps.append(str(value) + "".join(f"{o}{n}" for o, n in zip(ops[i + 1 :], nums[i + 2 :])))
+    return "=".join(steps)
 
 
 @TASKS.register("target")
