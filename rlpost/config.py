@@ -261,9 +261,19 @@ class ClusterConfig(Section):
 
 
 class LogConfig(Section):
+    """Metric sinks besides <run dir>/metrics.jsonl (docs/tracking.md)."""
+
     progress: bool = True
-    tensorboard: bool = True
+    tensorboard: bool = Field(True, description="<run dir>/tb when tensorboard is installed, else skipped")
     every: int = 1
+    wandb: bool = Field(False, description="log to Weights & Biases (pip install 'rlpost[wandb]'); files under <run dir>/wandb")
+    wandb_project: str = Field("rlpost", description="W&B project (the run is named after the run dir)")
+    wandb_mode: Literal["online", "offline", "disabled"] = Field(
+        "offline", description="offline writes locally for `wandb sync` later; online uploads live (needs a login)"
+    )
+    mlflow: bool = Field(False, description="log to MLflow (pip install 'rlpost[mlflow]')")
+    mlflow_uri: str | None = Field(None, description="tracking URI; None: a local store, sqlite:///<run dir>/mlflow.db")
+    mlflow_experiment: str = Field("rlpost", description="MLflow experiment, created when missing (runs are named after the run dir)")
 
 
 class Config(Section):
