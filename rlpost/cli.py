@@ -1,4 +1,4 @@
-"""`rlpost train|sft|eval|recipes|analyze-updates`: user errors print one line and exit 2, no traceback."""
+"""`rlpost train|sft|eval|recipes|analyze-updates|plot`: user errors print one line and exit 2, no traceback."""
 from __future__ import annotations
 
 import argparse
@@ -110,6 +110,76 @@ def cmd_analyze_updates(args) -> int:
     return 0
 
 
+DEFAULT_CURVES = ("reward/mean", "eval/greedy_accuracy")
+
+
+def _read_runs(dirs: list[str], labels: list[str] | None) -> dict[str, list[dict]]:
+    """label -> metrics.jsonl records; labels default to the directory names (the paths when those clash)."""
+    from rlpost.config import ConfigError
+    from rlpost.plots import read_metrics
+
+    names = [Path(d).name for d in dirs]
+    labels = labels or (names if len(set(names)) == len(names) else dirs)
+    if len(labels) != len(dirs) or len(set(labels)) != len(labels):
+        raise ConfigError(f"--labels needs {len(dirs)} distinct labels, one per run; got: {' '.join(labels)}")
+    for d in dirs:
+        if not (Path(d) / "metrics.jsonl").is_file():
+            raise ConfigError(f"no metrics.jsonl in {d}")
+    try:
+        return {label: read_metrics(Path(d)) for label, d in zip(labels, dirs)}
+    except ValueError as e:
+        raise ConfigError(f"unreadable metrics.jsonl: {e}") from None
+
+
+def _require_keys(runs: dict[str, list[dict]], keys: list[str], source: str) -> None:
+    """ConfigError naming the first key no run has a number for, with a few keys that exist."""
+    from rlpost.config import ConfigError
+    from rlpost.plots import metric_keys
+
+    present = metric_keys(runs)
+    for key in keys:
+        if key not in present:
+            shown = ", ".join(present[:8]) + (f", ... ({len(present)} in all)" if len(present) > 8 else "")
+            raise ConfigError(f"metric {key!r} is in none of the runs' {source}; available: {shown or 'none'}")
+
+
+def _front_runs(args, runs: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The records the front is drawn from: the metrics, or each run's eval_*.json results."""
+    from rlpost.config import ConfigError
+    from rlpost.plots import read_evals
+
+    if args.front_from == "metrics":
+        return runs
+    try:
+        return {label: read_evals(Path(d)) for label, d in zip(runs, args.runs)}
+    except ValueError as e:
+        raise ConfigError(f"unreadable eval_*.json: {e}") from None
+
+
+def cmd_plot(args) -> int:
+    from rlpost.config import ConfigError
+    from rlpost.plots import metric_keys, plot_curves, plot_front
+
+    if args.smooth < 1:
+        raise ConfigError(f"--smooth must be at least 1, got {args.smooth}")
+    if args.minimize and not set(args.minimize) <= set(args.front or ()):
+        raise ConfigError(f"--minimize {' '.join(args.minimize)}: only --front keys can be minimised")
+    runs = _read_runs(args.runs, args.labels)
+    keys = args.metrics or [k for k in DEFAULT_CURVES if k in metric_keys(runs)]
+    if not keys:
+        raise ConfigError(f"none of the default metrics {', '.join(DEFAULT_CURVES)} is logged; name some with --metrics")
+    _require_keys(runs, keys, "metrics.jsonl")
+    if args.front:
+        front_runs = _front_runs(args, runs)
+        _require_keys(front_runs, args.front, "metrics.jsonl" if args.front_from == "metrics" else "eval_*.json")
+    out = Path(args.out)
+    print(f"wrote {plot_curves(runs, keys, out, args.smooth)}")
+    if args.front:
+        maximize = tuple(k not in args.minimize for k in args.front)
+        print(f"wrote {plot_front(front_runs, *args.front, maximize, out.with_name(out.stem + '_front' + out.suffix))}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rlpost", description="RL post-training for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +204,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--no-rank", action="store_true", help="skip the (slower) update-rank computation")
     p.set_defaults(fn=cmd_analyze_updates, overrides=[])
+    p = sub.add_parser(
+        "plot", help="learning curves of runs, and a Pareto front of two metrics (PNG)",
+        description="Learning curves (one subplot per metric, one line per run) written to --out; with --front, "
+        "the Pareto front of two metrics written beside it as <out stem>_front.png. Give the RUNs first: "
+        "an option taking several values would take them too.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directory holding metrics.jsonl")
+    p.add_argument("--metrics", nargs="+", metavar="KEY", help=f"metrics to draw (default: those of {', '.join(DEFAULT_CURVES)} logged)")
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="one legend label per run (default: the directory names)")
+    p.add_argument("--smooth", type=int, default=1, metavar="N", help="trailing moving average over N logged points (default: 1, none)")
+    p.add_argument("--front", nargs=2, metavar=("X", "Y"), help="also draw the Pareto front of these two metrics over each run's steps")
+    p.add_argument("--minimize", nargs="+", default=[], metavar="KEY", help="--front keys where smaller is better (default: larger is better)")
+    p.add_argument("--front-from", choices=("metrics", "eval"), default="metrics",
+                   help="front points from metrics.jsonl (each step) or from the runs' eval_*.json files, their keys read as eval/<key> (default: metrics)")
+    p.add_argument("--out", default="plot.png", metavar="PATH", help="curves PNG (default: plot.png in the current directory); the front goes to <stem>_front.png beside it")
+    p.set_defaults(fn=cmd_plot)
     # Overrides may come after options (`eval R --model M key=value`): collect the leftovers.
     args, extra = parser.parse_known_args(argv)
     unknown = [e for e in extra if e.startswith("-") or not hasattr(args, "overrides")]
@@ -143,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command not in ("recipes", "analyze-updates"):
+        if args.command not in ("recipes", "analyze-updates", "plot"):
             _quiet_libraries()
         return args.fn(args)
     except _user_errors() as e:
