@@ -33,7 +33,7 @@ from rlpost.rollout.worker import RolloutWorker
 from rlpost.scoring import Scorer, merge_metrics, reward_refusals
 from rlpost.sft import run_sft
 from rlpost.streaming import stream_blockers, stream_groups
-from rlpost.tracking import Tracker
+from rlpost.tracking import Tracker, check_sinks
 from rlpost.types import Batch, Group, PromptItem, SamplingParams, Scored
 
 log = logging.getLogger("rlpost.controller")
@@ -46,7 +46,8 @@ class SyncError(RuntimeError):
 def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
     """Run the RL loop of a recipe; resumes from the run's last checkpoint unless resume=False."""
     run = start_run(cfg, resume)
-    state, tracker = run.state, Tracker(run.dir, cfg.log, cfg.train.steps, start_step=run.state["step"])
+    state = run.state
+    tracker = Tracker(run.dir, cfg.log, cfg.train.steps, start_step=state["step"], config=cfg.model_dump(mode="json"))
     ctx = CallbackContext(run, tracker.print)
     try:
         run.callbacks.on_start(ctx)  # evaluation before RL
@@ -145,10 +146,10 @@ class Run:
             plot_pass_curves(curves, self.dir / "pass_at_k.png", f"{self.cfg.run.name}: pass@k on {result['n_prompts']} prompts")
         return result
 
-    def validate(self, prompts: int) -> float:
+    def validate(self, prompts: int) -> dict[str, Any]:
         cfg = self.cfg.model_copy(update={"eval": self.cfg.eval.model_copy(update={"samples": 0})})  # greedy only
         records = self.dataset.records[:prompts]
-        return evaluate(cfg, EngineView(self.rollout), self.tokenizer, self.scorer.runner, records)["greedy_accuracy"]
+        return evaluate(cfg, EngineView(self.rollout), self.tokenizer, self.scorer.runner, records)
 
     def checkpoint(self) -> None:
         controller = {
@@ -169,7 +170,8 @@ def start_run(cfg: Config, resume: bool) -> Run:
         load_split(cfg, cfg.data.train_split, sft=True)
     eval_records = load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
     check_components(cfg)
-    pipeline = Pipeline.from_config(cfg.algo, [r.name for r in cfg.rewards])
+    check_sinks(cfg.log)
+    pipeline = Pipeline.from_config(cfg.algo, {r.name: r.weight for r in cfg.rewards})
     try:
         check_update_mode(cfg)
     except ValueError as e:
@@ -177,7 +179,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
     if resume:
         check_resumable(cfg)
     sampler = build_sampler(cfg)
-    callbacks = build_callbacks(cfg)
+    callbacks = build_callbacks(cfg, pipeline.callbacks())
     scorer = Scorer(cfg)
     streamed = cfg.train.stream_parts > 1
     why = reward_refusals(scorer.localities, samples_in_rounds(sampler), streamed, cfg.sampler.name)

@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rlpost.config import Config
 from rlpost.data.recipe import encode_prompts, load_split
 from rlpost.types import Request, SamplingParams
@@ -63,7 +65,7 @@ def evaluate(cfg: Config, engine, tokenizer, runner, records: list[dict[str, Any
     ec = cfg.eval
     if records is None:
         records = load_split(cfg, ec.split or cfg.data.eval_split, limit=ec.limit)
-    _, prompt_ids = encode_prompts(cfg, records, tokenizer)
+    prompt_texts, prompt_ids = encode_prompts(cfg, records, tokenizer)
     verifier = correctness_verifier(cfg)
     requests = [Request(prompt_ids=p, key=i) for i, p in enumerate(prompt_ids)]
     stop = cfg.rollout.stop
@@ -76,6 +78,7 @@ def evaluate(cfg: Config, engine, tokenizer, runner, records: list[dict[str, Any
         "greedy_accuracy": sum(flags) / max(1, len(flags)),
         "mean_length": sum(len(c.token_ids) for c in greedy) / max(1, len(greedy)),
         "verifier_errors": errors,
+        **reward_means(cfg, prompt_texts, greedy, facts, records),
     }
     if ec.samples > 0:
         sampled = engine.generate(
@@ -97,6 +100,21 @@ def evaluate(cfg: Config, engine, tokenizer, runner, records: list[dict[str, Any
     if ec.breakdown and records and all(ec.breakdown in r for r in records):
         result.update(breakdown(records, ec.breakdown, flags, result.get("correct_per_prompt"), ec.samples))
     return result
+
+
+def reward_means(cfg: Config, prompts: list[str], completions: list, facts: list[dict], records: list[dict]) -> dict[str, float]:
+    """``reward/<name>``: the mean of each of the recipe's rewards over the completions (NaNs left out),
+    so every objective has a held-out value."""
+    from rewards import resolve_rewards
+    from rlpost.scoring import reward_values
+
+    specs = [(r.name, r.target, dict(r.kwargs)) for r in cfg.rewards]
+    result = reward_values(specs, resolve_rewards(specs), prompts, completions, facts, records)
+    known = ~np.isnan(result.values)
+    return {
+        f"reward/{name}": float(result.values[known[:, k], k].mean()) if known[:, k].any() else float("nan")
+        for k, name in enumerate(result.names)
+    }
 
 
 def breakdown(records: list[dict], column: str, greedy: list[bool], correct: list[int] | None, samples: int) -> dict[str, float]:

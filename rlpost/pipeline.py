@@ -9,6 +9,7 @@ then reuses them as its old log-probs. Nothing runs that no stage asked for.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import time
@@ -110,6 +111,11 @@ def build_stage(kind: str, where: str, spec: StageSpec) -> BoundStage:
     return BoundStage(where, spec.name, run, info)
 
 
+def _attr(run: Callable, name: str) -> bool:
+    """A stage's flag, on its instance or function (through the partial that binds its kwargs)."""
+    return bool(getattr(run, name, False) or getattr(getattr(run, "func", None), name, False))
+
+
 class Pipeline:
     def __init__(self, stages: list[BoundStage]) -> None:
         self.stages = stages
@@ -119,17 +125,29 @@ class Pipeline:
             if s.info.pairs_with and not names & set(s.info.pairs_with):
                 log.warning("%s is meant to run with %s in the pipeline; it is not", s.label, " or ".join(s.info.pairs_with))
 
+        combiner, estimator = self._of("combine"), self._of("advantage")
+        if combiner and estimator and _attr(combiner.run, "uniform_reward_scale") and _attr(estimator.run, "scale_invariant"):
+            log.warning("%s multiplies every reward of a step by one number, which %s normalises away: "
+                        "it changes nothing (kwargs apply_to: advantage scales the advantages instead)", combiner.label, estimator.label)
+
+    def _of(self, kind: str) -> BoundStage | None:
+        return next((s for s in self.stages if s.info.kind == kind), None)
+
     @classmethod
-    def from_config(cls, algo: AlgoConfig, reward_names: list[str] | None = None) -> "Pipeline":
-        """Build every stage; stages that refer to rewards by name check them (``check(reward_names)``)."""
+    def from_config(cls, algo: AlgoConfig, rewards: dict[str, float] | None = None) -> "Pipeline":
+        """Build every stage; stages that refer to rewards by name check them (``check({name: weight})``)."""
         stages = [build_stage(kind, where, spec) for kind, where, spec in _specs(algo)]
         for s in stages:
-            if reward_names is not None and hasattr(s.run, "check"):
+            if rewards is not None and hasattr(s.run, "check"):
                 try:
-                    s.run.check(reward_names)
+                    s.run.check(rewards)
                 except ValueError as e:
                     raise ConfigError(f"{s.label}: {e}") from None
         return cls(stages)
+
+    def callbacks(self) -> list[tuple[str, object]]:
+        """(label, stage) of the stages with callback hooks, which learn from the policy between steps."""
+        return [(s.label, s.run) for s in self.stages if hasattr(s.run, "after_step") or hasattr(s.run, "on_start")]
 
     def refusals(self, streamed: bool) -> list[str]:
         """Why these stages cannot run on the parts of a streamed step (empty: they can)."""
@@ -147,16 +165,29 @@ class Pipeline:
 
     def __call__(self, batch: Batch, ctx: StageContext) -> Batch:
         t0 = time.perf_counter()
+        estimator = self._of("advantage")
+        if estimator is not None:
+            ctx.advantage = lambda rewards: self._advantages(estimator, batch, ctx, rewards)
         for s in self.stages:
             if set(s.info.needs) & {"old_logprobs", "entropy"}:
                 self._prepare(batch, ctx)
             s.run(batch, ctx)
             if s.info.kind == "combine" and (batch.rewards is None or batch.rewards.shape != batch.keep.shape):
                 raise RuntimeError(f"{s.label} did not set batch.rewards [B]")
-            if s.info.kind == "advantage" and (batch.advantages is None or batch.advantages.shape != batch.keep.shape):
-                raise RuntimeError(f"{s.label} did not set batch.advantages [B]")
+            if s.info.kind == "advantage":
+                if batch.advantages is None or batch.advantages.shape != batch.keep.shape:
+                    raise RuntimeError(f"{s.label} did not set batch.advantages [B]")
+                if batch.advantage_scale != 1.0:
+                    batch.advantages = batch.advantages * batch.advantage_scale
         batch.metrics["time/pipeline"] = time.perf_counter() - t0 - batch.metrics.get("time/prepare", 0.0)
         return batch
+
+    @staticmethod
+    def _advantages(estimator: BoundStage, batch: Batch, ctx: StageContext, rewards) -> object:
+        """The advantage stage's output for other rewards of the same rows and groups (batch untouched)."""
+        probe = dataclasses.replace(batch, rewards=rewards, advantages=None, keep=batch.keep.clone(), metrics={})
+        estimator.run(probe, ctx)
+        return probe.advantages
 
     def _prepare(self, batch: Batch, ctx: StageContext) -> None:
         """Per-token old log-probs (and entropy if any stage needs it) for kept rows that lack them."""

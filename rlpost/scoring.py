@@ -43,18 +43,15 @@ class Scorer:
         self.runner.close()
 
     def score(self, items: dict[int, PromptItem], completions: list[Completion]) -> tuple[list[Scored], dict[str, float]]:
-        from rewards import compute_rewards, weighted_sum
+        from rewards import weighted_sum
 
         t0 = time.perf_counter()
         records = [items[c.key].record for c in completions]
         texts = [c.text for c in completions]
         facts = self.runner.run(texts, records)
         t1 = time.perf_counter()
-        names = dict.fromkeys(col for r in records for col in r)  # every column, first-seen order
-        columns: dict[str, list[Any]] = {col: [r.get(col) for r in records] for col in names}
-        result = compute_rewards(
-            self.reward_specs, [items[c.key].prompt_text for c in completions], texts, facts, columns,
-            [c.token_ids for c in completions], fns=self.reward_fns,
+        result = reward_values(
+            self.reward_specs, self.reward_fns, [items[c.key].prompt_text for c in completions], completions, facts, records
         )
         combined = weighted_sum(result.values, self.weights)
         t2 = time.perf_counter()
@@ -74,6 +71,15 @@ class Scorer:
             metrics[f"reward/raised/{name}"] = 1.0
         metrics["reward/dropped"] = float(sum(1 for s in scored if math.isnan(s.reward)))
         return scored, metrics
+
+
+def reward_values(specs, fns, prompts: list[str], completions: list[Completion], facts: list[dict], records: list[dict]):
+    """Every reward on ``completions`` (a ``RewardResult``); each record's columns go to the rewards as lists."""
+    from rewards import compute_rewards
+
+    names = dict.fromkeys(col for r in records for col in r)  # every column, first-seen order
+    columns: dict[str, list[Any]] = {col: [r.get(col) for r in records] for col in names}
+    return compute_rewards(specs, prompts, [c.text for c in completions], facts, columns, [c.token_ids for c in completions], fns=fns)
 
 
 def reward_refusals(localities: dict[str, str], in_rounds: bool, streamed: bool, sampler_name: str) -> list[str]:

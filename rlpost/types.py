@@ -153,6 +153,7 @@ class Batch:
     keep: Tensor  # [B] bool
     rewards: Tensor | None = None  # [B] scalar reward, from the combine stage
     advantages: Tensor | None = None  # [B], from the advantage stage
+    advantage_scale: float = 1.0  # set by a combiner: multiplies the advantages right after the advantage stage
     token_weights: Tensor | None = None  # [B, T] loss weight per token (None: the mask)
     old_logprobs: Tensor | None = None  # [B, T] pre-update policy, from learner.prepare (rows in `prepared`)
     entropy: Tensor | None = None  # [B, T] of that policy, when a stage asked for it

@@ -167,7 +167,7 @@ class LawContext:
         self.written = w
 
     def validate(self, prompts):  # the closer to where the law goes 50 steps on, the better
-        return -float((self.written["w"].double() - weights(200, self.law)).norm())
+        return {"greedy_accuracy": -float((self.written["w"].double() - weights(200, self.law)).norm())}
 
     def full_sync(self):
         return {"sync/parity_max_diff": 0.0}

@@ -99,6 +99,9 @@ def grpo_stage(batch: Batch, ctx: StageContext, eps: float = 1e-6) -> None:
     batch.advantages = on_kept_rows(batch, grpo, eps)
 
 
+grpo_stage.scale_invariant = True  # rewards times one positive number: the same advantages
+
+
 @STAGES.register("dr_grpo")
 @stage("advantage", locality="group")
 def dr_grpo_stage(batch: Batch, ctx: StageContext, eps: float = 1e-6) -> None:

@@ -17,7 +17,9 @@ the recipe's kwargs) are called as ``stage(batch, ctx)``. It reads and writes fi
   named learner methods on).
 
 A class stage with state defines ``state_dict`` / ``load_state_dict``; it is saved in checkpoints.
-One that names rewards defines ``check(reward_names)`` (raise ValueError), run at start-up.
+One that names rewards defines ``check(rewards)`` (``{name: weight}``; raise ValueError), run at start-up.
+One that learns from the policy between steps defines callback hooks (``on_start(ctx)``,
+``after_step(ctx) -> metrics``; see rlpost/callbacks): the run calls them after the recipe's callbacks.
 Kwargs annotated ``float`` / ``int`` arrive as numbers even when YAML read them as strings.
 """
 from __future__ import annotations
@@ -70,6 +72,8 @@ class StageContext:
     step: int  # 0-based step being built
     total_steps: int
     learner: Any = None  # handle: ``ctx.learner.call("method", ...)``, for stages that declare "learner"
+    # The recipe's advantage stage on other rewards, [B] -> [B] (set by the pipeline while it runs).
+    advantage: Callable[[Any], Any] | None = None
 
     @property
     def progress(self) -> float:

@@ -10,9 +10,9 @@ A callback is a class (built with the recipe's kwargs) with any of these methods
 or a function ``fn(ctx, **kwargs) -> metrics | None``, called after every step. ``ctx`` (a
 ``CallbackContext``) reads and writes the learner's weights, syncs them, evaluates and checkpoints.
 
-Order each step: the recipe's ``callbacks`` in their order, then evaluation (train.eval_*), then the
-step's metrics are logged, then checkpoints (train.save_every) so a checkpoint holds what every
-callback did in the step.
+Order each step: the recipe's ``callbacks`` in their order, then pipeline stages with callback hooks
+(e.g. the hypervolume combiner's validation), then evaluation (train.eval_*), then the step's metrics
+are logged, then checkpoints (train.save_every) so a checkpoint holds what every callback did in the step.
 """
 from __future__ import annotations
 
@@ -91,9 +91,10 @@ class CallbackContext:
         """Held-out evaluation of the rollout engine's current weights (eval_<label>.json)."""
         return self._run.evaluate(label)
 
-    def validate(self, prompts: int) -> float:
-        """Greedy accuracy of the rollout engine's current weights on the first ``prompts`` records of
-        the training split (for choices inside a method; the held-out eval split stays unseen)."""
+    def validate(self, prompts: int) -> dict[str, Any]:
+        """Greedy evaluation (accuracy, mean length, each reward's mean) of the rollout engine's current
+        weights on the first ``prompts`` records of the training split (for choices inside a method;
+        the held-out eval split stays unseen)."""
         return self._run.validate(prompts)
 
     def checkpoint(self) -> None:
@@ -120,6 +121,20 @@ class CallbackContext:
         train.parity_check_every is on); returns the sync's metrics."""
         self.request_full_sync()
         return self._run.sync_now(self.step)
+
+
+class StageHooks(Callback):
+    """A pipeline stage's callback hooks; its state travels with the pipeline's, not here."""
+
+    def __init__(self, stage: Any) -> None:
+        self.stage = stage
+
+    def on_start(self, ctx: CallbackContext) -> None:
+        if hasattr(self.stage, "on_start"):
+            self.stage.on_start(ctx)
+
+    def after_step(self, ctx: CallbackContext) -> dict[str, float] | None:
+        return self.stage.after_step(ctx) if hasattr(self.stage, "after_step") else None
 
 
 class Callbacks:
@@ -168,8 +183,9 @@ class Callbacks:
                 cb.load_state_dict(s["state"])
 
 
-def build_callbacks(cfg: Config) -> Callbacks:
-    """The recipe's callbacks, then evaluation and checkpoints; every kwarg and check before any model loads."""
+def build_callbacks(cfg: Config, stages: list[tuple[str, Any]] = ()) -> Callbacks:
+    """The recipe's callbacks, then the hooks of pipeline ``stages`` ((label, stage)), then evaluation
+    and checkpoints; every kwarg and check before any model loads."""
     from rlpost.callbacks.checkpoint import Checkpoints
     from rlpost.callbacks.evaluation import Evaluation
     from rlpost.pipeline import typed_kwargs
@@ -195,6 +211,7 @@ def build_callbacks(cfg: Config) -> Callbacks:
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{where}: {e}") from None
         items.append((spec.name, cb))
+    items += [(label, StageHooks(st)) for label, st in stages]
     t = cfg.train
     items.append(("evaluation", Evaluation(every=t.eval_every, before=t.eval_before, after=t.eval_after)))
     items.append(("checkpoints", Checkpoints(every=t.save_every)))

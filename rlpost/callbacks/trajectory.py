@@ -98,7 +98,7 @@ class Extrapolation(Callback):
             scores = {}
             for c in self.coefs:
                 write(c)
-                scores[c] = ctx.validate(self.select_prompts)
+                scores[c] = ctx.validate(self.select_prompts)["greedy_accuracy"]
                 metrics[f"{p}/select_accuracy/coef={c:g}"] = scores[c]
             coef = max(self.coefs, key=lambda c: (scores[c], -c))
         updates, sync = write(coef)

@@ -1,7 +1,9 @@
 """The Learner actor: GRPO-family policy updates and weight export for the rollout workers."""
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -293,6 +295,44 @@ class Learner:
         for i, r in enumerate(rows):
             out[i, : len(r)] = r
         return out
+
+    # ------------------------------------------------------------------ per-objective gradients
+
+    def objective_gradients(
+        self, batch: TrainBatch, advantages: list[list[float]], params: str = "", clip: float | None = None
+    ) -> dict[str, Any]:
+        """For each advantage vector (one per objective, aligned with ``batch.samples``): the policy
+        loss's gradient at the current weights (KL term included), clipped to global norm ``clip``
+        (default optim.grad_clip) over everything that trains, then restricted to the trainable
+        parameters whose names match the regex ``params`` (all when empty). Returns their Gram matrix
+        ``gram[i][j] = <g_i, g_j>``, the learning rate the next update will use, and the cost. Nothing
+        is stepped; the gradients are cleared afterwards.
+        """
+        t0 = time.perf_counter()
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        target = [p for n, p in named if re.search(params, n)]
+        if not target:
+            raise ValueError(f"no trainable parameter name matches params={params!r} (names look like {[n for n, _ in named[:3]]})")
+        samples = batch.samples
+        ref = self._reference_logprobs(samples, batch.temperature) if self.kl_fn else None
+        agg = self._aggregation_kwargs(samples, batch.max_new_tokens)
+        kl = self._aggregation_kwargs(samples, batch.max_new_tokens, weighted=False)
+        idx = list(range(len(samples)))
+        grads = []
+        for adv in advantages:
+            self.optimizer.zero_grad(set_to_none=True)
+            own = [dataclasses.replace(s, advantage=float(a)) for s, a in zip(samples, adv)]
+            finite = self._backward(own, idx, None, ref, batch, {}, False, agg, kl)
+            norm = self.mode.clip_grads(self.cfg.optim.grad_clip if clip is None else clip) if finite else torch.tensor(float("nan"))
+            parts = [self.mode.gradient(p) for p in target]
+            flat = torch.cat([g.reshape(-1) if g is not None else torch.zeros(0) for g in parts])
+            grads.append(flat if torch.isfinite(norm) else torch.full_like(flat, float("nan")))
+        self.optimizer.zero_grad(set_to_none=True)
+        stacked = torch.stack(grads).double()
+        return {
+            "gram": (stacked @ stacked.T).tolist(), "lr": self.scheduler.get_last_lr()[0],
+            "seconds": time.perf_counter() - t0, "bytes": stacked.numel() * 4,
+        }
 
     # ------------------------------------------------------------------ sync and parity
 

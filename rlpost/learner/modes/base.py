@@ -41,6 +41,10 @@ class UpdateMode:
         """Global gradient norm over what trains, clipped to `max_norm`; returns the norm before clipping."""
         return torch.nn.utils.clip_grad_norm_(self.trainable(), max_norm)
 
+    def gradient(self, p: torch.nn.Parameter) -> torch.Tensor | None:
+        """The entries of ``p.grad`` that train (all of them here), flat or in shape."""
+        return p.grad
+
     def step(self, optimizer, scheduler) -> bool:
         """Apply the update; False when this mode spent the step otherwise (e.g. scoring a mask)."""
         optimizer.step()

@@ -75,6 +75,10 @@ class SparseMode(UpdateMode):
         self.optimizer = MaskedAdamW(self.trainable(), self._masks(), o.lr, o.betas, o.eps, o.weight_decay)
         return self.optimizer, with_schedule(self.optimizer, total_steps, o.warmup_steps, o.schedule, o.min_lr_ratio)
 
+    def gradient(self, p: torch.nn.Parameter) -> torch.Tensor | None:
+        """The unmasked entries of ``p.grad`` (flat); all of them while the mask is still being scored."""
+        return p.grad if self.warm_left else self.optimizer.masked_grad(p)
+
     def clip_grads(self, max_norm: float) -> torch.Tensor:
         """Norm over the entries that train only, so frozen entries do not use up the clipping budget."""
         if self.warm_left:
