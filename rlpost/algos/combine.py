@@ -14,6 +14,7 @@ training signal (samplers and ``reward/mean`` still read the rewards' own weight
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -81,7 +82,9 @@ class Fixed(Weighted):
     """Weighted sum with constant weights; zero-weight columns are ignored, unknown values there too."""
 
     def __call__(self, batch: Batch, ctx: StageContext) -> None:
-        batch.rewards = weighted_rewards(batch, self.vector(batch))
+        w = self.vector(batch)
+        batch.rewards = weighted_rewards(batch, w)
+        batch.metrics.update(weight_metrics(batch.objective_names, w))
 
 
 class Simplex(Weighted):
@@ -168,6 +171,7 @@ class Hypervolume(Simplex):
             ctx.print("hypervolume reference (starting policy): " + ", ".join(f"{k} {v:.4g}" for k, v in zip(self.objectives, self.reference)))
 
     def after_step(self, ctx: CallbackContext) -> dict[str, float]:
+        t0 = time.perf_counter()
         z = self._validate(ctx)
         ref = self._oriented(self.reference)
         front, delta = add_to_front(self._oriented(self.front), self._oriented(z), ref)
@@ -179,6 +183,7 @@ class Hypervolume(Simplex):
         return {
             **{f"val/{k}": v for k, v in zip(self.objectives, z)},
             "hv/delta": delta, "hv/volume": hypervolume(front, ref), "hv/front_size": float(len(self.front)), "hv/rho_next": self.rho,
+            "hv/seconds": time.perf_counter() - t0,
         }
 
     def state_dict(self) -> dict[str, Any]:
