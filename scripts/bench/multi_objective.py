@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    choices=["fixed", "hypervolume", "hypervolume-reward", "gradient"],
                    help="hypervolume scales the advantages; hypervolume-reward the rewards, as the paper (a no-op under GRPO)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--parallel", type=int, default=3, help="runs side by side (a seed's methods share the load)")
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--eval-prompts", type=int, default=200)
     p.add_argument("--val-prompts", type=int, default=64, help="the hypervolume method's per-step validation (training prompts)")
@@ -131,7 +132,7 @@ def main(argv=None) -> None:
     common = [args.recipe, *RUN, f"model.path={sft}", f"train.steps={args.steps}", f"train.eval_every={args.eval_every}", *evaluation, *args.set]
     chosen = {m: methods(args)[m] for m in args.methods}
     per: dict[str, list[dict]] = {m: [] for m in args.methods}
-    for seed, m, run_dir in seed_runs(out / "runs", chosen, common, args.seeds, side_by_side=2):
+    for seed, m, run_dir in seed_runs(out / "runs", chosen, common, args.seeds, side_by_side=args.parallel):
         per[m].append({"seed": seed, **summarize_run(run_dir, reference)})
     cols = ["method", "seed", *OBJECTIVES, "hv", "hv_final_point", "hv_above_sft", "w_correctness", "w_conciseness", "w_format", "step_s", "update_s", "gradient_s"]
     table = [{"method": m, "seed": r["seed"], **r["final"], "hv": r["hv"], "hv_final_point": r["hv_final_point"], "hv_above_sft": r["hv_above_sft"],
