@@ -285,3 +285,10 @@ def test_fixed_weights_kwarg_replaces_the_rewards_weights_and_drops_rows_unknown
     assert out.rewards[0] == pytest.approx(2.0) and out.keep.tolist() == [True, False]
     assert out.metrics["combine/unknown_rows"] == 1.0
     assert math.isfinite(float(out.advantages[0]))
+
+
+def test_the_gradient_stage_keeps_its_weights_when_no_row_is_known():
+    batch = mo_batch([[(1, float("nan")), (0, float("nan"))]], names=["a", "b"], weights=[1, 0])
+    stage = Gradient(weights={"a": 1.0, "b": 1.0})
+    stage(batch, StageContext(0, 10, learner=None))  # no learner call: nothing to learn from
+    assert stage.current == {"a": 0.5, "b": 0.5} and batch.keep.tolist() == [False, False]

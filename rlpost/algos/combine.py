@@ -224,6 +224,9 @@ class Gradient(Simplex):
         cols = [batch.objective_names.index(n) for n in names]
         w = torch.tensor([self.current[n] for n in names], dtype=torch.float64)
         rows = (batch.keep & ~torch.isnan(batch.shaped[:, cols]).any(dim=1)).nonzero().flatten()
+        if rows.numel() == 0:  # nothing known to learn from: the weights stay
+            batch.rewards = weighted_rewards(batch, self._full(batch))
+            return
         advantages = [ctx.advantage(torch.nan_to_num(batch.shaped[:, c], nan=0.0))[rows].tolist() for c in cols]
         out = ctx.learner.call("objective_gradients", batch.train_batch(rows), advantages, self.params, self.clip)
         gram = torch.tensor(out["gram"], dtype=torch.float64)
@@ -241,12 +244,16 @@ class Gradient(Simplex):
             if self.floor:
                 w = w.clamp(min=self.floor) / w.clamp(min=self.floor).sum()
             self.current, self.summed, self.count = dict(zip(names, w.tolist())), {}, 0
-        full = torch.tensor([self.current.get(n, 0.0) for n in batch.objective_names], dtype=torch.float32)
+        full = self._full(batch)
         batch.rewards = weighted_rewards(batch, full)
         batch.metrics.update({
             **metrics, **weight_metrics(batch.objective_names, full), "combine/step_size": out["lr"] / self.mu,
             "time/objective_gradients": out["seconds"], "combine/gradient_bytes": float(out["bytes"]),
         })
+
+    def _full(self, batch: Batch) -> torch.Tensor:
+        """[K] the current weights in the batch's objective order (0 for objectives not weighed)."""
+        return torch.tensor([self.current.get(n, 0.0) for n in batch.objective_names], dtype=torch.float32)
 
     def state_dict(self) -> dict[str, Any]:
         return {"current": self.current, "summed": self.summed, "count": self.count}
