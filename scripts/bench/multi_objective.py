@@ -35,8 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="recipes/multi-objective.yaml")
     p.add_argument("--methods", nargs="+", default=["fixed", "hypervolume", "gradient"],
-                   choices=["fixed", "hypervolume", "hypervolume-reward", "gradient"],
-                   help="hypervolume scales the advantages; hypervolume-reward the rewards, as the paper (a no-op under GRPO)")
+                   choices=["fixed", "fixed-concise", "hypervolume", "hypervolume-reward", "gradient"],
+                   help="fixed-concise weighs conciseness double (0.25, 0.5, 0.25); hypervolume scales the advantages, "
+                   "hypervolume-reward the rewards, as the paper (a no-op under GRPO)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--parallel", type=int, default=3, help="runs side by side (a seed's methods share the load)")
@@ -56,6 +57,7 @@ def methods(args: argparse.Namespace) -> dict[str, list[str]]:
     hv = f"name: hypervolume, kwargs: {{prompts: {args.val_prompts}, reference: [0, 0, 0], scale: [{s}, {s}, {s}], apply_to: %s}}"
     return {
         "fixed": [],
+        "fixed-concise": ["algo.combiner={name: fixed, kwargs: {weights: {correctness: 0.25, conciseness: 0.5, format: 0.25}}}"],
         "hypervolume": ["algo.combiner={" + hv % "advantage" + "}"],
         "hypervolume-reward": ["algo.combiner={" + hv % "reward" + "}"],
         "gradient": [f"algo.combiner={{name: gradient, kwargs: {{mu: {args.mu}}}}}"],
