@@ -103,7 +103,7 @@ def plot(per: dict[str, list[dict]], reference: list[float], path: Path, title: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.3))
     for i, (m, runs) in enumerate(per.items()):
         for j, r in enumerate(runs):
             front = sorted(r["front"])
@@ -117,6 +117,11 @@ def plot(per: dict[str, list[dict]], reference: list[float], path: Path, title: 
         ax.set_ylabel(f"held-out {OBJECTIVES[y]} (higher is better)")
     axes[2].set_xlabel("RL step")
     axes[2].set_ylabel("hypervolume of the evaluations so far")
+    for i, k in enumerate(OBJECTIVES):  # the gradient method's weights, every seed
+        for j, r in enumerate(per.get("gradient", [])):
+            axes[3].plot(r["weights"][k], color=f"C{i}", alpha=0.7, label=k if j == 0 else None)
+    axes[3].set_xlabel("RL step")
+    axes[3].set_ylabel("gradient method: weight")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
