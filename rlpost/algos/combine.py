@@ -112,8 +112,6 @@ class Hypervolume(Simplex):
     changes nothing, so ``apply_to: advantage`` multiplies the advantages instead.
     """
 
-    uniform_reward_scale = True  # read by the pipeline's scale-invariance warning
-
     def __init__(
         self, weights: dict[str, float] | None = None, objectives: list[str] | None = None, minimize: list[str] | None = None,
         reference: list[float] | None = None, scale: list[float] | None = None, prompts: int = 64,
@@ -128,7 +126,7 @@ class Hypervolume(Simplex):
             raise ValueError(f"scale must be positive, got {scale}")
         self.objectives, self.minimize = objectives, list(minimize or [])
         self.scale, self.prompts, self.apply_to, self.base, self.gain = scale, prompts, apply_to, base, gain
-        self.uniform_reward_scale = apply_to == "reward"
+        self.uniform_reward_scale = apply_to == "reward"  # read by the pipeline's scale-invariance warning
         self.reference = None if reference is None else [float(x) for x in reference]
         self.front: list[list[float]] = []
         self.rho = 1.0
