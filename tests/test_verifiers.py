@@ -22,7 +22,7 @@ def _plugin(fn: str) -> str:
 
 
 def test_builtin_names():
-    assert VERIFIERS.names() == ["exact_numeric", "expression", "math", "regex"]
+    assert VERIFIERS.names() == ["code", "exact_numeric", "expression", "math", "regex"]
 
 
 @pytest.mark.parametrize(

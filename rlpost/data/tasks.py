@@ -265,3 +265,67 @@ def file(
     require_columns(rows, [question_column, answer_column], str(path))
     records = [{**row, "question": row[question_column], "answer": str(row[answer_column])} for row in rows]
     return _take(records, limit)
+
+
+@TASKS.register("code_functions")
+def code_functions(
+    split: str,
+    n_train: int = 2000,
+    n_test: int = 200,
+    ops: str = "+-*",
+    terms: int = 2,
+    examples: int = 2,
+    hidden: int = 3,
+    seed: int = 0,
+    limit: int | None = None,
+) -> list[Record]:
+    """Seeded one-line functions to write from examples, checked by the ``code`` verifier.
+
+    Each problem is ``f(x) = x op a`` (``terms=3``: ``x op a op b``; constants 1-9, operators from
+    ``ops``, usual precedence) shown through ``examples`` calls on distinct inputs 0-9. The question
+    is the start of the program, up to ``"return "``, so the verifier runs it with ``prefix_key: question``::
+
+        # f(3) == 6
+        # f(5) == 8
+        def f(x):
+            return
+
+    ``solution`` is the rest, without spaces (``"x+3"``, for SFT with ``sft.target_template:
+    "{solution}"``; a completion needs no whitespace), ``answer`` the whole reference program,
+    ``tests`` one ``assert`` per shown call plus ``hidden`` more on other inputs, and ``level`` the
+    operators. The first ``n_test`` distinct questions of one seeded stream are the test split and
+    the next ``n_train`` the train split, as for ``arithmetic``.
+    """
+    _check_split("code_functions", split, ("train", "test"))
+    if not ops or any(op not in _OPS for op in ops) or terms not in (2, 3) or not 1 <= examples <= examples + hidden <= 10:
+        raise DataError(f"code_functions: need ops made of {''.join(_OPS)}, terms 2 or 3, examples >= 1, hidden >= 0 "
+                        f"and examples + hidden <= 10; got ops='{ops}', terms={terms}, examples={examples}, hidden={hidden}")
+    op_list = sorted(set(ops), key=ops.index)
+    n_distinct = (len(op_list) * 9) ** (terms - 1)
+    for k in range(examples):  # ordered choices of distinct shown inputs
+        n_distinct *= 10 - k
+    if n_train < 0 or n_test < 0 or n_train + n_test > n_distinct:
+        raise DataError(f"code_functions: n_train={n_train} + n_test={n_test} must be >= 0 and at most the "
+                        f"{n_distinct} distinct problems with ops='{ops}', terms={terms}, examples={examples}")
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    records: list[Record] = []
+    while len(records) < n_train + n_test:
+        body = "x" + "".join(f"{rng.choice(op_list)}{rng.randint(1, 9)}" for _ in range(terms - 1))
+        inputs = rng.sample(range(10), examples + hidden)
+        record = _code_record(body, inputs, examples)
+        if record["question"] not in seen:
+            seen.add(record["question"])
+            records.append(record)
+    return _take(records[:n_test] if split == "test" else records[n_test:], limit)
+
+
+def _code_record(body: str, inputs: list[int], examples: int) -> Record:
+    """``f(x) = body`` shown on the first ``examples`` inputs and tested on all of them."""
+    calls = [f"f({x}) == {expression_value(body.replace('x', str(x)))}" for x in inputs]
+    question = "".join(f"# {call}\n" for call in calls[:examples]) + "def f(x):\n    return "
+    return {
+        "question": question, "answer": f"def f(x):\n    return {body}", "solution": body,
+        "tests": [f"assert {call}" for call in calls], "level": "".join(re.findall(r"[-+*]", body)),
+    }
+
