@@ -8,11 +8,17 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from rlpost.config import ConfigError
+
+# Torch files a resume reads; the small ones also get their CRCs checked (the learner state is large).
+_TORCH_FILES = {"controller.pt": True, "rollout.pt": True, "learner/learner_state.pt": False}
 
 
 def checkpoint_root(run_dir: Path) -> Path:
@@ -20,11 +26,48 @@ def checkpoint_root(run_dir: Path) -> Path:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The run's last complete checkpoint, checked readable (a ConfigError naming it when not), or None."""
     root = checkpoint_root(run_dir)
     if not root.is_dir():
         return None
     done = sorted(p for p in root.glob("step_*") if p.is_dir() and (p / "controller.pt").is_file())
-    return done[-1] if done else None
+    if not done:
+        return None
+    problem = checkpoint_problem(done[-1])
+    if problem:
+        raise ConfigError(
+            f"checkpoint {done[-1]} is damaged ({problem}): pass --no-resume to start the run over, "
+            "or delete that folder to resume from an earlier checkpoint"
+        )
+    return done[-1]
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """What makes ``ckpt`` unreadable for a resume (a missing, truncated or foreign file), without
+    loading it: torch files are zip archives, safetensors files start with a header of their tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    for rel, check_crc in _TORCH_FILES.items():
+        path = ckpt / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip() if check_crc else None
+        except (zipfile.BadZipFile, OSError, EOFError):
+            return f"{rel} is not a torch checkpoint file"
+        if bad:
+            return f"{rel} has a corrupt entry {bad}"
+    weights = sorted((ckpt / "learner").rglob("*.safetensors"))
+    if not any(w.parent == ckpt / "learner" / "model" for w in weights):
+        return "learner/model holds no weights"
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            return f"{path.relative_to(ckpt)} is not a readable safetensors file: {' '.join(str(e).split())}"
+    return None
 
 
 def save_checkpoint(run_dir: Path, step: int, learner, rollout, controller_state: dict[str, Any], keep: int) -> Path:

@@ -6,7 +6,18 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
+
+class UsageError(Exception):
+    """A malformed command line: argparse's complaint and the command's --help, on one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise UsageError (one line, exit 2) instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -19,9 +30,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def _run_errors() -> tuple[type[BaseException], ...]:
     from rlpost.actors import ActorDiedError
-    from rlpost.controller import SyncError
+    from rlpost.controller import NoSignalError, SyncError
 
-    return (ActorDiedError, SyncError)
+    return (ActorDiedError, NoSignalError, SyncError)
 
 
 def _quiet_libraries() -> None:
@@ -44,15 +55,51 @@ def cmd_recipes(args) -> int:
 def cmd_sft(args) -> int:
     from rlpost.config import load_config
     from rlpost.data.recipe import load_split
-    from rlpost.sft import run_sft
+    from rlpost.sft import run_sft, sft_output_dir
 
     cfg = load_config(args.recipe, args.overrides)
     load_split(cfg, cfg.data.train_split, sft=True)  # fail on data problems before any model loads
+    _check_writable(sft_output_dir(cfg).parent, "sft.output_dir" if cfg.sft.output_dir else "run.output_dir")
+    if cfg.train.eval_after:
+        _check_eval(cfg, "sft")
     out = run_sft(cfg, on_log=lambda m: print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())))
     print(f"SFT model saved to {out}")
     if cfg.train.eval_after:
         _eval_and_print(cfg, str(out), "sft")
     return 0
+
+
+def _check_writable(folder: Path, key: str) -> None:
+    """ConfigError naming ``key`` unless ``folder`` is, or can be made in, a writable folder: an output
+    path that cannot be written fails before any model loads (nothing is created here)."""
+    from rlpost.config import ConfigError
+
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: cannot write to {folder} ({existing} is not a writable folder)")
+
+
+def _eval_output(cfg, label: str) -> Path:
+    return Path(cfg.eval.output) if cfg.eval.output else cfg.output_dir / f"eval_{label}.json"
+
+
+def _check_eval(cfg, label: str) -> None:
+    """What evaluation needs, before any model loads: the split's records, a verifier, rewards that
+    resolve (plug-in files import, kwargs fit) and a folder for the result."""
+    from rewards import resolve_rewards
+    from rlpost.config import ConfigError
+    from rlpost.data.recipe import load_split
+
+    load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
+    if not cfg.verify.verifiers:
+        raise ConfigError("verify.verifiers is empty: evaluation needs a verifier (the first one's 'correct' fact is the accuracy)")
+    try:
+        resolve_rewards([(r.name, r.target, dict(r.kwargs)) for r in cfg.rewards])
+    except (ValueError, LookupError) as e:
+        raise ConfigError(f"rewards: {e}") from None
+    _check_writable(_eval_output(cfg, label).parent, "eval.output" if cfg.eval.output else "run.output_dir")
 
 
 def _eval_and_print(cfg, model_path: str, label: str) -> dict:
@@ -61,24 +108,22 @@ def _eval_and_print(cfg, model_path: str, label: str) -> dict:
     from rlpost.rollout.hf_engine import HFEngine
     from rlpost.scoring import make_verifier_runner
 
-    engine = HFEngine(model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=cfg.eval.batch_size, threads=cfg.run.threads)
-    with make_verifier_runner(cfg) as runner:
+    with make_verifier_runner(cfg) as runner:  # verifier plug-ins fail here, before the model loads
+        engine = HFEngine(model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=cfg.eval.batch_size, threads=cfg.run.threads)
         result = evaluate(cfg, engine, load_tokenizer(model_path), runner)
     result["model"] = model_path
-    out = cfg.eval.output or str(cfg.output_dir / f"eval_{label}.json")
-    write_result(result, Path(out))
+    write_result(result, _eval_output(cfg, label))
     print_table(f"eval ({label})", {label: result})
     return result
 
 
 def cmd_eval(args) -> int:
     from rlpost.config import load_config
-    from rlpost.data.recipe import load_split
-    from rlpost.models.loading import resolve_model_path
+    from rlpost.models.loading import check_model_folder, resolve_model_path
 
     cfg = load_config(args.recipe, args.overrides)
-    load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
-    path = args.model or str(resolve_model_path(cfg.model))
+    _check_eval(cfg, "eval")
+    path = str(check_model_folder(args.model, "--model") if args.model else resolve_model_path(cfg.model))
     _eval_and_print(cfg, path, "eval")
     return 0
 
@@ -88,6 +133,9 @@ def cmd_train(args) -> int:
     from rlpost.controller import train
 
     cfg = load_config(args.recipe, args.overrides)
+    _check_writable(cfg.output_dir, "run.output_dir")
+    if cfg.train.warm_start == "sft" and cfg.sft.output_dir:
+        _check_writable(Path(cfg.sft.output_dir).parent, "sft.output_dir")
     train(cfg, resume=not args.no_resume)
     return 0
 
@@ -97,15 +145,20 @@ def cmd_analyze_updates(args) -> int:
     from rlpost.config import ConfigError
     from rlpost.models.loading import read_weights
 
+    if args.tol < 0:
+        raise ConfigError(f"--tol must be >= 0, got {args.tol}")
+    a, b = read_weights(args.a), read_weights(args.b)
     try:
-        a, b = read_weights(args.a), read_weights(args.b)
         report = analyze_updates(a, b, tol=args.tol, rank=not args.no_rank)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(str(e)) from None
+    except ValueError as e:
+        raise ConfigError(f"{args.a} and {args.b}: {e}") from None
     report.update({"a": args.a, "b": args.b})
     print_report(report, args.a, args.b)
     if args.json:
-        write_report(report, Path(args.json))
+        try:
+            write_report(report, Path(args.json))
+        except OSError as e:
+            raise ConfigError(f"--json {args.json}: cannot write the report ({e.strerror})") from None
         print(f"wrote {args.json}")
     return 0
 
@@ -122,13 +175,18 @@ def _read_runs(dirs: list[str], labels: list[str] | None) -> dict[str, list[dict
     labels = labels or (names if len(set(names)) == len(names) else dirs)
     if len(labels) != len(dirs) or len(set(labels)) != len(labels):
         raise ConfigError(f"--labels needs {len(dirs)} distinct labels, one per run; got: {' '.join(labels)}")
-    for d in dirs:
-        if not (Path(d) / "metrics.jsonl").is_file():
+    runs = {}
+    for label, d in zip(labels, dirs):
+        path = Path(d) / "metrics.jsonl"
+        if not path.is_file():
             raise ConfigError(f"no metrics.jsonl in {d}")
-    try:
-        return {label: read_metrics(Path(d)) for label, d in zip(labels, dirs)}
-    except ValueError as e:
-        raise ConfigError(f"unreadable metrics.jsonl: {e}") from None
+        try:
+            runs[label] = read_metrics(Path(d))
+        except (ValueError, OSError) as e:  # not JSON lines, not UTF-8, unreadable
+            raise ConfigError(f"{path}: unreadable ({' '.join(str(e).split())})") from None
+        if not all(isinstance(r, dict) for r in runs[label]):
+            raise ConfigError(f"{path}: every line must be a JSON object of metrics")
+    return runs
 
 
 def _require_keys(runs: dict[str, list[dict]], keys: list[str], source: str) -> None:
@@ -150,10 +208,13 @@ def _front_runs(args, runs: dict[str, list[dict]]) -> dict[str, list[dict]]:
 
     if args.front_from == "metrics":
         return runs
-    try:
-        return {label: read_evals(Path(d)) for label, d in zip(runs, args.runs)}
-    except ValueError as e:
-        raise ConfigError(f"unreadable eval_*.json: {e}") from None
+    out = {}
+    for label, d in zip(runs, args.runs):
+        try:
+            out[label] = read_evals(Path(d))
+        except (ValueError, OSError) as e:  # not JSON, not UTF-8, unreadable
+            raise ConfigError(f"{d}: unreadable eval_*.json ({' '.join(str(e).split())})") from None
+    return out
 
 
 def cmd_plot(args) -> int:
@@ -173,15 +234,41 @@ def cmd_plot(args) -> int:
         front_runs = _front_runs(args, runs)
         _require_keys(front_runs, args.front, "metrics.jsonl" if args.front_from == "metrics" else "eval_*.json")
     out = Path(args.out)
-    print(f"wrote {plot_curves(runs, keys, out, args.smooth)}")
-    if args.front:
-        maximize = tuple(k not in args.minimize for k in args.front)
-        print(f"wrote {plot_front(front_runs, *args.front, maximize, out.with_name(out.stem + '_front' + out.suffix))}")
+    try:
+        print(f"wrote {plot_curves(runs, keys, out, args.smooth)}")
+        if args.front:
+            maximize = tuple(k not in args.minimize for k in args.front)
+            print(f"wrote {plot_front(front_runs, *args.front, maximize, out.with_name(out.stem + '_front' + out.suffix))}")
+    except OSError as e:
+        raise ConfigError(f"--out {args.out}: cannot write the plot ({e.strerror or e})") from None
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rlpost", description="RL post-training for LLMs")
+    try:
+        args = _parse(argv)
+    except UsageError as e:
+        print(f"rlpost: error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command not in ("recipes", "analyze-updates", "plot"):
+            _quiet_libraries()
+        return args.fn(args)
+    except _user_errors() as e:
+        print(f"rlpost: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
+        return 2
+    except _run_errors() as e:
+        print(f"rlpost: error: {' '.join(str(e).splitlines())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rlpost: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command line as a Namespace (``fn``: the command), or UsageError."""
+    parser = _Parser(prog="rlpost", description="RL post-training for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("recipes", help="list recipes").set_defaults(fn=cmd_recipes)
     for name, fn, help_ in (
@@ -191,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         p = sub.add_parser(name, help=help_)
         p.add_argument("recipe", help="recipe YAML path or name under recipes/")
-        p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+        p.add_argument("overrides", nargs="*", default=[], help="key.sub=value overrides")
         p.set_defaults(fn=fn)
         if name == "eval":
             p.add_argument("--model", help="model folder to evaluate (default: the recipe's model)")
@@ -224,23 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     unknown = [e for e in extra if e.startswith("-") or not hasattr(args, "overrides")]
     if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        raise UsageError(f"unrecognized arguments: {' '.join(unknown)} (see `rlpost {args.command} --help`)")
     if extra:
         args.overrides = list(args.overrides) + extra
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        if args.command not in ("recipes", "analyze-updates", "plot"):
-            _quiet_libraries()
-        return args.fn(args)
-    except _user_errors() as e:
-        print(f"rlpost: error: {e}", file=sys.stderr)
-        return 2
-    except _run_errors() as e:
-        print(f"rlpost: error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("rlpost: interrupted", file=sys.stderr)
-        return 130
+    return args
 
 
 if __name__ == "__main__":

@@ -23,21 +23,39 @@ class Section(BaseModel):
 
 class RunConfig(Section):
     name: str = "run"
-    output_dir: str = "runs/{name}"
-    seed: int = 0
+    output_dir: str = Field("runs/{name}", description="may use {name}, the run's name")
+    seed: int = Field(0, ge=0)
     threads: int = Field(1, ge=1, description="torch threads per process")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _only_name_field(cls, v: str) -> str:
+        try:
+            v.format(name="run")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"only {{name}} can be filled in ({type(e).__name__}: {e})") from None
+        return v
 
 
 class TinyModelConfig(Section):
     arch: Literal["qwen2", "llama"] = "qwen2"
-    hidden_size: int = 128
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 4
-    intermediate_size: int = 512
-    max_position_embeddings: int = 512
+    hidden_size: int = Field(128, ge=1)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(512, ge=1)
+    max_position_embeddings: int = Field(512, ge=1)
     tie_word_embeddings: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TinyModelConfig":
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} must be a multiple of num_heads={self.num_heads}, "
+                f"and num_heads a multiple of num_kv_heads={self.num_kv_heads}"
+            )
+        return self
 
 
 class ModelConfig(Section):
@@ -61,25 +79,25 @@ class DataConfig(Section):
 class SFTConfig(Section):
     steps: int = Field(500, ge=0)
     batch_size: int = Field(128, ge=1)
-    lr: float = 3e-3
-    warmup_steps: int = 20
-    min_lr_ratio: float = 0.0
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    lr: float = Field(3e-3, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0, description="max global gradient norm")
     target_template: str = "{answer}"
     task_kwargs: dict[str, Any] = Field({}, description="merged over data.task_kwargs for the SFT records only (e.g. other rows than RL's)")
     output_dir: str | None = Field(None, description="defaults to <run dir>/sft")
-    log_every: int = 50
+    log_every: int = Field(50, ge=1)
 
 
 class EvalConfig(Section):
     split: str | None = Field(None, description="defaults to data.eval_split")
-    limit: int | None = 500
-    max_new_tokens: int = 16
-    batch_size: int = 256
+    limit: int | None = Field(500, ge=0)
+    max_new_tokens: int = Field(16, ge=1)
+    batch_size: int = Field(256, ge=1)
     pass_k: list[int] = Field([1], description="pass@k reported besides every power of two up to eval.samples")
     samples: int = Field(0, ge=0, description="samples per prompt for pass@k curves (0: greedy only)")
-    temperature: float = 1.0
+    temperature: float = Field(1.0, ge=0)
     output: str | None = Field(None, description="JSON path; defaults to <run dir>/eval.json")
     breakdown: str | None = Field("level", description="record column to also report accuracy by, when the records have it")
 
@@ -100,10 +118,10 @@ class RolloutConfig(Section):
     top_k: int = Field(0, ge=0)
     stop: list[str] = []
     batch_size: int = Field(256, ge=1, description="sequences per forward pass")
-    vllm_kv_cache_gb: float | None = Field(None, description="vLLM CPU KV cache (GiB)")
-    vllm_gpu_memory_utilization: float | None = None
-    vllm_max_model_len: int | None = None
-    vllm_tensor_parallel_size: int | None = None
+    vllm_kv_cache_gb: float | None = Field(None, gt=0, description="vLLM CPU KV cache (GiB)")
+    vllm_gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    vllm_max_model_len: int | None = Field(None, ge=1)
+    vllm_tensor_parallel_size: int | None = Field(None, ge=1)
 
 
 class SamplerConfig(Section):
@@ -167,11 +185,11 @@ class AlgoConfig(Section):
     select: list[StageSpec] = Field([StageSpec(name="degenerate_filter")], description="which rows train, e.g. d3s_samples")
     tokens: list[StageSpec] = Field([], description="per-token loss weights, e.g. d3s_tokens")
     policy_loss: str = "ppo_clip"
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    dual_clip: float | None = None
+    clip_low: float = Field(0.2, ge=0)
+    clip_high: float = Field(0.2, ge=0)
+    dual_clip: float | None = Field(None, gt=1, description="dual-clip constant c > 1 for negative advantages")
     aggregation: str = "token-mean"
-    kl_coef: float = 0.0
+    kl_coef: float = Field(0.0, ge=0)
     kl_estimator: str = "k3"
     tis_cap: float | None = Field(None, gt=0, description="truncated importance sampling on learner/rollout ratio")
     epochs: int = Field(1, ge=1, description="optimizer passes over each batch")
@@ -190,14 +208,21 @@ class AlgoConfig(Section):
 
 class OptimConfig(Section):
     name: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 1e-5
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
+    lr: float = Field(1e-5, ge=0, description="0 trains nothing (a control run)")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="each in [0, 1)")
+    eps: float = Field(1e-8, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)
     schedule: Literal["constant", "cosine", "linear"] = "constant"
-    min_lr_ratio: float = 0.0
-    grad_clip: float = 1.0
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
+    grad_clip: float = Field(1.0, gt=0, description="max global gradient norm")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_below_one(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not all(0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"each beta must be in [0, 1), got {list(v)}")
+        return v
 
 
 class LoRAConfig(Section):
@@ -213,7 +238,7 @@ class LoRAConfig(Section):
 class SparseConfig(Section):
     mask: Literal["random", "grad_warmup", "checkpoint_diff", "file"] = "random"
     density: float = Field(0.2, gt=0, le=1, description="fraction of each matrix that trains (random, grad_warmup)")
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     warmup_steps: int = Field(4, ge=1, description="grad_warmup: updates whose |grad| is summed before the mask is set")
     diff_base: str | None = Field(None, description="checkpoint_diff: model folder before training (this run's start)")
     diff_tuned: str | None = Field(None, description="checkpoint_diff: model folder after a training run from diff_base")
@@ -225,6 +250,15 @@ class LearnerConfig(Section):
     update: Literal["full", "lora", "sparse"] = Field("full", description="which parameters train and what a sync sends")
     lora: LoRAConfig = LoRAConfig()
     sparse: SparseConfig = SparseConfig()
+
+    @model_validator(mode="after")
+    def _mask_source_given(self) -> "LearnerConfig":
+        s = self.sparse
+        if self.update == "sparse" and s.mask == "file" and not s.file:
+            raise ValueError("learner.sparse.mask=file needs learner.sparse.file (a mask file written by a previous run)")
+        if self.update == "sparse" and s.mask == "checkpoint_diff" and not (s.diff_base and s.diff_tuned):
+            raise ValueError("learner.sparse.mask=checkpoint_diff needs learner.sparse.diff_base and learner.sparse.diff_tuned (model folders)")
+        return self
 
 
 class TrainConfig(Section):
@@ -244,18 +278,26 @@ class TrainConfig(Section):
         "on one while the rollout worker generates the next (same on-policy update; docs/performance.md)",
     )
     eval_before: bool = False
-    eval_every: int = 0
+    eval_every: int = Field(0, ge=0, description="evaluate every N steps (0: never)")
     eval_after: bool = True
     save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = Field(2, ge=1)
     parity_check_every: int = Field(0, ge=0, description="rollout/learner logprob parity check every N syncs")
-    parity_tolerance: float = 1e-3
+    max_restarts: int = Field(
+        2, ge=0, description="Ray restarts a dead rollout worker (weights re-sent, the call retried) and a dead learner is "
+        "replaced by resuming from the last checkpoint, each at most this many times per run (cluster.mode=ray)",
+    )
+    max_empty_steps: int = Field(
+        3, ge=0, description="stop the run after this many steps in a row in which no completion had a known reward "
+        "(every reward NaN, e.g. a failing verifier), naming the cause (0: never stop)",
+    )
+    parity_tolerance: float = Field(1e-3, ge=0)
 
 
 class ClusterConfig(Section):
     mode: Literal["ray", "local"] = "ray"
     address: str | None = Field(None, description="existing Ray cluster; None starts a local Ray")
-    num_cpus: int | None = None
+    num_cpus: int | None = Field(None, ge=1)
     rollout_gpus: float = Field(0, ge=0, description="GPUs Ray gives the rollout worker")
     learner_gpus: float = Field(0, ge=0, description="GPUs Ray gives the learner")
 
@@ -265,7 +307,7 @@ class LogConfig(Section):
 
     progress: bool = True
     tensorboard: bool = Field(True, description="<run dir>/tb when tensorboard is installed, else skipped")
-    every: int = 1
+    every: int = Field(1, ge=1)
     wandb: bool = Field(False, description="log to Weights & Biases (pip install 'rlpost[wandb]'); files under <run dir>/wandb")
     wandb_project: str = Field("rlpost", description="W&B project (the run is named after the run dir)")
     wandb_mode: Literal["online", "offline", "disabled"] = Field(
@@ -366,10 +408,15 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
             parts.append(f"unknown key '{loc}'")
         elif e["type"] == "missing":
             parts.append(f"missing required key '{loc}'")
+        elif e["type"] == "value_error" and isinstance(e.get("input"), (dict, list)):  # a section's or list's own check
+            parts.append(f"'{loc}': {e['msg'].removeprefix('Value error, ')}")
         else:
             got = e.get("input")
-            got_s = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
-            parts.append(f"'{loc}': {e['msg']} (got {got_s})")
+            got_s = repr(got) if not isinstance(got, dict) and len(repr(got)) <= 80 else type(got).__name__
+            hint = ""
+            if e["type"] == "string_type" and isinstance(got, dict):
+                hint = "; a value in {braces} reads as a YAML mapping: quote it, e.g. key=\"'{question}'\""
+            parts.append(f"'{loc}': {e['msg'].removeprefix('Value error, ')} (got {got_s}){hint}")
     return f"{source}: " + "; ".join(parts)
 
 
@@ -421,6 +468,26 @@ def _normalize_specs(tree: dict[str, Any]) -> None:
             algo[key] = [_as_spec(x) for x in algo[key]]
 
 
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``, or a ConfigError naming the file, line and column."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the recipe ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}): re-save the recipe as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {what}") from None
+
+
 def load_config(recipe: str | None, overrides: list[str] | None = None) -> Config:
     """Recipe YAML + `key=value` overrides -> validated Config, or ConfigError."""
     tree: dict[str, Any] = {}
@@ -428,10 +495,7 @@ def load_config(recipe: str | None, overrides: list[str] | None = None) -> Confi
     if recipe is not None:
         path = resolve_recipe(recipe)
         source = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        loaded = _read_yaml(path) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(loaded).__name__}")
         tree = loaded
@@ -440,9 +504,9 @@ def load_config(recipe: str | None, overrides: list[str] | None = None) -> Confi
     full = _merge(_defaults_tree(), tree)
     _normalize_specs(full)
     for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' is not of the form key.sub=value")
         key, _, raw = item.partition("=")
+        if "=" not in item or "" in key.strip().split("."):
+            raise ConfigError(f"override '{item}' is not of the form key.sub=value")
         if key.strip() in _RENAMED:
             raise ConfigError(f"override '{key.strip()}' is no longer a key: use {_RENAMED[key.strip()]}")
         try:
@@ -450,6 +514,7 @@ def load_config(recipe: str | None, overrides: list[str] | None = None) -> Confi
         except (AttributeError, TypeError):
             raise ConfigError(f"override '{key.strip()}': '{key.strip().rsplit('.', 1)[0]}' is not a section") from None
         _normalize_specs(full)
+    if overrides:
         source = f"{source} + overrides"
     try:
         return Config.model_validate(full)
@@ -462,9 +527,10 @@ def list_recipes() -> list[tuple[str, str]]:
     out = []
     for path in sorted(RECIPES_DIR.glob("*.yaml")):
         try:
-            desc = (yaml.safe_load(path.read_text()) or {}).get("description", "")
-        except yaml.YAMLError:
-            desc = "(invalid YAML)"
+            loaded = _read_yaml(path) or {}
+            desc = loaded.get("description", "") if isinstance(loaded, dict) else "(not a mapping of sections)"
+        except ConfigError:
+            desc = "(unreadable: `rlpost train` on it says why)"
         out.append((path.stem, str(desc).strip().splitlines()[0] if desc else ""))
     return out
 

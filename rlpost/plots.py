@@ -55,6 +55,8 @@ def read_evals(run_dir: Path) -> Records:
     records = []
     for path in sorted(Path(run_dir).glob("eval_*.json")):
         result = json.loads(path.read_text())
+        if not isinstance(result, dict):
+            raise ValueError(f"{path}: expected a JSON object of results, got a {type(result).__name__}")
         records.append({f"eval/{k}": v for k, v in result.items() if _is_number(v)})
     return records
 

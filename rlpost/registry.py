@@ -35,16 +35,27 @@ def load_object(spec: str) -> Any:
             assert loader_spec is not None and loader_spec.loader is not None
             module = importlib.util.module_from_spec(loader_spec)
             sys.modules[mod_name] = module
-            loader_spec.loader.exec_module(module)
+            try:
+                loader_spec.loader.exec_module(module)
+            except Exception as e:  # a plug-in file can fail to import with anything
+                sys.modules.pop(mod_name, None)  # a half-run module must not answer the next lookup
+                raise RegistryError(f"plug-in file {target} failed to import: {_one_line(e)}") from e
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
             raise RegistryError(f"cannot import '{target}' for '{spec}': {e}") from e
+        except Exception as e:
+            raise RegistryError(f"module '{target}' failed to import: {_one_line(e)}") from e
     try:
         return getattr(module, attr)
     except AttributeError:
         raise RegistryError(f"'{target}' has no attribute '{attr}' (from '{spec}')") from None
+
+
+def _one_line(e: Exception) -> str:
+    """``Type: message`` on one line (a SyntaxError names its file and line)."""
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
 class Registry(Generic[T]):

@@ -1,13 +1,18 @@
 """The recipe's view of data: load a split, check the columns the recipe needs, encode prompts."""
 from __future__ import annotations
 
+import inspect
+import typing
 from typing import Any
 
-from rlpost.config import Config
+from pydantic import TypeAdapter, ValidationError
+
+from rlpost.config import Config, ConfigError
 from rlpost.data.errors import DataError
 from rlpost.data.loaders import require_columns
 from rlpost.data.prompts import DEFAULT_TEMPLATE, format_prompt, template_columns
-from rlpost.data.tasks import load_task
+from rlpost.data.tasks import TASKS, load_task
+from rlpost.registry import RegistryError
 
 
 def needed_columns(cfg: Config, sft: bool = False) -> list[str]:
@@ -25,11 +30,50 @@ def load_split(cfg: Config, split: str, limit: int | None = None, sft: bool = Fa
     """Records of `split` for the recipe's task, with every column the recipe needs checked (``sft``:
     the SFT records, with ``sft.task_kwargs`` merged in and the target template's columns checked too)."""
     kwargs = {**cfg.data.task_kwargs, **(cfg.sft.task_kwargs if sft else {})}
-    if limit is not None:
-        kwargs["limit"] = limit
-    records = load_task(cfg.data.task, split, **kwargs)
+    task_limit = kwargs.pop("limit", None)  # load_task applies it, whatever the task takes
+    where = "data.task_kwargs" + (" + sft.task_kwargs" if sft and cfg.sft.task_kwargs else "")
+    kwargs = check_task_kwargs(cfg.data.task, kwargs, where)
+    records = load_task(cfg.data.task, split, limit=task_limit if limit is None else limit, **kwargs)
     require_columns(records, needed_columns(cfg, sft=sft), f"task '{cfg.data.task}' split '{split}'")
     return records
+
+
+def check_task_kwargs(task: str, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
+    """``kwargs`` checked against task ``task``'s signature and converted to its annotated types, or a
+    ConfigError naming ``where`` (the recipe key), the kwarg and what the task takes."""
+    try:
+        fn = TASKS.get(task)
+    except RegistryError as e:
+        raise ConfigError(f"data.task: {e}") from None
+    if not callable(fn):
+        raise ConfigError(f"data.task '{task}' is a {type(fn).__name__}, not a function (split, **kwargs) -> records")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # some callables have no signature; nothing to check
+        return kwargs
+    named = [n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][1:]
+    try:
+        signature.bind("split", **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{where}: {e} for task '{task}' (it takes: {', '.join(named) or 'no kwargs'})") from None
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # a plug-in's annotations may not resolve: its kwargs go through unchecked
+        return kwargs
+    out = dict(kwargs)
+    for name, value in kwargs.items():
+        if name not in hints:
+            continue
+        try:
+            adapter = TypeAdapter(hints[name])
+        except Exception:  # an annotation pydantic cannot check
+            continue
+        try:
+            out[name] = adapter.validate_python(value)
+        except ValidationError:
+            expected = getattr(hints[name], "__name__", None) or str(hints[name]).replace("typing.", "")
+            raise ConfigError(f"{where}: '{name}' of task '{task}' must be {expected} (got {value!r})") from None
+    return out
 
 
 def encode_prompts(cfg: Config, records: list[dict[str, Any]], tokenizer) -> tuple[list[str], list[list[int]]]:

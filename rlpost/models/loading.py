@@ -11,6 +11,8 @@ import torch
 from rlpost.config import ConfigError, ModelConfig, cache_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def _package_folder(spec: str) -> Path:
@@ -65,43 +67,91 @@ def resolve_model_path(cfg: ModelConfig) -> Path:
         return build_tiny_model(cfg.tiny, cache_dir() / "models")
     if cfg.source == "gguf":
         return _gguf_to_safetensors(cfg)
-    path = _local_path(cfg)
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"model.path '{cfg.path}' has no config.json (not a Hugging Face model folder)")
-    return path
+    return check_model_folder(_local_path(cfg), "model.path")
+
+
+def check_model_folder(path: str | Path, key: str) -> Path:
+    """``path`` if it is a Hugging Face model folder whose config loads, else a ConfigError naming ``key``
+    (the recipe key or CLI option) and, for a run or checkpoint folder, the model folder inside it."""
+    folder = Path(path).expanduser()
+    if not folder.exists():
+        raise ConfigError(f"{key} not found: {path} (expected a Hugging Face model folder)")
+    if not (folder / "config.json").is_file():
+        inside = [str(folder / sub) for sub in ("final", "sft", "learner/model") if (folder / sub / "config.json").is_file()]
+        hint = f": use {' or '.join(inside)}" if inside else ""
+        raise ConfigError(f"{key} '{path}' has no config.json (not a Hugging Face model folder){hint}")
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(str(folder))
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{key} '{path}': its config.json does not load ({_one_line(e)})") from None
+    if not any(any(folder.glob(pattern)) for pattern in WEIGHT_FILES):
+        raise ConfigError(f"{key} '{path}' holds no weights (expected {' or '.join(WEIGHT_FILES)})")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ConfigError(f"{key} '{path}' holds no tokenizer (expected one of {', '.join(TOKENIZER_FILES)})")
+    return folder
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300]
 
 
 def load_tokenizer(path: str | Path):
+    """The folder's tokenizer, with a pad token (the EOS token when it has none); ConfigError if it cannot load."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"model folder {path}: cannot load its tokenizer ({_one_line(e)})") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
 def load_model(path: str | Path, dtype: str = "float32"):
+    """The folder's causal LM in ``dtype``; ConfigError if its weights are missing or unreadable."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype])
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype])
+    except (OSError, ValueError, SafetensorError) as e:
+        raise ConfigError(f"model folder {path}: cannot load the model ({_one_line(e)})") from None
     model.config.use_cache = True
     return model
 
 
-def read_weights(path: str | Path) -> dict:
-    """All tensors of a model: an HF folder, a run's final/ folder, or a checkpoint (learner/model)."""
-    from safetensors.torch import load_file
+def weight_files(path: str | Path) -> list[Path]:
+    """The model*.safetensors files of a model: an HF folder, a run's final/ folder, or a checkpoint
+    (learner/model), their headers checked; a ConfigError naming the path or file when there are
+    none or one is unreadable. Nothing is loaded: cheap enough to call before any model loads."""
+    from safetensors import SafetensorError, safe_open
 
     root = Path(path)
     if not root.exists():
-        raise FileNotFoundError(f"no such model or checkpoint: {path}")
+        raise ConfigError(f"no such model or checkpoint: {path}")
     for folder in (root, root / "model", root / "learner" / "model", root / "final"):
         files = sorted(folder.glob("model*.safetensors"))
         if files:
-            out: dict = {}
             for f in files:
-                out.update(load_file(f))
-            return out
+                try:
+                    with safe_open(str(f), framework="pt"):
+                        pass
+                except (SafetensorError, OSError) as e:
+                    raise ConfigError(f"{f}: not a readable safetensors file ({_one_line(e)})") from None
+            return files
         if (folder / "adapter_model.safetensors").is_file():
-            raise ValueError(f"{folder} holds a LoRA adapter only: use the merged model (the run's final/ folder)")
-    raise ValueError(f"{path}: no model*.safetensors here or under model/, learner/model/ or final/")
+            raise ConfigError(f"{folder} holds a LoRA adapter only: use the merged model (the run's final/ folder)")
+    raise ConfigError(f"{path}: no model*.safetensors here or under model/, learner/model/ or final/")
+
+
+def read_weights(path: str | Path) -> dict:
+    """All tensors of a model (see ``weight_files`` for where they are looked for)."""
+    from safetensors.torch import load_file
+
+    out: dict = {}
+    for f in weight_files(path):
+        out.update(load_file(f))
+    return out

@@ -55,6 +55,10 @@ def check_update_mode(cfg: Config, model_path: str | None = None) -> None:
     elif cfg.learner.update == "sparse":
         from rlpost.learner.modes.sparse import build_mask
 
+        if cfg.learner.sparse.mask == "checkpoint_diff":
+            from rlpost.models.loading import weight_files
+
+            weight_files(cfg.learner.sparse.diff_base), weight_files(cfg.learner.sparse.diff_tuned)
         if cfg.learner.sparse.mask == "file":
             shapes = {n: tuple(p.shape) for n, p in model.named_parameters() if p.dim() >= 2}
             build_mask(cfg, shapes, {})

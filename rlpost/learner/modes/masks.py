@@ -15,9 +15,11 @@ from pathlib import Path
 
 import torch
 
+from rlpost.config import ConfigError
 
-class MaskError(ValueError):
-    """A mask that does not fit the model, or an invalid mask request."""
+
+class MaskError(ConfigError):
+    """A mask that does not fit the model, or an invalid mask request (a user error: one line, exit 2)."""
 
 
 def _index_dtype(numel: int) -> torch.dtype:
@@ -31,6 +33,8 @@ def k_for(numel: int, density: float) -> int:
 
 class SparseMask:
     """Per-tensor ascending flat indices of the entries that train, plus the shapes they index."""
+
+    file: str | None = None  # the file it was loaded from, named in errors
 
     def __init__(self, indices: Mapping[str, torch.Tensor], shapes: Mapping[str, tuple[int, ...]], source: str) -> None:
         self.indices = {n: i.to(_index_dtype(_numel(shapes[n]))) for n, i in indices.items()}
@@ -88,14 +92,15 @@ class SparseMask:
 
     def check_against(self, shapes: Mapping[str, tuple[int, ...]], what: str = "the model") -> None:
         """Every masked tensor exists in `shapes` with the same shape, and every matrix is masked."""
+        where = f"mask file {self.file}: " if self.file else ""
         for name, shape in self.shapes.items():
             if name not in shapes:
-                raise MaskError(f"mask tensor '{name}' does not exist in {what}")
+                raise MaskError(f"{where}mask tensor '{name}' does not exist in {what}")
             if tuple(shapes[name]) != shape:
-                raise MaskError(f"mask tensor '{name}' has shape {shape}, {what} has {tuple(shapes[name])}")
+                raise MaskError(f"{where}mask tensor '{name}' has shape {shape}, {what} has {tuple(shapes[name])}")
         unmasked = sorted(set(shapes) - set(self.shapes))
         if unmasked:
-            raise MaskError(f"the mask has no entry for '{unmasked[0]}' of {what} ({len(unmasked)} tensors missing)")
+            raise MaskError(f"{where}the mask has no entry for '{unmasked[0]}' of {what} ({len(unmasked)} tensors missing)")
 
     def nnz(self) -> int:
         return sum(int(i.numel()) for i in self.indices.values())
@@ -132,21 +137,34 @@ class SparseMask:
 
     @classmethod
     def load(cls, path: str | Path) -> SparseMask:
-        from safetensors import safe_open
+        """A mask saved by ``save``; MaskError naming the file when it is missing, unreadable or inconsistent."""
+        from safetensors import SafetensorError, safe_open
 
         if not Path(path).is_file():
             raise MaskError(f"mask file not found: {path}")
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            if "shapes" not in meta:
-                raise MaskError(f"{path} is not an rlpost mask file (no 'shapes' metadata)")
-            shapes = {n: tuple(s) for n, s in json.loads(meta["shapes"]).items()}
-            indices = {n: f.get_tensor(n) for n in f.keys()}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if "shapes" not in meta:
+                    raise MaskError(f"{path} is not an rlpost mask file (no 'shapes' metadata)")
+                indices = {n: f.get_tensor(n) for n in f.keys()}
+        except (SafetensorError, OSError) as e:
+            raise MaskError(f"mask file {path} is not a readable safetensors file ({' '.join(str(e).split())})") from None
+        try:
+            shapes = {n: tuple(int(d) for d in s) for n, s in json.loads(meta["shapes"]).items()}
+        except (ValueError, TypeError, AttributeError):
+            raise MaskError(f"mask file {path}: its 'shapes' metadata is not a JSON mapping of tensor name to shape") from None
         for name, idx in indices.items():
+            if name not in shapes:
+                raise MaskError(f"mask file {path}: tensor '{name}' has no shape in the 'shapes' metadata")
+            if idx.dim() != 1 or idx.dtype.is_floating_point or idx.dtype == torch.bool:
+                raise MaskError(f"mask file {path}: '{name}' must be a 1-D tensor of integer indices, got {idx.dtype} of shape {tuple(idx.shape)}")
             n = _numel(shapes[name])
             if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
                 raise MaskError(f"mask file {path}: indices of '{name}' fall outside its {n} entries")
-        return cls(indices, shapes, meta.get("source", "file"))
+        mask = cls(indices, {n: shapes[n] for n in indices}, meta.get("source", "file"))
+        mask.file = str(path)
+        return mask
 
 
 def update_sparsity(a: torch.Tensor, b: torch.Tensor, tol: float = 0.0) -> float:
