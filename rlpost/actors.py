@@ -6,10 +6,16 @@ payloads travel learner -> object store -> rollout worker without a stop at the 
 """
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any
+import time
+from typing import Any, Callable
 
 from rlpost.config import ClusterConfig
+
+log = logging.getLogger("rlpost.actors")
+
+RESTART_TIMEOUT_S = 600  # how long a restarting actor may take to build its model again
 
 # Passed to every actor process: one torch thread unless a component sets its own.
 _ACTOR_ENV = (
@@ -20,9 +26,26 @@ _ACTOR_ENV = (
 class ActorDiedError(RuntimeError):
     """A rollout worker or learner process died; the run can resume from its last checkpoint."""
 
+    def __init__(self, message: str, label: str = "", cause: str = "") -> None:
+        super().__init__(message)
+        self.label, self.cause = label, cause
+
+
+class Restartable:
+    """An actor class Ray may restart: calls go through ``invoke``, which also returns the process's
+    incarnation, so a restart between calls (the new process has only what its constructor built) is
+    noticed, not only a death during a call."""
+
+    def invoke(self, name: str, *args, **kwargs) -> tuple[str, Any]:
+        if not hasattr(self, "_incarnation"):
+            self._incarnation = f"{os.getpid()}-{os.urandom(4).hex()}"
+        return self._incarnation, getattr(self, name)(*args, **kwargs)
+
 
 class LocalHandle:
     """The same interface as RayHandle over an object in this process (unit tests, debugging)."""
+
+    restarts = 0  # nothing restarts in-process
 
     def __init__(self, obj: Any) -> None:
         self.obj = obj
@@ -40,32 +63,80 @@ class LocalHandle:
 
 
 class RayHandle:
-    def __init__(self, actor, label: str) -> None:
+    """An actor; one that Ray may restart (``max_restarts``) is waited for after a death, ``on_restart``
+    brings it up to date (e.g. a full weight sync), and the call that failed is made again."""
+
+    def __init__(self, actor, label: str, max_restarts: int = 0) -> None:
         self.actor = actor
         self.label = label
+        self.max_restarts = max_restarts
+        self.restarts = 0
+        self.incarnation: str | None = None  # of a restartable actor: its process when last called
+        self.on_restart: Callable[[], Any] | None = None
 
     def submit(self, name: str, *args, **kwargs):
+        if self.max_restarts:
+            return self.actor.invoke.remote(name, *args, **kwargs)
         return getattr(self.actor, name).remote(*args, **kwargs)
 
     def call(self, name: str, *args, **kwargs) -> Any:
-        return self.result(self.submit(name, *args, **kwargs), name)
+        try:
+            return self.result(self.submit(name, *args, **kwargs), name)
+        except ActorDiedError as e:
+            if self.restarts >= self.max_restarts:
+                if self.max_restarts:
+                    raise ActorDiedError(f"{e} (Ray restarted it {self.restarts} times already, the most allowed)", e.label, e.cause) from e
+                raise
+            self.restarted(e)
+            return self.result(self.submit(name, *args, **kwargs), name)
+
+    def restarted(self, e: ActorDiedError) -> None:
+        """Wait for Ray's restart of the actor, then bring it up to date."""
+        import ray
+        from ray.exceptions import ActorUnavailableError
+
+        self.restarts += 1
+        log.warning("%s: waiting for Ray to restart it (restart %d of %d)", e, self.restarts, self.max_restarts)
+        deadline = time.monotonic() + RESTART_TIMEOUT_S
+        while True:
+            try:  # calls fail as "unavailable" while the new process starts
+                self.incarnation, _ = ray.get(self.actor.invoke.remote("ready"))
+                break
+            except ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise ActorDiedError(f"{e}; Ray did not restart it within {RESTART_TIMEOUT_S} s", e.label, e.cause) from None
+                time.sleep(0.5)
+            except ray.exceptions.RayActorError as dead:
+                raise ActorDiedError(f"{e}; then its restart failed: {' '.join(str(dead).split())[:300]}", e.label, e.cause) from dead
+        if self.on_restart is not None:
+            self.on_restart()
 
     def result(self, future, name: str = "a call") -> Any:
         import ray
         from ray.exceptions import RayActorError
 
         try:
-            return ray.get(future)
+            out = ray.get(future)
         except RayActorError as e:
+            cause = " ".join(str(e).split())[:400]
             raise ActorDiedError(
-                f"the {self.label} actor died during {name} ({type(e).__name__}); "
-                "rerun the same command to resume from the last checkpoint"
+                f"the {self.label} actor died during {name}: {cause}", self.label, cause
             ) from e
+        if not self.max_restarts:
+            return out
+        incarnation, out = out
+        if self.incarnation not in (None, incarnation):
+            self.incarnation = incarnation
+            cause = "Ray restarted it after a crash, with only what its constructor built"
+            raise ActorDiedError(f"the {self.label} actor was restarted before {name}: {cause}", self.label, cause)
+        self.incarnation = incarnation
+        return out
 
-    def kill(self) -> None:
+    def kill(self, restart: bool = False) -> None:
+        """End the actor; with ``restart`` Ray restarts it as after a crash (if it may restart)."""
         import ray
 
-        ray.kill(self.actor)
+        ray.kill(self.actor, no_restart=not restart)
 
 
 def start_cluster(cfg: ClusterConfig) -> None:
@@ -89,14 +160,15 @@ def start_cluster(cfg: ClusterConfig) -> None:
     ray.init(**kwargs)
 
 
-def spawn(cls: type, cfg: ClusterConfig, label: str, *args, num_cpus: float = 1, num_gpus: float = 0, **kwargs):
-    """Create `cls(*args, **kwargs)` as a Ray actor (mode=ray) or in-process (mode=local)."""
+def spawn(cls: type, cfg: ClusterConfig, label: str, *args, num_cpus: float = 1, num_gpus: float = 0, max_restarts: int = 0, **kwargs):
+    """Create `cls(*args, **kwargs)` as a Ray actor (mode=ray; Ray restarts it up to ``max_restarts``
+    times after a crash) or in-process (mode=local)."""
     if cfg.mode == "local":
         return LocalHandle(cls(*args, **kwargs))
     import ray
 
-    actor_cls = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(cls)
-    return RayHandle(actor_cls.remote(*args, **kwargs), label)
+    actor_cls = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts)(cls)
+    return RayHandle(actor_cls.remote(*args, **kwargs), label, max_restarts)
 
 
 def get(value: Any) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlpost.actors import spawn, start_cluster
+from rlpost.actors import ActorDiedError, spawn, start_cluster
 from rlpost.algos.stage import StageContext
 from rlpost.batch import completion_metrics, selection_metrics
 from rlpost.callbacks import CallbackContext, Callbacks, build_callbacks
@@ -27,6 +27,7 @@ from rlpost.learner.learner import Learner
 from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
 from rlpost.pipeline import Pipeline, typed_kwargs
+from rlpost.registry import RegistryError
 from rlpost.plots import plot_pass_curves
 from rlpost.rollout.samplers import SAMPLERS, Sampler, finish_step, samples_in_rounds
 from rlpost.rollout.worker import RolloutWorker
@@ -43,9 +44,31 @@ class SyncError(RuntimeError):
     """Rollout and learner disagree on logprobs after a weight sync (stale or corrupt weights)."""
 
 
+class NoSignalError(RuntimeError):
+    """Step after step, no completion had a known reward: the run would train on nothing."""
+
+
 def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
-    """Run the RL loop of a recipe; resumes from the run's last checkpoint unless resume=False."""
+    """Run the RL loop of a recipe; resumes from the run's last checkpoint unless resume=False. A learner
+    that dies is replaced and the run resumes from its last checkpoint, up to train.max_restarts times
+    (a rollout worker is restarted in place: ``RayHandle``)."""
+    limit = cfg.train.max_restarts
+    healed = {"learner": 0, "rollout": 0}  # restarts so far, over every resume of this call
+    while True:
+        try:
+            return run_steps(cfg, resume or healed["learner"] > 0, healed)
+        except ActorDiedError as e:
+            if e.label != "learner" or healed["learner"] == limit:
+                resumed = f" (the run resumed {limit} times already, train.max_restarts={limit})" if e.label == "learner" else ""
+                raise ActorDiedError(f"{e}{resumed}; rerun the same command to resume from the last checkpoint", e.label, e.cause) from e
+            healed["learner"] += 1
+            log.warning("%s: resuming from the last checkpoint (learner restart %d of %d)", e, healed["learner"], limit)
+
+
+def run_steps(cfg: Config, resume: bool, healed: dict[str, int] | None = None) -> dict[str, Any]:
+    """The loop itself, from a fresh start or the last checkpoint; ``healed`` counts restarts before it."""
     run = start_run(cfg, resume)
+    run.healed = healed if healed is not None else {"learner": 0, "rollout": 0}
     state = run.state
     tracker = Tracker(run.dir, cfg.log, cfg.train.steps, start_step=state["step"], config=cfg.model_dump(mode="json"))
     ctx = CallbackContext(run, tracker.print)
@@ -60,6 +83,7 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
             rollouts = state["rollouts"] + int(metrics.get("rollout/generated", 0))
             last = step + 1 == cfg.train.steps or spent(cfg.train.max_rollouts, rollouts)
             batch = run.build(groups, step)  # pipeline: shape, combine, advantage, post, select, tokens
+            run.check_signal(batch, step)
             metrics.update({**completion_metrics(groups), **selection_metrics(batch), **batch.metrics})
             train_batch = batch.train_batch()
             update = run.learner.submit("update", train_batch)
@@ -71,12 +95,17 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
             metrics.update(run.sync(train_batch, metrics, step))
             state["step"], state["pending"], state["rollouts"] = step + 1, pending, rollouts
             metrics["rollout/total"] = float(rollouts)  # completions generated so far in the run
+            metrics.update(run.failures())
             metrics["time/step"] = time.perf_counter() - t0
             ctx.step, ctx.last, ctx.metrics = step, last, metrics
             run.callbacks.after_step(ctx, lambda m: tracker.log(step, m))  # then evaluation, log, checkpoint
             if last:
                 break
         run.callbacks.on_end(ctx)  # evaluation after RL, the last checkpoint, the final model
+    except ActorDiedError:
+        run.healed["rollout"] += run.rollout.restarts
+        run.rollout.kill(), run.learner.kill()  # free their resources for the actors of a resumed run
+        raise
     finally:
         tracker.close()
         run.scorer.close()
@@ -105,6 +134,8 @@ class Run:
     state: dict[str, Any]
     resumed_step: int | None = None
     probe: Any = None  # the last non-empty batch: sequences for the parity check
+    empty_steps: int = 0  # steps in a row without a completion of known reward
+    healed: dict[str, int] | None = None  # restarts of the learner and rollout worker before this start (train)
 
     def collect(self, step: int) -> tuple[dict[int, Group], dict[str, float]]:
         items = next_items(self.dataset, self.cfg.train.prompts_per_step, self.prompt_texts, self.prompt_ids)
@@ -121,6 +152,15 @@ class Run:
             return batch
         return self.pipeline(batch, StageContext(step, self.cfg.train.steps, self.learner))
 
+    def check_signal(self, batch: Batch, step: int) -> None:
+        """Stop after ``train.max_empty_steps`` steps in a row in which every completion's reward was unknown."""
+        self.empty_steps = self.empty_steps + 1 if len(batch) == 0 else 0
+        limit = self.cfg.train.max_empty_steps
+        if limit and self.empty_steps >= limit:
+            why = "; ".join(f"{k}: {v}" for k, v in self.scorer.last_errors.items()) or "no reward or verifier reported an error"
+            raise NoSignalError(f"{self.empty_steps} steps in a row (to step {step}) had no completion with a known reward, "
+                                f"so nothing to train on: {why}")
+
     def sync(self, batch, metrics: dict[str, float], step: int) -> dict[str, float]:
         """Weights to the rollout worker; with parity checks on, fail loudly on any sign of stale weights."""
         self.probe = batch if batch.samples else self.probe
@@ -132,6 +172,10 @@ class Run:
                 "the rollout engine generated with stale or wrong weights"
             )
         return sync_weights(self.cfg, self.learner, self.rollout, self.probe, step)
+
+    def failures(self) -> dict[str, float]:
+        healed = self.healed or {"learner": 0, "rollout": 0}
+        return {"failures/rollout_restarts": float(healed["rollout"] + self.rollout.restarts), "failures/learner_restarts": float(healed["learner"])}
 
     def sync_now(self, step: int) -> dict[str, float]:
         """A sync outside the step (a callback wrote weights), parity always measured on the last batch."""
@@ -195,7 +239,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
     prompt_texts, prompt_ids = encode_prompts(cfg, records, tokenizer)
     start_cluster(cfg.cluster)
     learner = spawn(Learner, cfg.cluster, "learner", cfg, policy, num_gpus=cfg.cluster.learner_gpus)
-    rollout = spawn(RolloutWorker, cfg.cluster, "rollout", cfg, policy, num_gpus=cfg.cluster.rollout_gpus)
+    rollout = spawn(RolloutWorker, cfg.cluster, "rollout", cfg, policy, num_gpus=cfg.cluster.rollout_gpus, max_restarts=cfg.train.max_restarts)
     learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
     r = cfg.rollout
     run = Run(
@@ -204,6 +248,8 @@ def start_run(cfg: Config, resume: bool) -> Run:
         SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, stop=list(r.stop)),
         {"step": 0, "rollouts": 0, "evals": {}},
     )
+    # A restarted rollout worker starts from the policy it was built with: every weight goes to it again.
+    rollout.on_restart = lambda: run.learner.call("request_full_sync") or run.sync_now(run.state["step"] - 1)
     ckpt = latest_checkpoint(run.dir) if resume else None
     if ckpt is not None:
         run.state = resume_from(ckpt, learner, rollout, run.dataset, sampler, pipeline, callbacks)
@@ -238,11 +284,15 @@ def check_components(cfg: Config) -> None:
     from rlpost.rollout.worker import ENGINES, engine_name
 
     a = cfg.algo
-    for registry, name in (
-        (POLICY_LOSSES, a.policy_loss), (AGGREGATIONS, a.aggregation), (KL_ESTIMATORS, a.kl_estimator),
-        (SAMPLERS, cfg.sampler.name), (ENGINES, engine_name(cfg)),
+    for key, registry, name in (
+        ("algo.policy_loss", POLICY_LOSSES, a.policy_loss), ("algo.aggregation", AGGREGATIONS, a.aggregation),
+        ("algo.kl_estimator", KL_ESTIMATORS, a.kl_estimator), ("sampler.name", SAMPLERS, cfg.sampler.name),
+        ("rollout.engine", ENGINES, engine_name(cfg)),
     ):
-        registry.get(name)
+        try:
+            registry.get(name)
+        except RegistryError as e:
+            raise ConfigError(f"{key}: {e}") from None
     if engine_name(cfg) == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ConfigError("rollout.engine=vllm but vLLM is not installed (pip install 'rlpost[vllm]'; see docs/vllm.md)")
 
@@ -252,8 +302,9 @@ def build_sampler(cfg: Config) -> Sampler:
     cls = SAMPLERS.get(cfg.sampler.name)
     where = f"sampler '{cfg.sampler.name}' (sampler.kwargs)"
     params = list(inspect.signature(cls.__init__).parameters.values())[1:] if isinstance(cls, type) else []
+    kwargs = typed_kwargs(where, params, cfg.sampler.kwargs)
     try:
-        sampler = cls(n=cfg.rollout.n, **typed_kwargs(where, params, cfg.sampler.kwargs))
+        sampler = cls(n=cfg.rollout.n, **kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from None
     if hasattr(sampler, "observe"):
@@ -336,10 +387,16 @@ def resume_from(ckpt: Path, learner, rollout, dataset, sampler, pipeline: Pipeli
     rollout.call("load_state_dict", torch.load(ckpt / "rollout.pt", weights_only=False))
     rollout.call("load_weights", learner.submit("export_weights"))
     state = load_controller_state(ckpt)
-    dataset.load_state_dict(state.pop("data"))
-    sampler.load_state_dict(state.pop("sampler"))
-    pipeline.load_state_dict(state.pop("pipeline", {}))
-    callbacks.load_state_dict(state.pop("callbacks", []))
+    try:
+        dataset.load_state_dict(state.pop("data"))
+        sampler.load_state_dict(state.pop("sampler"))
+        pipeline.load_state_dict(state.pop("pipeline", {}))
+        callbacks.load_state_dict(state.pop("callbacks", []))
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"checkpoint {ckpt} was written by a run with other settings ({type(e).__name__}: {e}): "
+                          "set another run.name, or pass --no-resume") from None
     state.pop("update_mode", None)
     state.setdefault("rollouts", 0)  # checkpoints from before train.max_rollouts
     return state

@@ -35,9 +35,11 @@ class Scorer:
             self.localities = {name: reward_locality(fn) for (name, _, _), fn in zip(self.reward_specs, self.reward_fns)}
         except (ValueError, LookupError) as e:
             raise ConfigError(f"rewards: {e}") from None
+        check_reward_verifiers(self.reward_specs, self.reward_fns, [v.name for v in cfg.verify.verifiers])
         self.weights = [r.weight for r in cfg.rewards]
         self.runner = make_verifier_runner(cfg)
         self.correct_key = correctness_verifier(cfg) if cfg.verify.verifiers else None
+        self.last_errors: dict[str, str] = {}  # why each failing reward or verifier failed, in the latest call
 
     def close(self) -> None:
         self.runner.close()
@@ -70,7 +72,25 @@ class Scorer:
         for name in result.errors:
             metrics[f"reward/raised/{name}"] = 1.0
         metrics["reward/dropped"] = float(sum(1 for s in scored if math.isnan(s.reward)))
+        self.last_errors = {f"reward '{name}'": why for name, why in result.errors.items()}
+        for name, counts in self.runner.last_run_stats().items():
+            if counts.get("errors", 0) or counts.get("timeouts", 0):
+                self.last_errors[f"verifier '{name}'"] = f"{counts.get('errors', 0)} errors, {counts.get('timeouts', 0)} timeouts in {len(completions)} completions"
+        for name in result.names:
+            if result.nan_counts.get(name) == len(completions) and name not in result.errors:
+                self.last_errors.setdefault(f"reward '{name}'", f"unknown (NaN) for all {len(completions)} completions")
         return scored, metrics
+
+
+def check_reward_verifiers(specs, fns, verifiers: list[str]) -> None:
+    """A reward that reads a verifier's facts (a ``verifier`` kwarg, or its default) must name a configured one."""
+    import inspect
+
+    for (name, _, kwargs), fn in zip(specs, fns):
+        param = inspect.signature(fn).parameters.get("verifier")
+        wanted = kwargs.get("verifier", param.default if param is not None else None)
+        if isinstance(wanted, str) and wanted not in verifiers:
+            raise ConfigError(f"rewards '{name}': verifier '{wanted}' is not configured (verify.verifiers: {', '.join(verifiers) or 'none'})")
 
 
 def reward_values(specs, fns, prompts: list[str], completions: list[Completion], facts: list[dict], records: list[dict]):

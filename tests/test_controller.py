@@ -219,7 +219,7 @@ def test_a_sync_that_leaves_stale_weights_fails_loudly(run_dir, monkeypatch):
 def test_a_crashed_actor_is_named_and_the_run_resumes(run_dir):
     base = [sys.executable, "-m", "rlpost.cli", "train", "quickstart", *SMALL, f"run.output_dir={run_dir}",
             "cluster.mode=ray", "cluster.num_cpus=2", "train.steps=3", "train.save_every=1"]
-    died = subprocess.run(base + [f"rollout.engine={PLUGIN}:engine_that_dies"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    died = subprocess.run(base + [f"rollout.engine={PLUGIN}:engine_that_dies", "train.max_restarts=0"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert died.returncode == 1, died.stderr[-2000:]
     last = died.stderr.strip().splitlines()[-1]
     assert last.startswith("rlpost: error: the rollout actor died during generate") and "resume" in last

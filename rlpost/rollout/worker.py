@@ -8,6 +8,7 @@ import tempfile
 import time
 from typing import Any
 
+from rlpost.actors import Restartable
 from rlpost.config import Config
 from rlpost.registry import Registry
 from rlpost.sync import AdapterSync, SparseSync, WeightReceiver, payload_bytes
@@ -48,7 +49,7 @@ def engine_name(cfg: Config) -> str:
     return "vllm" if importlib.util.find_spec("vllm") is not None and cfg.model.source != "tiny" else "hf"
 
 
-class RolloutWorker:
+class RolloutWorker(Restartable):
     def __init__(self, cfg: Config, model_path: str) -> None:
         self._attach(ENGINES.get(engine_name(cfg))(cfg, model_path))
 
