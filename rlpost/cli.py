@@ -88,17 +88,14 @@ def _eval_output(cfg, label: str) -> Path:
 def _check_eval(cfg, label: str) -> None:
     """What evaluation needs, before any model loads: the split's records, a verifier, rewards that
     resolve (plug-in files import, kwargs fit) and a folder for the result."""
-    from rewards import resolve_rewards
     from rlpost.config import ConfigError
     from rlpost.data.recipe import load_split
+    from rlpost.scoring import recipe_rewards
 
     load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
     if not cfg.verify.verifiers:
         raise ConfigError("verify.verifiers is empty: evaluation needs a verifier (the first one's 'correct' fact is the accuracy)")
-    try:
-        resolve_rewards([(r.name, r.target, dict(r.kwargs)) for r in cfg.rewards])
-    except (ValueError, LookupError) as e:
-        raise ConfigError(f"rewards: {e}") from None
+    recipe_rewards(cfg)
     _check_writable(_eval_output(cfg, label).parent, "eval.output" if cfg.eval.output else "run.output_dir")
 
 

@@ -9,6 +9,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rlpost.textfile import read_utf8
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RECIPES_DIR = REPO_ROOT / "recipes"
 
@@ -470,15 +472,7 @@ def _normalize_specs(tree: dict[str, Any]) -> None:
 
 def _read_yaml(path: Path) -> Any:
     """The YAML document in ``path``, or a ConfigError naming the file, line and column."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the recipe ({e.strerror})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}): re-save the recipe as UTF-8") from None
+    text = read_utf8(path, "recipe", ConfigError)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:

@@ -392,9 +392,9 @@ def resume_from(ckpt: Path, learner, rollout, dataset, sampler, pipeline: Pipeli
         sampler.load_state_dict(state.pop("sampler"))
         pipeline.load_state_dict(state.pop("pipeline", {}))
         callbacks.load_state_dict(state.pop("callbacks", []))
+    except ConfigError:
+        raise
     except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, ConfigError):
-            raise
         raise ConfigError(f"checkpoint {ckpt} was written by a run with other settings ({type(e).__name__}: {e}): "
                           "set another run.name, or pass --no-resume") from None
     state.pop("update_mode", None)

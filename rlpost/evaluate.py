@@ -105,11 +105,9 @@ def evaluate(cfg: Config, engine, tokenizer, runner, records: list[dict[str, Any
 def reward_means(cfg: Config, prompts: list[str], completions: list, facts: list[dict], records: list[dict]) -> dict[str, float]:
     """``reward/<name>``: the mean of each of the recipe's rewards over the completions (NaNs left out),
     so every objective has a held-out value."""
-    from rewards import resolve_rewards
-    from rlpost.scoring import reward_values
+    from rlpost.scoring import recipe_rewards, reward_values
 
-    specs = [(r.name, r.target, dict(r.kwargs)) for r in cfg.rewards]
-    result = reward_values(specs, resolve_rewards(specs), prompts, completions, facts, records)
+    result = reward_values(*recipe_rewards(cfg), prompts, completions, facts, records)
     known = ~np.isnan(result.values)
     return {
         f"reward/{name}": float(result.values[known[:, k], k].mean()) if known[:, k].any() else float("nan")

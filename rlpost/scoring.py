@@ -26,12 +26,11 @@ class Scorer:
     """Runs verifiers and rewards on a round of completions; owns the verifier process pool."""
 
     def __init__(self, cfg: Config) -> None:
-        from rewards import resolve_rewards, reward_locality
+        from rewards import reward_locality
 
         self.cfg = cfg
-        self.reward_specs = [(r.name, r.target, dict(r.kwargs)) for r in cfg.rewards]
+        self.reward_specs, self.reward_fns = recipe_rewards(cfg)
         try:
-            self.reward_fns = resolve_rewards(self.reward_specs)
             self.localities = {name: reward_locality(fn) for (name, _, _), fn in zip(self.reward_specs, self.reward_fns)}
         except (ValueError, LookupError) as e:
             raise ConfigError(f"rewards: {e}") from None
@@ -80,6 +79,17 @@ class Scorer:
             if result.nan_counts.get(name) == len(completions) and name not in result.errors:
                 self.last_errors.setdefault(f"reward '{name}'", f"unknown (NaN) for all {len(completions)} completions")
         return scored, metrics
+
+
+def recipe_rewards(cfg: Config) -> tuple[list, list]:
+    """The recipe's reward specs and their resolved functions, or a ConfigError naming the reward."""
+    from rewards import resolve_rewards
+
+    specs = [(r.name, r.target, dict(r.kwargs)) for r in cfg.rewards]
+    try:
+        return specs, resolve_rewards(specs)
+    except (ValueError, LookupError) as e:
+        raise ConfigError(f"rewards: {e}") from None
 
 
 def check_reward_verifiers(specs, fns, verifiers: list[str]) -> None:

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from rlpost.algos.stage import STAGES, StageContext, stage
-from rlpost.algos.weighting import add_to_front, exponentiated_update, hypervolume, influence, meta_reward, oriented
+from rlpost.algos.weighting import (
+    add_to_front, exponentiated_update, hypervolume, influence, meta_reward, nondominated, oriented,
+)
 from rlpost.types import Batch
 
 if TYPE_CHECKING:
@@ -173,10 +175,9 @@ class Hypervolume(Simplex):
         z = self._validate(ctx)
         ref = self._oriented(self.reference)
         front, delta = add_to_front(self._oriented(self.front), self._oriented(z), ref)
-        if delta > 0:
-            self.front.append(z)
-            keep = {tuple(p) for p in front}
-            self.front = [p for p in self.front if tuple(self._oriented(p)) in keep]
+        if delta > 0:  # the same pruning, on the raw vectors the state keeps
+            grown = self.front + [z]
+            self.front = [p for p, keep in zip(grown, nondominated(self._oriented(grown))) if keep]
         self.rho = meta_reward(delta, self.base, self.gain)
         return {
             **{f"val/{k}": v for k, v in zip(self.objectives, z)},

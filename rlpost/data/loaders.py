@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rlpost.data.errors import DataError
+from rlpost.textfile import read_utf8
 
 SUPPORTED_EXTENSIONS = (".jsonl", ".json", ".parquet")
 
@@ -52,24 +53,9 @@ def _check_row(row: Any, path: Path, where: str) -> dict[str, Any]:
     return row
 
 
-def _read_text(path: Path) -> str:
-    """The file as UTF-8 text (a leading byte-order mark dropped), or a DataError naming the file and line."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read the data file ({e.strerror})") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(
-            f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} on line {line}): re-save the file as UTF-8"
-        ) from None
-
-
 def _load_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
-    for lineno, line in enumerate(_read_text(path).split("\n"), start=1):
+    for lineno, line in enumerate(read_utf8(path, "data file", DataError).split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -82,7 +68,7 @@ def _load_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def _load_json(path: Path) -> list[dict[str, Any]]:
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(read_utf8(path, "data file", DataError))
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); for one object per line use .jsonl") from None
     if isinstance(data, dict) and "data" in data:
