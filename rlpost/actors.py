@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from typing import Any, Callable
 
@@ -143,6 +144,11 @@ def start_cluster(cfg: ClusterConfig) -> None:
     """Start (or join, with cluster.address) Ray; a no-op in local mode."""
     if cfg.mode == "local":
         return
+    if cfg.address is None and "ray" not in sys.modules:
+        # A new local cluster gets Ray's default, token authentication, chosen here rather than left unset,
+        # which makes Ray warn about it on every start; RAY_AUTH_MODE set by the user wins. Ray reads the
+        # mode when it is imported, hence only before that.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     if ray.is_initialized():

@@ -53,17 +53,18 @@ def cmd_recipes(args) -> int:
 
 
 def cmd_sft(args) -> int:
+    from rlpost import console
     from rlpost.config import load_config
     from rlpost.data.recipe import load_split
     from rlpost.sft import run_sft, sft_output_dir
 
     cfg = load_config(args.recipe, args.overrides)
+    console.show_progress(cfg.log.progress)
     load_split(cfg, cfg.data.train_split, sft=True)  # fail on data problems before any model loads
     _check_writable(sft_output_dir(cfg).parent, "sft.output_dir" if cfg.sft.output_dir else "run.output_dir")
     if cfg.train.eval_after:
         _check_eval(cfg, "sft")
-    out = run_sft(cfg, on_log=lambda m: print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items())))
-    print(f"SFT model saved to {out}")
+    out = run_sft(cfg)
     if cfg.train.eval_after:
         _eval_and_print(cfg, str(out), "sft")
     return 0
@@ -100,25 +101,29 @@ def _check_eval(cfg, label: str) -> None:
 
 
 def _eval_and_print(cfg, model_path: str, label: str) -> dict:
-    from rlpost.evaluate import evaluate, print_table, write_result
+    from rlpost import console
+    from rlpost.evaluate import evaluate, write_result
     from rlpost.models.loading import load_tokenizer
     from rlpost.rollout.hf_engine import HFEngine
     from rlpost.scoring import make_verifier_runner
 
     with make_verifier_runner(cfg) as runner:  # verifier plug-ins fail here, before the model loads
         engine = HFEngine(model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=cfg.eval.batch_size, threads=cfg.run.threads)
-        result = evaluate(cfg, engine, load_tokenizer(model_path), runner)
+        result = evaluate(cfg, engine, load_tokenizer(model_path), runner, title=f"eval {label}")
     result["model"] = model_path
     write_result(result, _eval_output(cfg, label))
-    print_table(f"eval ({label})", {label: result})
+    console.table(f"held-out evaluation of {model_path}", {label: result})
+    console.echo(f"wrote {_eval_output(cfg, label)}")
     return result
 
 
 def cmd_eval(args) -> int:
+    from rlpost import console
     from rlpost.config import load_config
     from rlpost.models.loading import check_model_folder, resolve_model_path
 
     cfg = load_config(args.recipe, args.overrides)
+    console.show_progress(cfg.log.progress)
     _check_eval(cfg, "eval")
     path = str(check_model_folder(args.model, "--model") if args.model else resolve_model_path(cfg.model))
     _eval_and_print(cfg, path, "eval")

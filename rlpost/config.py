@@ -307,9 +307,12 @@ class ClusterConfig(Section):
 class LogConfig(Section):
     """Metric sinks besides <run dir>/metrics.jsonl (docs/tracking.md)."""
 
-    progress: bool = True
+    progress: bool = Field(True, description="progress on the console: live bars on a terminal, plain lines otherwise")
     tensorboard: bool = Field(True, description="<run dir>/tb when tensorboard is installed, else skipped")
-    every: int = Field(1, ge=1)
+    every: int = Field(
+        10, ge=1, description="a training progress line every N steps when the output is not a terminal "
+        "(metrics.jsonl and the sinks get every step)",
+    )
     wandb: bool = Field(False, description="log to Weights & Biases (pip install 'rlpost[wandb]'); files under <run dir>/wandb")
     wandb_project: str = Field("rlpost", description="W&B project (the run is named after the run dir)")
     wandb_mode: Literal["online", "offline", "disabled"] = Field(

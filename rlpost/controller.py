@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlpost import console
 from rlpost.actors import ActorDiedError, spawn, start_cluster
 from rlpost.algos.stage import StageContext
 from rlpost.batch import completion_metrics, selection_metrics
@@ -22,7 +23,7 @@ from rlpost.checkpoint import latest_checkpoint, load_controller_state, save_che
 from rlpost.config import Config, ConfigError
 from rlpost.data import PromptDataset
 from rlpost.data.recipe import encode_prompts, load_split
-from rlpost.evaluate import evaluate, print_table, write_result
+from rlpost.evaluate import evaluate, write_result
 from rlpost.learner.learner import Learner
 from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
@@ -39,6 +40,10 @@ from rlpost.types import Batch, Group, PromptItem, SamplingParams, Scored
 
 log = logging.getLogger("rlpost.controller")
 
+# What the training bar shows after the step count, as metric -> label.
+TRAIN_INFO = {"reward/mean": "reward", "eval/greedy_accuracy": "eval", "train/response_length": "len", "learner/kl": "kl",
+              "time/step": "s/step"}
+
 
 class SyncError(RuntimeError):
     """Rollout and learner disagree on logprobs after a weight sync (stale or corrupt weights)."""
@@ -52,6 +57,7 @@ def train(cfg: Config, resume: bool = True) -> dict[str, Any]:
     """Run the RL loop of a recipe; resumes from the run's last checkpoint unless resume=False. A learner
     that dies is replaced and the run resumes from its last checkpoint, up to train.max_restarts times
     (a rollout worker is restarted in place: ``RayHandle``)."""
+    console.show_progress(cfg.log.progress)
     limit = cfg.train.max_restarts
     healed = {"learner": 0, "rollout": 0}  # restarts so far, over every resume of this call
     while True:
@@ -70,37 +76,39 @@ def run_steps(cfg: Config, resume: bool, healed: dict[str, int] | None = None) -
     run = start_run(cfg, resume)
     run.healed = healed if healed is not None else {"learner": 0, "rollout": 0}
     state = run.state
-    tracker = Tracker(run.dir, cfg.log, cfg.train.steps, start_step=state["step"], config=cfg.model_dump(mode="json"))
-    ctx = CallbackContext(run, tracker.print)
+    tracker = Tracker(run.dir, cfg.log, start_step=state["step"], config=cfg.model_dump(mode="json"))
+    ctx = CallbackContext(run)
     try:
         run.callbacks.on_start(ctx)  # evaluation before RL
         pending = state.pop("pending", None)
-        for step in range(state["step"], cfg.train.steps):
-            if spent(cfg.train.max_rollouts, state["rollouts"]):  # a resumed run that had reached its budget
-                break
-            t0 = time.perf_counter()
-            groups, metrics = pending or run.collect(step)  # sampler rounds: generate -> verify -> rewards
-            rollouts = state["rollouts"] + int(metrics.get("rollout/generated", 0))
-            last = step + 1 == cfg.train.steps or spent(cfg.train.max_rollouts, rollouts)
-            batch = run.build(groups, step)  # pipeline: shape, combine, advantage, post, select, tokens
-            run.check_signal(batch, step)
-            metrics.update({**completion_metrics(groups), **selection_metrics(batch), **batch.metrics})
-            train_batch = batch.train_batch()
-            update = run.learner.submit("update", train_batch)
-            # With async rollouts the next step's groups come from the pre-update policy, while the learner trains.
-            pending = run.collect(step + 1) if cfg.train.async_rollout and not last else None
-            t_wait = time.perf_counter()
-            metrics.update(run.learner.result(update))
-            metrics["time/wait"] = time.perf_counter() - t_wait
-            metrics.update(run.sync(train_batch, metrics, step))
-            state["step"], state["pending"], state["rollouts"] = step + 1, pending, rollouts
-            metrics["rollout/total"] = float(rollouts)  # completions generated so far in the run
-            metrics.update(run.failures())
-            metrics["time/step"] = time.perf_counter() - t0
-            ctx.step, ctx.last, ctx.metrics = step, last, metrics
-            run.callbacks.after_step(ctx, lambda m: tracker.log(step, m))  # then evaluation, log, checkpoint
-            if last:
-                break
+        with console.phase("train", cfg.train.steps, "steps", every=cfg.log.every, done=state["step"]) as bar:
+            for step in range(state["step"], cfg.train.steps):
+                if spent(cfg.train.max_rollouts, state["rollouts"]):  # a resumed run that had reached its budget
+                    break
+                t0 = time.perf_counter()
+                groups, metrics = pending or run.collect(step)  # sampler rounds: generate -> verify -> rewards
+                rollouts = state["rollouts"] + int(metrics.get("rollout/generated", 0))
+                last = step + 1 == cfg.train.steps or spent(cfg.train.max_rollouts, rollouts)
+                batch = run.build(groups, step)  # pipeline: shape, combine, advantage, post, select, tokens
+                run.check_signal(batch, step)
+                metrics.update({**completion_metrics(groups), **selection_metrics(batch), **batch.metrics})
+                train_batch = batch.train_batch()
+                update = run.learner.submit("update", train_batch)
+                # With async rollouts the next step's groups come from the pre-update policy, while the learner trains.
+                pending = run.collect(step + 1) if cfg.train.async_rollout and not last else None
+                t_wait = time.perf_counter()
+                metrics.update(run.learner.result(update))
+                metrics["time/wait"] = time.perf_counter() - t_wait
+                metrics.update(run.sync(train_batch, metrics, step))
+                state["step"], state["pending"], state["rollouts"] = step + 1, pending, rollouts
+                metrics["rollout/total"] = float(rollouts)  # completions generated so far in the run
+                metrics.update(run.failures())
+                metrics["time/step"] = time.perf_counter() - t0
+                ctx.step, ctx.last, ctx.metrics = step, last, metrics
+                run.callbacks.after_step(ctx, lambda m: tracker.log(step, m))  # then evaluation, log, checkpoint
+                bar.update(step + 1, console.metric_info(metrics, TRAIN_INFO))
+                if last:
+                    break
         run.callbacks.on_end(ctx)  # evaluation after RL, the last checkpoint, the final model
     except ActorDiedError:
         run.healed["rollout"] += run.rollout.restarts
@@ -182,7 +190,7 @@ class Run:
         return sync_weights(self.cfg, self.learner, self.rollout, self.probe, step, check=True)
 
     def evaluate(self, label: str) -> dict[str, Any]:
-        result = evaluate(self.cfg, EngineView(self.rollout), self.tokenizer, self.scorer.runner, self.eval_records)
+        result = evaluate(self.cfg, self.engine_view(), self.tokenizer, self.scorer.runner, self.eval_records, title=f"eval {label}")
         self.state["evals"][label] = result
         write_result(result, self.dir / f"eval_{label}.json")
         curves = {k: r["pass_curve"] for k, r in self.state["evals"].items() if "pass_curve" in r}
@@ -193,7 +201,10 @@ class Run:
     def validate(self, prompts: int) -> dict[str, Any]:
         cfg = self.cfg.model_copy(update={"eval": self.cfg.eval.model_copy(update={"samples": 0})})  # greedy only
         records = self.dataset.records[:prompts]
-        return evaluate(cfg, EngineView(self.rollout), self.tokenizer, self.scorer.runner, records)
+        return evaluate(cfg, self.engine_view(), self.tokenizer, self.scorer.runner, records, title=None)
+
+    def engine_view(self) -> EngineView:
+        return EngineView(self.rollout, self.cfg.rollout.batch_size)
 
     def checkpoint(self) -> None:
         controller = {
@@ -237,10 +248,11 @@ def start_run(cfg: Config, resume: bool) -> Run:
     policy = str(run_sft(cfg) if cfg.train.warm_start == "sft" else resolve_model_path(cfg.model))
     tokenizer = load_tokenizer(policy)
     prompt_texts, prompt_ids = encode_prompts(cfg, records, tokenizer)
-    start_cluster(cfg.cluster)
-    learner = spawn(Learner, cfg.cluster, "learner", cfg, policy, num_gpus=cfg.cluster.learner_gpus)
-    rollout = spawn(RolloutWorker, cfg.cluster, "rollout", cfg, policy, num_gpus=cfg.cluster.rollout_gpus, max_restarts=cfg.train.max_restarts)
-    learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
+    with console.phase(f"start the learner and rollout worker ({cfg.cluster.mode})", None):
+        start_cluster(cfg.cluster)
+        learner = spawn(Learner, cfg.cluster, "learner", cfg, policy, num_gpus=cfg.cluster.learner_gpus)
+        rollout = spawn(RolloutWorker, cfg.cluster, "rollout", cfg, policy, num_gpus=cfg.cluster.rollout_gpus, max_restarts=cfg.train.max_restarts)
+        learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
     r = cfg.rollout
     run = Run(
         cfg, cfg.output_dir, learner, rollout, scorer, sampler, pipeline, callbacks, PromptDataset(records, seed=cfg.run.seed), tokenizer,
@@ -403,10 +415,10 @@ def resume_from(ckpt: Path, learner, rollout, dataset, sampler, pipeline: Pipeli
 
 
 class EngineView:
-    """Lets evaluation call `generate` on a rollout actor handle."""
+    """Lets evaluation call `generate` on a rollout actor handle (whose engine runs ``batch_size`` rows at a time)."""
 
-    def __init__(self, handle) -> None:
-        self.handle = handle
+    def __init__(self, handle, batch_size: int) -> None:
+        self.handle, self.batch_size = handle, batch_size
 
     def generate(self, requests, sampling):
         return self.handle.call("generate", requests, sampling)
@@ -415,6 +427,6 @@ class EngineView:
 def summarize(run_dir: Path, state: dict[str, Any]) -> None:
     evals = state["evals"]
     (run_dir / "summary.json").write_text(json.dumps({"steps": state["step"], "rollouts": state["rollouts"], "evals": evals}, indent=2))
-    shown = {k: v for k, v in evals.items() if k in ("before", "after")}
-    if shown:
-        print_table(f"rlpost: {run_dir}", shown)
+    if evals:
+        console.table(f"held-out evaluation of {run_dir}", evals)
+    console.echo(f"done: {state['step']} steps; the run's model, metrics and evaluations are in {run_dir}")

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rlpost import console
 from rlpost.config import Config
 from rlpost.data.recipe import encode_prompts, load_split
-from rlpost.types import Request, SamplingParams
+from rlpost.types import Completion, Request, SamplingParams
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -60,8 +62,27 @@ def score(facts: list[dict[str, dict]], verifier: str) -> tuple[list[bool], int]
     return flags, errors
 
 
-def evaluate(cfg: Config, engine, tokenizer, runner, records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Greedy accuracy (and pass@k when eval.samples > 0) of `engine` on the eval split."""
+def generate(engine, requests: list[Request], sampling: SamplingParams, bar: console.Phase | None) -> list[Completion]:
+    """``engine.generate(requests, sampling)``, called on whole engine batches at a time (``engine.batch_size``
+    rows) so that each batch's completions count on ``bar`` and the completions are those of one call."""
+    if not requests or sampling.n == 0:
+        return []
+    rows = getattr(engine, "batch_size", None) or len(requests) * sampling.n
+    per_call = rows // math.gcd(rows, sampling.n)  # prompts whose samples fill whole batches
+    out: list[Completion] = []
+    for start in range(0, len(requests), per_call):
+        chunk = engine.generate(requests[start : start + per_call], sampling)
+        out += chunk
+        if bar is not None:
+            bar.update(bar.done + len(chunk))
+    return out
+
+
+def evaluate(
+    cfg: Config, engine, tokenizer, runner, records: list[dict[str, Any]] | None = None, title: str | None = "eval",
+) -> dict[str, Any]:
+    """Greedy accuracy (and pass@k when eval.samples > 0) of `engine` on the eval split; ``title`` names its
+    progress on the console (None: none shown)."""
     ec = cfg.eval
     if records is None:
         records = load_split(cfg, ec.split or cfg.data.eval_split, limit=ec.limit)
@@ -70,7 +91,12 @@ def evaluate(cfg: Config, engine, tokenizer, runner, records: list[dict[str, Any
     requests = [Request(prompt_ids=p, key=i) for i, p in enumerate(prompt_ids)]
     stop = cfg.rollout.stop
 
-    greedy = engine.generate(requests, SamplingParams(n=1, max_new_tokens=ec.max_new_tokens, temperature=0.0, stop=stop))
+    total = len(requests) * (1 + ec.samples)
+    with console.phase(title, total, "completions") if title else nullcontext() as bar:
+        greedy = generate(engine, requests, SamplingParams(n=1, max_new_tokens=ec.max_new_tokens, temperature=0.0, stop=stop), bar)
+        sampled = generate(
+            engine, requests, SamplingParams(n=ec.samples, max_new_tokens=ec.max_new_tokens, temperature=ec.temperature, stop=stop), bar,
+        ) if ec.samples > 0 else []
     facts = runner.run([c.text for c in greedy], records)
     flags, errors = score(facts, verifier)
     result: dict[str, Any] = {
@@ -81,10 +107,6 @@ def evaluate(cfg: Config, engine, tokenizer, runner, records: list[dict[str, Any
         **reward_means(cfg, prompt_texts, greedy, facts, records),
     }
     if ec.samples > 0:
-        sampled = engine.generate(
-            requests,
-            SamplingParams(n=ec.samples, max_new_tokens=ec.max_new_tokens, temperature=ec.temperature, stop=stop),
-        )
         recs = [records[c.key] for c in sampled]
         s_flags, s_errors = score(runner.run([c.text for c in sampled], recs), verifier)
         result["verifier_errors"] += s_errors
@@ -134,23 +156,3 @@ def write_result(result: dict[str, Any], path: Path) -> None:
         from rlpost.plots import plot_pass_curves
 
         plot_pass_curves({path.stem: result["pass_curve"]}, path.with_suffix(".png"), f"pass@k ({result['n_prompts']} prompts)")
-
-
-def print_table(title: str, rows: dict[str, dict[str, Any]]) -> None:
-    """rows: column label -> result dict (e.g. {"before": ..., "after": ...})."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("metric")
-    labels = list(rows)
-    for label in labels:
-        table.add_column(label, justify="right")
-    keys = [k for k, v in next(iter(rows.values())).items() if not isinstance(v, (dict, list))]
-    for key in keys:
-        cells = []
-        for label in labels:
-            v = rows[label].get(key, "")
-            cells.append(f"{v:.4f}" if isinstance(v, float) else str(v))
-        table.add_row(key, *cells)
-    Console().print(table)

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
+from rlpost import console
 from rlpost.config import Config
 from rlpost.data import PromptDataset, render_template
 from rlpost.data.recipe import encode_prompts, load_split
 from rlpost.learner.optim import build_optimizer
 from rlpost.models.forward import completion_logprobs
 from rlpost.models.loading import load_model, load_tokenizer, resolve_model_path
-
-log = logging.getLogger("rlpost.sft")
 
 
 def sft_fingerprint(cfg: Config) -> str:
@@ -36,13 +33,14 @@ def sft_output_dir(cfg: Config) -> Path:
     return Path(cfg.sft.output_dir) if cfg.sft.output_dir else cfg.output_dir / "sft"
 
 
-def run_sft(cfg: Config, on_log=None) -> Path:
-    """Train, save and return the SFT folder; reuses it when a finished run has the same fingerprint."""
+def run_sft(cfg: Config) -> Path:
+    """Train, save and return the SFT folder; reuses it when a finished run has the same fingerprint.
+    Progress on the console: loss and lr, every sft.log_every steps when the output is not a terminal."""
     out = sft_output_dir(cfg)
     stamp = out / "rlpost_sft.json"
     fingerprint = sft_fingerprint(cfg)
     if stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
-        log.info("reusing SFT checkpoint %s (same config)", out)
+        console.echo(f"sft: reusing {out} (trained with the same settings)")
         return out
 
     torch.set_num_threads(cfg.run.threads)
@@ -63,22 +61,21 @@ def run_sft(cfg: Config, on_log=None) -> Path:
     )
     torch.manual_seed(cfg.run.seed)
     data = PromptDataset(records, seed=cfg.run.seed)
-    t0 = time.perf_counter()
-    for step in range(sc.steps):
-        idx = [i for i, _ in data.next_batch(sc.batch_size)]
-        logp, mask, _ = completion_logprobs(
-            model, [prompt_ids[i] for i in idx], [target_ids[i] for i in idx], tokenizer.pad_token_id
-        )
-        loss = -(logp * mask).sum() / mask.sum().clamp(min=1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), sc.grad_clip)
-        opt.step()
-        sched.step()
-        if on_log and (step % sc.log_every == 0 or step == sc.steps - 1):
-            on_log({"step": step, "loss": loss.item(), "lr": sched.get_last_lr()[0], "elapsed_s": time.perf_counter() - t0})
-
+    with console.phase("sft", sc.steps, "steps", every=sc.log_every) as bar:
+        for step in range(sc.steps):
+            idx = [i for i, _ in data.next_batch(sc.batch_size)]
+            logp, mask, _ = completion_logprobs(
+                model, [prompt_ids[i] for i in idx], [target_ids[i] for i in idx], tokenizer.pad_token_id
+            )
+            loss = -(logp * mask).sum() / mask.sum().clamp(min=1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), sc.grad_clip)
+            opt.step()
+            sched.step()
+            bar.update(step + 1, f"loss {loss.item():.4g}  lr {sched.get_last_lr()[0]:.3g}")
     save_hf_folder(model, tokenizer, out)
+    console.echo(f"sft: saved {out}")
     stamp.write_text(json.dumps({"fingerprint": fingerprint, "steps": sc.steps, "base": str(base)}))
     return out
 

@@ -1,5 +1,5 @@
 """Metric sinks: jsonl always, tensorboard when installed, Weights & Biases and MLflow when the recipe asks
-(log.wandb, log.mlflow; docs/tracking.md), a progress bar on the console.
+(log.wandb, log.mlflow; docs/tracking.md). The console's progress is rlpost.console's.
 
 Metrics are floats; a list of floats is a distribution (the list in jsonl, a histogram in tensorboard and
 W&B; MLflow has no histograms and leaves it out). NaN, None and infinities reach jsonl only."""
@@ -18,9 +18,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from rlpost.config import ConfigError, LogConfig
-
-CONSOLE_KEYS = ("reward/mean", "train/accuracy", "train/response_length", "learner/kl", "time/step")
-
 
 def check_sinks(cfg: LogConfig) -> None:
     """Refuse in one line, before any model loads, a sink the recipe asks for whose packages are missing."""
@@ -149,7 +146,7 @@ class MlflowSink:
 
 class Tracker:
     def __init__(
-        self, run_dir: Path, cfg: LogConfig, total_steps: int, start_step: int = 0, config: dict[str, Any] | None = None
+        self, run_dir: Path, cfg: LogConfig, start_step: int = 0, config: dict[str, Any] | None = None
     ) -> None:
         """``config``: hyperparameters for W&B's run config and MLflow's params (nested dicts are flattened
         to dotted MLflow keys); a run resumed when start_step > 0."""
@@ -168,16 +165,6 @@ class Tracker:
             self.sinks.append(WandbSink(run_dir, cfg, start_step > 0, config))
         if cfg.mlflow:
             self.sinks.append(MlflowSink(run_dir, cfg, start_step > 0, config))
-        self.progress = None
-        if cfg.progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]rlpost"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-            )
-            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, info="")
-            self.progress.start()
 
     def _truncate_after(self, step: int) -> None:
         """On resume, drop records of steps the checkpoint does not include."""
@@ -192,19 +179,8 @@ class Tracker:
         self.file.flush()
         for sink in self.sinks:
             sink.log(step, metrics)
-        if self.progress is not None:
-            info = "  ".join(f"{k.split('/')[-1]}={metrics[k]:.3g}" for k in CONSOLE_KEYS if k in metrics)
-            self.progress.update(self.task, completed=step + 1, info=info)
-
-    def print(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(text)
-        else:
-            print(text)
 
     def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
         for sink in self.sinks:
             sink.close()
         self.file.close()

@@ -18,7 +18,7 @@ CONFIG = {"algo": {"lr": 0.1, "policy_loss": "grpo"}, "seed": 3}
 
 
 def run_steps(run_dir, cfg: LogConfig, steps: range, config=None) -> None:
-    tracker = Tracker(run_dir, cfg, total_steps=10, start_step=steps.start, config=config)
+    tracker = Tracker(run_dir, cfg, start_step=steps.start, config=config)
     for step in steps:
         tracker.log(step, {**STEP_METRICS, "reward/mean": float(step)})
     tracker.close()
@@ -160,7 +160,7 @@ def test_missing_package_is_one_line_config_error(tmp_path, monkeypatch, key, mo
         check_sinks(cfg)
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError):
-        Tracker(tmp_path / "run", cfg, total_steps=1)
+        Tracker(tmp_path / "run", cfg)
     assert not (tmp_path / "run").exists()  # refused before anything is written
 
 

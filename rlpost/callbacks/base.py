@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
+from rlpost import console
 from rlpost.config import Config, ConfigError, LearnerConfig
 from rlpost.registry import Registry
 
@@ -69,13 +70,16 @@ class CallbackContext:
     """What a callback may see and do. ``step`` is the step just trained (0-based); after it the
     learner has made ``step + 1`` updates."""
 
-    def __init__(self, run: Run, printer: Callable[[str], None]) -> None:
+    def __init__(self, run: Run) -> None:
         self._run = run
-        self.print = printer
         self.step = run.state["step"] - 1
         self.total_steps = run.cfg.train.steps
         self.last = False
         self.metrics: dict[str, Any] = {}
+
+    def print(self, text: str) -> None:
+        """A message on the console, above the progress bars."""
+        console.echo(text)
 
     @property
     def evals(self) -> dict[str, Any]:

@@ -10,16 +10,26 @@ the shared prompt) for roughly ``P / n`` of the prompt compute: the win grows wi
 """
 from __future__ import annotations
 
-import warnings
+import functools
+import inspect
 from collections.abc import Sequence
 
 import torch
 
 from rlpost.algos.logprobs import entropy_from_logits, token_logprobs
 
-# transformers 5.19 renames forward(past_key_values=) to cache=; the old name is the one every supported
-# version (>= 5.0) accepts and works until 5.40, so its notice, printed on every forward, is silenced here.
-warnings.filterwarnings("ignore", message="`past_key_values` is deprecated", category=FutureWarning)
+
+
+def with_cache(model, cache) -> dict:
+    """The forward keyword that passes a KV cache: ``cache`` where the model's forward has it (transformers
+    5.24 renamed ``past_key_values``, and warns on the old name), ``past_key_values`` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper takes **kwargs
+    return {"cache" if "cache" in _forward_parameters(type(base)) else "past_key_values": cache}
+
+
+@functools.cache
+def _forward_parameters(cls: type) -> frozenset[str]:
+    return frozenset(inspect.signature(cls.forward).parameters)
 
 
 def build_inputs(
@@ -126,7 +136,7 @@ def _shared_prefix_logits(model, unique, row_of, completions, pad_id, device):
     first = model(
         input_ids=prompt_ids.to(device), attention_mask=prompt_mask.to(device),
         position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0).to(device),
-        past_key_values=cache, use_cache=True, logits_to_keep=1,
+        **with_cache(model, cache), use_cache=True, logits_to_keep=1,
     ).logits[rows.to(device)]  # [B, 1, V]: predicts each row's first completion token
     if T == 1:
         return first.float(), comp_ids, comp_mask.float()
@@ -136,6 +146,6 @@ def _shared_prefix_logits(model, unique, row_of, completions, pad_id, device):
     position_ids = prompt_len[:, None] + torch.arange(T - 1)[None, :]
     rest = model(
         input_ids=comp_ids[:, : T - 1].to(device), attention_mask=attention_mask.to(device),
-        position_ids=position_ids.to(device), past_key_values=cache, use_cache=True,
+        position_ids=position_ids.to(device), **with_cache(model, cache), use_cache=True,
     ).logits
     return torch.cat([first, rest], dim=1).float(), comp_ids, comp_mask.float()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from rlpost import console
 from rlpost.config import ConfigError, ModelConfig, cache_dir
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -45,17 +46,18 @@ def _gguf_to_safetensors(cfg: ModelConfig) -> Path:
     target = cache_dir() / "gguf" / Path(cfg.gguf_file).stem
     if (target / "config.json").is_file():
         return target
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=cfg.gguf_file, dtype=torch.float32)
-    # The weights are already dequantised to fp32; drop the GGUF marker so the copy is a plain model.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=cfg.gguf_file)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".gguf-", dir=target.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, target)
+    with console.phase(f"convert {cfg.gguf_file} to {target} (once)", None):
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=cfg.gguf_file, dtype=torch.float32)
+        # The weights are already dequantised to fp32; drop the GGUF marker so the copy is a plain model.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=cfg.gguf_file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".gguf-", dir=target.parent))
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
     return target
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from rlpost.models.forward import completion_logprobs, left_pad, unique_prompts
+from rlpost.models.forward import completion_logprobs, left_pad, unique_prompts, with_cache
 from rlpost.models.loading import load_model, load_tokenizer
 from rlpost.types import Completion, Request, SamplingParams, WeightPayload
 
@@ -116,7 +116,7 @@ class HFEngine:
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         logits = self.model(
-            input_ids=input_ids, attention_mask=attn, position_ids=pos, past_key_values=cache,
+            input_ids=input_ids, attention_mask=attn, position_ids=pos, **with_cache(self.model, cache),
             use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :]
         if len(unique) < B:
@@ -161,7 +161,7 @@ class HFEngine:
             next_pos = next_pos + 1
             logits = self.model(
                 input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
-                past_key_values=cache, use_cache=True,
+                **with_cache(self.model, cache), use_cache=True,
             ).logits[:, -1, :]
         out = []
         for i in range(B):
