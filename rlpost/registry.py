@@ -103,7 +103,8 @@ def resolve_specs(
     registry: Registry, specs: list[tuple[str, str, dict]], probe_args: tuple, contract: str, partial: bool = False
 ) -> list[Callable]:
     """Resolve `(name, fn_spec, kwargs)` specs, checking names are unique and that each function
-    accepts `probe_args` plus its kwargs (`contract` describes the expected signature)."""
+    accepts `probe_args` plus its kwargs (`contract` describes the expected signature); a function with a
+    ``check(**kwargs)`` attribute has it called too (ValueError: what is wrong, in one line)."""
     import inspect
 
     seen: set[str] = set()
@@ -129,5 +130,10 @@ def resolve_specs(
                 raise ValueError(
                     f"{registry.kind} '{name}' ('{fn_spec}') does not fit {contract} with kwargs {kwargs}: {e}"
                 ) from e
+        if callable(getattr(fn, "check", None)):  # the component's own start-up check of its kwargs
+            try:
+                fn.check(**(kwargs or {}))
+            except ValueError as e:
+                raise ValueError(f"{registry.kind} '{name}': {e}") from None
         fns.append(fn)
     return fns

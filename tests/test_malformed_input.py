@@ -149,6 +149,11 @@ RECIPE_VALUES = cases("recipe", [
     ("recipe-not-utf8", each(recipe="$D/latin.yaml"), ["$D/latin.yaml", "not UTF-8", "0xe9 on line 1"]),
     ("mask-file-unset", [("train", cmd("train", "learner.update=sparse", "learner.sparse.mask=file"))], ["learner.sparse.file"]),
     ("diff-unset", [("train", cmd("train", "learner.update=sparse", "learner.sparse.mask=checkpoint_diff"))], ["learner.sparse.diff_base"]),
+    # the code verifier's own start-up check (a trial run in its sandbox), before any model loads
+    ("code-isolation", each("verify.verifiers=[{name: code, kwargs: {isolation: jail}}]", "rewards=[{name: correctness, kwargs: {verifier: code}}]",
+                            commands=("train", "eval")), ["verifier 'code'", "isolation must be one of namespaces, rlimits, got 'jail'"]),
+    ("code-limit", each("verify.verifiers=[{name: code, kwargs: {memory_mb: 0}}]", "rewards=[{name: correctness, kwargs: {verifier: code}}]",
+                        commands=("train", "eval")), ["verifier 'code'", "memory_mb must be a positive integer, got 0"]),
 ])
 
 DATA = cases("data", [

@@ -109,6 +109,18 @@ def verify_code(
     return run_sandboxed(prefix + extract_code(completion), tests, limits, isolation)
 
 
+def check_kwargs(
+    tests_key: str = "tests", prefix_key: str | None = None, isolation: str = "namespaces", wall_s: float = 2.0,
+    cpu_s: int = 1, memory_mb: int = 256, file_size_mb: int = 1, disk_mb: int = 8, nproc: int = 8,
+) -> None:
+    """At start-up, before any model loads: the limits are valid and ``isolation`` works here (a trial run)."""
+    Limits(wall_s, cpu_s, memory_mb, file_size_mb, disk_mb, nproc)
+    require_isolation(isolation)
+
+
+verify_code.check = check_kwargs  # type: ignore[attr-defined]  # called when the recipe's verifiers resolve
+
+
 def extract_code(completion: str) -> str:
     """The first fenced ``python`` (or ``py``, or untagged) block of ``completion``, else all of it."""
     match = _FENCE.search(completion)
