@@ -25,13 +25,18 @@ def test_tiny_model_is_deterministic_and_cached(tmp_path):
     assert config_hash(TinyModelConfig(seed=1)) != config_hash(cfg)
 
 
-def test_tiny_llama_and_char_tokenizer_round_trip(tmp_path):
-    path = build_tiny_model(TinyModelConfig(arch="llama", tie_word_embeddings=False), tmp_path)
+@pytest.mark.parametrize("arch", ["qwen2", "llama"])
+def test_tiny_models_char_tokenizer_round_trips_spaces_and_newlines(tmp_path, arch):
+    """Every character is one token, spaces and newlines too, also after the folder is saved again (as
+    SFT does); AutoTokenizer alone gives a Qwen2 folder Qwen2Tokenizer, which drops them."""
+    path = build_tiny_model(TinyModelConfig(arch=arch, tie_word_embeddings=False), tmp_path)
+    text = "What is 12 + 34?\nAnswer: 46.\n    def f(x):"
     tok = load_tokenizer(path)
-    text = "What is 12 + 34?\nAnswer: 46."
-    ids = tok(text, add_special_tokens=False).input_ids
-    assert len(ids) == len(text) and tok.decode(ids) == text
-    assert load_model(path).config.model_type == "llama"
+    tok.save_pretrained(tmp_path / "again")
+    for t in (tok, load_tokenizer(tmp_path / "again")):
+        ids = t(text, add_special_tokens=False).input_ids
+        assert len(ids) == len(text) and t.decode(ids) == text
+    assert load_model(path).config.model_type == arch
 
 
 def test_bad_model_paths_are_named(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -100,16 +101,29 @@ def _one_line(e: BaseException) -> str:
 
 
 def load_tokenizer(path: str | Path):
-    """The folder's tokenizer, with a pad token (the EOS token when it has none); ConfigError if it cannot load."""
-    from transformers import AutoTokenizer
+    """The folder's tokenizer, with a pad token (the EOS token when it has none); ConfigError if it cannot load.
 
+    A folder whose tokenizer_config.json names the generic ``TokenizersBackend`` (the tiny models, and SFT
+    folders made from them) gets its tokenizer.json exactly as written: AutoTokenizer would take the model
+    type's class instead (Qwen2Tokenizer), whose own byte-level pre-tokenizer drops every space and newline
+    a character-level vocabulary spells as itself."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    generic = _tokenizer_class(Path(path)) in ("TokenizersBackend", "PreTrainedTokenizerFast")
     try:
-        tok = AutoTokenizer.from_pretrained(str(path))
+        tok = (PreTrainedTokenizerFast if generic else AutoTokenizer).from_pretrained(str(path))
     except (OSError, ValueError, KeyError) as e:
         raise ConfigError(f"model folder {path}: cannot load its tokenizer ({_one_line(e)})") from None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def _tokenizer_class(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        return None  # AutoTokenizer reports what is wrong
 
 
 def load_model(path: str | Path, dtype: str = "float32"):
