@@ -141,7 +141,8 @@ def phase(title: str, total: int | None, unit: str = "", every: int | None = Non
         _live.start()
     _open += 1
     if _shown and _live is None:
-        print(f"{title}: {total} {unit} ..." if total else f"{title} ...", flush=True)
+        resumed = f" from {done}" if done else ""
+        print(f"{title}: {total} {unit}{resumed} ..." if total else f"{title} ...", flush=True)
     p = Phase(title, total, unit, every, done)
     failed = True
     try:

@@ -41,7 +41,8 @@ def test_piped_phase_prints_a_start_line_one_line_per_interval_and_an_end_line(c
 def test_a_resumed_phase_counts_from_where_it_was(capsys):
     with console.phase("train", 10, "steps", every=5, done=8) as bar:
         bar.update(9), bar.update(10)
-    assert capsys.readouterr().out.splitlines()[-1].startswith("train: 10/10 steps (100%) in")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "train: 10 steps from 8 ..." and lines[-1].startswith("train: 10/10 steps (100%) in")
 
 
 def test_a_phase_that_fails_says_where_it_stopped(capsys):
