@@ -1,0 +1,146 @@
+"""TREC runs and qrels, the rank_llm candidate files, and nDCG / recall against qrels with pytrec_eval (the
+C trec_eval behind BEIR, BRIGHT and Diver). Ids are strings. Every bad line is one DataError naming the file
+and the line."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rlpost.config import ConfigError
+from rlpost.data.errors import DataError
+from rlpost.ranking.scores import strictly_decreasing
+from rlpost.textfile import read_utf8
+
+Run = dict[str, dict[str, float]]
+Qrels = dict[str, dict[str, int]]
+
+
+def _lines(path: Path, what: str) -> Iterable[tuple[int, list[str]]]:
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    for n, line in enumerate(read_utf8(path, what, DataError).splitlines(), 1):
+        if line.strip():
+            yield n, line.split()
+
+
+def read_run(path: str | Path) -> Run:
+    """``qid Q0 docid rank score tag`` lines -> {qid: {docid: score}}."""
+    path = Path(path)
+    run: Run = {}
+    for n, cols in _lines(path, "run file"):
+        if len(cols) != 6:
+            raise DataError(f"{path} line {n}: expected 6 columns 'qid Q0 docid rank score tag', got {len(cols)}")
+        try:
+            run.setdefault(cols[0], {})[cols[2]] = float(cols[4])
+        except ValueError:
+            raise DataError(f"{path} line {n}: the score {cols[4]!r} is not a number") from None
+    if not run:
+        raise DataError(f"{path}: no run lines")
+    return run
+
+
+def read_qrels(path: str | Path) -> Qrels:
+    """``qid iteration docid relevance`` lines -> {qid: {docid: relevance}}."""
+    path = Path(path)
+    qrels: Qrels = {}
+    for n, cols in _lines(path, "qrels file"):
+        if len(cols) != 4:
+            raise DataError(f"{path} line {n}: expected 4 columns 'qid 0 docid relevance', got {len(cols)}")
+        try:
+            qrels.setdefault(cols[0], {})[cols[2]] = int(cols[3])
+        except ValueError:
+            raise DataError(f"{path} line {n}: the relevance {cols[3]!r} is not an integer") from None
+    if not qrels:
+        raise DataError(f"{path}: no qrels lines")
+    return qrels
+
+
+def read_topics(path: str | Path) -> dict[str, str]:
+    """``qid<TAB>query`` lines -> {qid: query}."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"topics file not found: {path}")
+    topics = {}
+    for n, line in enumerate(read_utf8(path, "topics file", DataError).splitlines(), 1):
+        if line.strip():
+            qid, sep, text = line.partition("\t")
+            if not sep or not text.strip():
+                raise DataError(f"{path} line {n}: expected 'qid<TAB>query'")
+            topics[qid.strip()] = text.strip()
+    return topics
+
+
+def read_candidates(path: str | Path) -> list[dict[str, Any]]:
+    """A rank_llm JSON list of ``{"query": ..., "hits": [{"qid", "docid", "score", "content"}, ...]}`` ->
+    [{"qid", "query", "candidates": [{"docid", "text", "score"}, ...]}] in first-stage order."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"candidates file not found: {path}")
+    try:
+        items = json.loads(read_utf8(path, "candidates file", DataError))
+    except ValueError as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(items, list):
+        raise DataError(f"{path}: expected a JSON list of {{query, hits}} objects")
+    out = []
+    for i, item in enumerate(items):
+        hits = item.get("hits") if isinstance(item, dict) else None
+        if not isinstance(hits, list) or not isinstance(item.get("query"), str):
+            raise DataError(f"{path}: item {i} needs a 'query' string and a 'hits' list")
+        if not hits:
+            raise DataError(f"{path}: item {i} ({item['query'][:60]!r}) has an empty candidate list")
+        try:
+            candidates = [{"docid": str(h["docid"]), "text": h["content"], "score": float(h.get("score", 0.0))} for h in hits]
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{path}: item {i}: every hit needs 'docid' and 'content' and a numeric 'score' ({e!r})") from None
+        if any(not isinstance(c["text"], str) or not c["text"].strip() for c in candidates):
+            bad = next(c["docid"] for c in candidates if not isinstance(c["text"], str) or not c["text"].strip())
+            raise DataError(f"{path}: item {i}: document {bad} has no text")
+        out.append({"qid": str(hits[0]["qid"]), "query": item["query"], "candidates": candidates})
+    return out
+
+
+def write_run(run: dict[str, Sequence[tuple[str, float]]], path: str | Path, tag: str = "rlpost") -> Path:
+    """Write ``{qid: [(docid, score), ...]}`` as a TREC run: sorted by score (ties in the given order), ranks
+    from 1, scores nudged to strictly decrease so trec_eval cannot reorder ties."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"{qid} Q0 {docid} {rank} {score:.6f} {tag}"
+        for qid, ranked in run.items()
+        for rank, (docid, score) in enumerate(strictly_decreasing(ranked), 1)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+MEASURES = ("ndcg_cut_10", "recall_100")
+
+
+def evaluate(
+    run: Run, qrels: Qrels, measures: Sequence[str] = MEASURES, allow_missing: bool = False, relevance_level: int = 1,
+) -> dict[str, Any]:
+    """Mean of each measure over every qrels query (a query missing from the run counts 0, as trec_eval -c),
+    with per-query values and the counts. nDCG uses the graded relevance as linear gains; binary measures
+    (recall) count relevance >= ``relevance_level`` (TREC DL's convention is 2). DataError when the qrels name
+    no query of the run, or when some are missing and ``allow_missing`` is false."""
+    try:
+        import pytrec_eval
+    except ImportError:
+        raise ConfigError("evaluating a ranking needs pytrec_eval: pip install 'rlpost[rerank]'") from None
+
+    judged = set(qrels)
+    if not judged & set(run):
+        raise DataError(f"the qrels ({len(qrels)} queries) name no query of the run ({len(run)} queries, e.g. {next(iter(run), '-')})")
+    missing = sorted(judged - set(run))
+    if missing and not allow_missing:
+        raise DataError(f"{len(missing)} of {len(judged)} judged queries are missing from the run (e.g. {', '.join(missing[:3])})")
+    names = {m.replace("_cut_", "_cut.").replace("recall_", "recall.") for m in measures}
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, names, relevance_level=relevance_level).evaluate({q: run[q] for q in judged & set(run)})
+    result: dict[str, Any] = {
+        m: sum(per_query.get(q, {}).get(m, 0.0) for q in judged) / len(judged) for m in measures
+    }
+    result.update(queries=len(judged), missing=len(missing), per_query=per_query)
+    return result

@@ -1,0 +1,221 @@
+"""Reranking's pure parts on the spec's hand-computed numbers (shared/specs/rerankers_erank_grouprank.md,
+2.8 and 3.8): output parsing, ERank's cohort rewards, GroupRank's reward, inference scores, TREC files and
+nDCG against a hand-computed ranking and against BM25 on TREC DL19 (0.5058)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlpost.algos.advantages import grpo
+from rlpost.data.errors import DataError
+from rlpost.ranking.parsing import parse_erank, parse_grouprank, parse_grouprank_lenient
+from rlpost.ranking.rewards import (
+    distribution, erank_rewards, fused_label, gold_scores, group_reward, grouprank_reward, js_bits, ndcg, recall_at,
+)
+from rlpost.ranking.scores import erank_score, groups, hybrid, merge_passes, strictly_decreasing, zscores
+from rlpost.ranking.trec import evaluate, read_candidates, read_qrels, read_run, read_topics, write_run
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "retrieval"
+
+
+def answer(scores: list[int]) -> str:
+    body = ", ".join(f'"[{i}]": {s}' for i, s in enumerate(scores, 1))
+    return f"<reason>\nd1 answers it\n</reason>\n<answer>\n```json\n{{{body}}}\n```\n</answer>"
+
+
+# ------------------------------------------------------------------ ERank (2.8)
+
+def test_te1_cohort_rewards_and_their_advantages():
+    rewards = erank_rewards([[9, 7], [8, 2], [3, None]], positive=[True, False, False], reference=[0, 2, 1])
+    np.testing.assert_allclose(rewards, [[1.0, 1 / 3], [-1.0, 1.0], [0.96, -1.0]], atol=1e-4)
+    adv = grpo(torch.tensor(rewards.ravel(), dtype=torch.float64), torch.tensor([0, 0, 1, 1, 2, 2]))
+    np.testing.assert_allclose(adv.numpy(), [0.7071, -0.7071, -0.7071, 0.7071, 0.7071, -0.7071], atol=1e-4)
+
+
+def test_te2_ties_share_the_smallest_rank():
+    rewards = erank_rewards([[10, 10], [10, 0]], positive=[True, False], reference=[0, 0])
+    np.testing.assert_allclose(rewards, [[1.0, 1.0], [-1.0, 1.0]])
+    adv = grpo(torch.tensor(rewards.ravel(), dtype=torch.float64), torch.tensor([0, 0, 1, 1]))
+    np.testing.assert_allclose(adv.numpy(), [0, 0, -0.7071, 0.7071], atol=1e-4)
+
+
+def test_te3_ndcg_reward():
+    rewards = erank_rewards([[9, 7], [8, 2], [3, None]], [True, False, False], [0, 2, 1], kind="ndcg")
+    np.testing.assert_allclose(rewards, [[0.6131, 0.3066], [-1.0, 1.0], [0.96, -1.0]], atol=1e-4)
+
+
+def test_erank_variants_and_edge_cases():
+    # r_SE: every formatted rollout against its reference (the teacher's score)
+    np.testing.assert_allclose(erank_rewards([[9, None]], [True], [7], kind="se"), [[0.96, -1.0]])
+    # all_positives: a negative between the best and worst positive rollout gets 0, above all of them the penalty
+    rewards = erank_rewards([[9, 5], [10, 7, ], [3, 1]], [True, False, False], [0, 6, 1], neg_above_rule="all_positives")
+    np.testing.assert_allclose(rewards, [[1 / 2, 1 / 4], [-1.0, 0.0], [0.96, 1.0]])
+    # no formatted positive rollout: every negative gets the smooth term
+    np.testing.assert_allclose(erank_rewards([[None], [8]], [True, False], [0, 6]), [[-1.0], [0.96]])
+    with pytest.raises(ValueError, match="kind must be one of rr, ndcg, se"):
+        erank_rewards([[1]], [True], [0], kind="mrr")
+
+
+def test_te4_expected_score():
+    assert erank_score(7, [math.log(0.8)]) == pytest.approx(5.6)
+    assert erank_score(10, [math.log(0.9), math.log(0.95)]) == pytest.approx(8.55)
+    assert erank_score(9, [math.log(0.99)]) == pytest.approx(8.91)  # a confident 9 outranks a less sure 10
+
+
+def test_te5_bm25_hybrid():
+    np.testing.assert_allclose(zscores([12, 10, 8]), [1.2247, 0, -1.2247], atol=1e-4)
+    np.testing.assert_allclose(zscores([5.6, 8.55, 0.0]), [0.2491, 1.0810, -1.3301], atol=1e-4)
+    final = hybrid([12, 10, 8], [5.6, 8.55, 0.0], weight=0.2)
+    np.testing.assert_allclose(final, [0.4442, 0.8648, -1.3091], atol=1e-4)
+    assert list(np.argsort(-final)) == [1, 0, 2]
+    assert list(zscores([3, 3, 3])) == [0, 0, 0]
+
+
+@pytest.mark.parametrize("text, score", [
+    ("<think>x</think><answer>7</answer>", 7), ("<answer> 10 </answer>", 10), ("  <think>a\nb</think>\n<answer>0</answer>\n", 0),
+    ("<answer>7.5</answer>", None), ("<answer>11</answer>", None), ("<answer>1</answer><answer>2</answer>", None),
+    ("<think>x</think><answer>7", None), ("<answer>7</answer><think>x</think>", None), ("<answer>-3</answer>", None),
+    ("<answer>seven</answer>", None), ("", None),
+])
+def test_te6_erank_parser(text, score):
+    assert parse_erank(text) == score
+
+
+# ------------------------------------------------------------------ GroupRank (3.8)
+
+GOLD = [10, 6, 2, 0]
+
+
+def test_tg1_reward_of_a_good_answer():
+    assert ndcg([8, 9, 1, 0], GOLD) == pytest.approx(13.3093 / 14.7856, abs=1e-4) == pytest.approx(0.9002, abs=1e-4)
+    assert js_bits(distribution([8, 9, 1, 0]), distribution(GOLD)) == pytest.approx(0.02337, abs=1e-5)
+    assert grouprank_reward(answer([8, 9, 1, 0]), GOLD) == pytest.approx(1.1978, abs=1e-4)
+
+
+def test_tg2_constant_scores_earn_less():
+    assert ndcg([5, 5, 5, 5], GOLD) == pytest.approx(0.5795, abs=1e-4)  # ties ordered pessimistically
+    assert js_bits(distribution([5] * 4), distribution(GOLD)) == pytest.approx(0.1919, abs=1e-4)
+    assert grouprank_reward(answer([5, 5, 5, 5]), GOLD) == pytest.approx(0.8603, abs=1e-4)
+
+
+def test_tg3_perfect_answer():
+    assert grouprank_reward(answer(GOLD), GOLD) == pytest.approx(1.3)
+
+
+def test_tg4_format_gate():
+    assert grouprank_reward(answer([1, 2, 3]), GOLD) == -0.1  # "[4]" missing
+    assert grouprank_reward(answer(GOLD).replace("<reason>\nd1 answers it\n</reason>\n", ""), GOLD) == -0.5
+    assert grouprank_reward("Sure! " + answer(GOLD), GOLD) == -0.5
+    for bad in ([1, 2, 3, 11], [1, 2, 3, 2.5]):
+        assert parse_grouprank(answer(bad), 4) == (True, None)
+    assert parse_grouprank(answer(GOLD).replace('"[4]": 0', '"[3]": 0'), 4) == (True, None)  # a duplicate key
+    assert parse_grouprank(answer(GOLD).replace("```json", "").replace("```", ""), 4) == (True, GOLD)  # no fence: last {...}
+
+
+def test_tg5_recall_at_10_with_12_documents():
+    gains = [10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0.5, 0]
+    predicted = [12, 11, 0, 10, 9, 8, 7, 6, 5, 4, 3, 2]  # d3 falls out of the top 10
+    assert recall_at(predicted, [True, True, True] + [False] * 9, gains) == pytest.approx(2 / 3)
+    assert recall_at(predicted, [False] * 12, gains) == 1.0
+    assert group_reward(predicted, gains, [True, True, True] + [False] * 9) < group_reward(predicted, gains)
+
+
+def test_tg6_label_fusion_and_gold_scores():
+    assert [round(fused_label(*r), 4) for r in [(1, 4), (16, 16), (3, 12), (1, 2)]] == [-0.6931, -2.7726, -1.7918, -0.3466]
+    np.testing.assert_allclose(gold_scores([-0.3466, -1.3863, -3.8177]), [10.0, 7.0, 0.0], atol=0.01)
+    assert gold_scores([-1.0, -1.0]) is None
+
+
+def test_tg7_groups_and_test_time_scaling_merge():
+    assert groups("abcde", 2) == [["a", "b"], ["c", "d"], ["e"]]
+    merged = merge_passes([{"a": 8, "b": 4, "c": 6, "d": 2, "e": 10}, {"e": 9, "c": 7, "a": 7, "d": 3, "b": 5}])
+    assert merged == pytest.approx({"a": 0.75, "b": 0.45, "c": 0.65, "d": 0.25, "e": 0.95})
+    assert sorted(merged, key=lambda d: -merged[d]) == ["e", "a", "c", "b", "d"]
+    shuffled = groups([str(i) for i in range(10)], 4, seed="0:q1:1")
+    assert shuffled == groups([str(i) for i in range(10)], 4, seed="0:q1:1") != groups([str(i) for i in range(10)], 4, seed="0:q1:2")
+    assert sorted(sum(shuffled, [])) == [str(i) for i in range(10)] and [len(g) for g in shuffled] == [4, 4, 2]
+    assert groups("abcde", 3, stride=2) == [["a", "b", "c"], ["c", "d", "e"], ["e"]]
+
+
+@pytest.mark.parametrize("text, scores", [
+    ('{"[7]]": 5}', {7: 5.0}), ('<answer>{"[1]": 3, "[2]": 4</answer>', {1: 3.0, 2: 4.0}), ('{"3": 2}', {3: 2.0}),
+    ('{"[1]": "11"}', {1: 10.0}), ('{"[1]": 2.5, "[99]": 3}', {1: 2.5}), ("no scores here", {}), ('{1: 7, "[2]": -1}', {1: 7.0, 2: 0.0}),
+])
+def test_tg8_lenient_parser(text, scores):
+    assert parse_grouprank_lenient(text, 10) == scores
+
+
+# ------------------------------------------------------------------ runs, qrels, nDCG
+
+def test_ndcg_against_a_hand_computed_ranking():
+    # ranking b (rel 1), a (rel 3), c (0): DCG = 1 + 3/log2(3); IDCG = 3 + 1/log2(3)
+    result = evaluate({"q1": {"a": 1.0, "b": 2.0, "c": 0.5}}, {"q1": {"a": 3, "b": 1, "c": 0}})
+    assert result["ndcg_cut_10"] == pytest.approx((1 + 3 / math.log2(3)) / (3 + 1 / math.log2(3)))
+    assert result["queries"] == 1 and result["missing"] == 0
+
+
+def test_a_missing_query_counts_zero_and_must_be_allowed():
+    run, qrels = {"q1": {"a": 1.0}}, {"q1": {"a": 1}, "q2": {"b": 1}}
+    with pytest.raises(DataError, match="1 of 2 judged queries are missing from the run"):
+        evaluate(run, qrels)
+    assert evaluate(run, qrels, allow_missing=True)["ndcg_cut_10"] == 0.5
+    with pytest.raises(DataError, match="name no query of the run"):
+        evaluate({"q9": {"a": 1.0}}, qrels)
+
+
+def test_written_runs_read_back_by_trec_eval_with_ties_kept_in_order(tmp_path):
+    import pytrec_eval
+
+    path = write_run({"q1": [("d3", 5.0), ("d1", 7.0), ("d2", 5.0)], "q2": [("x", 1.0)]}, tmp_path / "run.trec", tag="erank")
+    lines = path.read_text().splitlines()
+    assert lines[:3] == ["q1 Q0 d1 1 7.000000 erank", "q1 Q0 d3 2 5.000000 erank", "q1 Q0 d2 3 4.999999 erank"]
+    with path.open() as f:
+        parsed = pytrec_eval.parse_run(f)
+    assert sorted(parsed["q1"], key=lambda d: -parsed["q1"][d]) == ["d1", "d3", "d2"]
+    assert read_run(path) == parsed
+    nudged = strictly_decreasing([("a", 1.0), ("b", 1.0), ("c", 1.0)])
+    assert [d for d, _ in nudged] == ["a", "b", "c"] and [s for _, s in nudged] == pytest.approx([1.0, 0.999999, 0.999998])
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("q1 Q0 d1 1 x tag\n", "line 1: the score 'x' is not a number"),
+    ("q1 Q0 d1 1\n", "line 1: expected 6 columns"),
+    ("", "no run lines"),
+])
+def test_bad_run_files_are_one_line(tmp_path, content, expected):
+    (tmp_path / "run").write_text(content)
+    with pytest.raises(DataError, match=expected):
+        read_run(tmp_path / "run")
+
+
+def test_bad_qrels_topics_and_candidates_are_one_line(tmp_path):
+    (tmp_path / "qrels").write_text("q1 0 d1 2\nq1 0 d2 high\n")
+    with pytest.raises(DataError, match="line 2: the relevance 'high' is not an integer"):
+        read_qrels(tmp_path / "qrels")
+    (tmp_path / "topics").write_text("1\tdo goldfish grow\n2 no tab\n")
+    with pytest.raises(DataError, match="line 2: expected 'qid<TAB>query'"):
+        read_topics(tmp_path / "topics")
+    (tmp_path / "c.json").write_text('[{"query": "q", "hits": []}]')
+    with pytest.raises(DataError, match="has an empty candidate list"):
+        read_candidates(tmp_path / "c.json")
+    (tmp_path / "c.json").write_text('[{"query": "q", "hits": [{"qid": 1, "docid": 7, "content": " ", "score": 1}]}]')
+    with pytest.raises(DataError, match="document 7 has no text"):
+        read_candidates(tmp_path / "c.json")
+    with pytest.raises(DataError, match="run file not found"):
+        read_run(tmp_path / "nowhere")
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason=f"TREC DL data not at {DATA}")
+def test_bm25_on_dl19_scores_the_published_ndcg():
+    """The BM25 top-100 run of TREC DL19 scores nDCG@10 0.5058 (Pyserini's published figure) over its 43
+    judged queries; its candidate file holds the same 43 queries with 100 passages each."""
+    d = DATA / "trec-dl-2019-passage"
+    result = evaluate(read_run(d / "bm25_top100.rank_llm.trec"), read_qrels(d / "qrels.dl19-passage.txt"))
+    assert result["ndcg_cut_10"] == pytest.approx(0.5058, abs=1e-4) and result["queries"] == 43
+    candidates = read_candidates(d / "bm25_top100.rank_llm.json")
+    assert len(candidates) == 43 and {len(c["candidates"]) for c in candidates} == {100}
+    assert set(read_topics(d / "topics.dl19-passage.tsv")) >= {c["qid"] for c in candidates}
