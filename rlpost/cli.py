@@ -1,4 +1,4 @@
-"""`rlpost train|sft|eval|recipes|analyze-updates|plot`: user errors print one line and exit 2, no traceback."""
+"""`rlpost train|sft|eval|rerank|recipes|analyze-updates|plot`: user errors print one line and exit 2, no traceback."""
 from __future__ import annotations
 
 import argparse
@@ -246,6 +246,70 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def _rerank_inputs(args) -> list[dict]:
+    """The queries and candidates to rerank, from --candidates or from --run with --topics and --corpus."""
+    from rlpost.config import ConfigError
+    from rlpost.ranking.trec import candidates_from_run, read_candidates, read_corpus, read_run, read_topics
+
+    if bool(args.candidates) == bool(args.run):
+        raise ConfigError("rerank needs --candidates FILE.json, or --run FILE with --topics and --corpus (one of the two)")
+    if args.candidates:
+        return read_candidates(args.candidates)
+    if not (args.topics and args.corpus):
+        raise ConfigError("--run needs --topics (qid<TAB>query) and --corpus (BEIR corpus.jsonl)")
+    return candidates_from_run(read_run(args.run), read_topics(args.topics), read_corpus(args.corpus), args.run)
+
+
+def cmd_rerank(args) -> int:
+    """Rerank each query's first --top candidates, write a TREC run (the rest follow in first-stage order),
+    and with --qrels compare nDCG@10 and recall with the first stage."""
+    import json
+
+    from rlpost import console
+    from rlpost.config import ConfigError
+    from rlpost.models.loading import check_model_folder
+    from rlpost.ranking.trec import evaluate, read_qrels, write_run
+
+    if args.top < 1 or args.batch_size < 1:
+        raise ConfigError(f"--top and --batch-size must be at least 1, got {args.top} and {args.batch_size}")
+    items = _rerank_inputs(args)
+    qrels = read_qrels(args.qrels) if args.qrels else None
+    if qrels is not None and not set(qrels) & {i["qid"] for i in items}:
+        raise ConfigError(f"--qrels {args.qrels} judges none of the {len(items)} queries to rerank")
+    out = Path(args.out)
+    _check_writable(out.parent, "--out")
+    model = str(check_model_folder(args.model, "--model"))
+    if args.method == "erank":
+        from rlpost.ranking.rerankers import ERankReranker
+
+        reranker = ERankReranker(model, args.dtype, args.instruction, args.batch_size, args.max_doc_tokens, args.threads)
+    else:
+        from rlpost.ranking.rerankers import GroupRankReranker
+
+        reranker = GroupRankReranker(model, args.dtype, args.group_size, args.passes, args.seed, batch_size=args.batch_size,
+                                     max_new_tokens=args.max_new_tokens, threads=args.threads)
+    first_stage, reranked = {}, {}
+    with console.phase(f"rerank ({args.method}, top {args.top})", len(items), "queries", every=max(1, len(items) // 10)) as bar:
+        for n, item in enumerate(items, 1):
+            head, rest = item["candidates"][: args.top], item["candidates"][args.top :]
+            scored = reranker.rerank(item["query"], head) if args.method == "erank" else reranker.rerank_batch([(item["query"], head)], qids=[item["qid"]])[0]
+            low = min(s.score for s in scored) - 1.0
+            reranked[item["qid"]] = [(s.docid, s.score) for s in scored] + [(c["docid"], low) for c in rest]
+            first_stage[item["qid"]] = [(c["docid"], -i) for i, c in enumerate(item["candidates"])]
+            bar.update(n)
+    write_run(reranked, out, tag=f"rlpost-{args.method}")
+    console.echo(f"wrote {out} ({len(items)} queries)")
+    if qrels is not None:
+        rows = {}
+        for label, run in (("first stage", first_stage), (f"{args.method} top {args.top}", reranked)):
+            result = evaluate({q: dict(r) for q, r in run.items()}, qrels, allow_missing=True, relevance_level=args.relevance_level)
+            rows[label] = {k: v for k, v in result.items() if k != "per_query"}
+            rows[label]["per_query_ndcg_cut_10"] = {q: m["ndcg_cut_10"] for q, m in result["per_query"].items()}
+        console.table(f"{args.qrels}: {len(items)} queries reranked", rows)
+        out.with_suffix(".json").write_text(json.dumps({"model": model, "method": args.method, "top": args.top, **rows}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _parse(argv)
@@ -293,6 +357,27 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", help="also write the report as JSON here")
     p.add_argument("--no-rank", action="store_true", help="skip the (slower) update-rank computation")
     p.set_defaults(fn=cmd_analyze_updates, overrides=[])
+    p = sub.add_parser("rerank", help="rerank first-stage candidates with an ERank or GroupRank model; write a TREC run")
+    p.add_argument("--model", required=True, help="model folder (e.g. a trained reranker's final/)")
+    p.add_argument("--method", choices=("erank", "grouprank"), default="erank", help="pointwise expected score, or scored groups")
+    p.add_argument("--candidates", help="rank_llm JSON: [{query, hits: [{qid, docid, score, content}]}]")
+    p.add_argument("--run", help="first-stage TREC run (with --topics and --corpus)")
+    p.add_argument("--topics", help="qid<TAB>query file, for --run")
+    p.add_argument("--corpus", help="BEIR corpus.jsonl ({_id, title, text}), for --run")
+    p.add_argument("--qrels", help="TREC qrels: also report nDCG@10 and recall@100 beside the first stage")
+    p.add_argument("--top", type=int, default=20, help="candidates reranked per query (the rest keep their order below)")
+    p.add_argument("--out", default="rerank.trec", help="TREC run to write (with --qrels, the metrics go to <out>.json)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--batch-size", type=int, default=16, help="prompts per forward (erank) or generations per batch (grouprank)")
+    p.add_argument("--instruction", default="semantic", help="erank: relevance definition, or a key: semantic, followir, bright_stackexchange")
+    p.add_argument("--max-doc-tokens", type=int, default=256, help="erank: documents cut to this many tokens")
+    p.add_argument("--group-size", type=int, default=20, help="grouprank: documents per prompt")
+    p.add_argument("--passes", type=int, default=1, help="grouprank: shuffled passes averaged (test-time scaling)")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="grouprank: generation budget per group")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--relevance-level", type=int, default=1, help="binary measures count relevance >= this (TREC DL: 2)")
+    p.set_defaults(fn=cmd_rerank, overrides=[])
     p = sub.add_parser(
         "plot", help="learning curves of runs, and a Pareto front of two metrics (PNG)",
         description="Learning curves (one subplot per metric, one line per run) written to --out; with --front, "

@@ -149,3 +149,32 @@ def _shared_prefix_logits(model, unique, row_of, completions, pad_id, device):
         position_ids=position_ids.to(device), **with_cache(model, cache), use_cache=True,
     ).logits
     return torch.cat([first, rest], dim=1).float(), comp_ids, comp_mask.float()
+
+
+@torch.no_grad()
+def next_token_logprobs(
+    model, prompts: Sequence[Sequence[int]], pad_id: int, batch_size: int = 16, then: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probabilities [B, V] of the token after each prompt (the LM head on the last position only) and,
+    with ``then``, [B, V] of the token after the prompt followed by ``then`` (one more step on the KV cache)."""
+    from transformers.cache_utils import DynamicCache
+
+    device = next(model.parameters()).device
+    first, second = [], []
+    for start in range(0, len(prompts), batch_size):
+        ids, mask = left_pad(prompts[start : start + batch_size], pad_id)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache() if then is not None else None
+        logits = model(
+            input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+            use_cache=then is not None, logits_to_keep=1, **({} if cache is None else with_cache(model, cache)),
+        ).logits[:, -1, :]
+        first.append(torch.log_softmax(logits.float(), dim=-1).cpu())
+        if then is not None:
+            step = torch.full((len(ids), 1), then, dtype=torch.long)
+            logits = model(
+                input_ids=step.to(device), attention_mask=torch.cat([mask, torch.ones_like(step)], dim=1).to(device),
+                position_ids=(positions[:, -1:] + 1).to(device), use_cache=True, **with_cache(model, cache),
+            ).logits[:, -1, :]
+            second.append(torch.log_softmax(logits.float(), dim=-1).cpu())
+    return torch.cat(first), torch.cat(second) if then is not None else None

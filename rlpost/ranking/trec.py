@@ -25,36 +25,30 @@ def _lines(path: Path, what: str) -> Iterable[tuple[int, list[str]]]:
             yield n, line.split()
 
 
+def _columns(path: Path, kind: str, layout: str, value: int, convert: type, expected: str) -> dict[str, dict[str, Any]]:
+    """{column 0: {column 2: convert(column ``value``)}} of a whitespace-separated TREC file."""
+    width = len(layout.split())
+    out: dict[str, dict[str, Any]] = {}
+    for n, cols in _lines(path, f"{kind} file"):
+        if len(cols) != width:
+            raise DataError(f"{path} line {n}: expected {width} columns '{layout}', got {len(cols)}")
+        try:
+            out.setdefault(cols[0], {})[cols[2]] = convert(cols[value])
+        except ValueError:
+            raise DataError(f"{path} line {n}: the {layout.split()[value]} {cols[value]!r} is not {expected}") from None
+    if not out:
+        raise DataError(f"{path}: no {kind} lines")
+    return out
+
+
 def read_run(path: str | Path) -> Run:
     """``qid Q0 docid rank score tag`` lines -> {qid: {docid: score}}."""
-    path = Path(path)
-    run: Run = {}
-    for n, cols in _lines(path, "run file"):
-        if len(cols) != 6:
-            raise DataError(f"{path} line {n}: expected 6 columns 'qid Q0 docid rank score tag', got {len(cols)}")
-        try:
-            run.setdefault(cols[0], {})[cols[2]] = float(cols[4])
-        except ValueError:
-            raise DataError(f"{path} line {n}: the score {cols[4]!r} is not a number") from None
-    if not run:
-        raise DataError(f"{path}: no run lines")
-    return run
+    return _columns(Path(path), "run", "qid Q0 docid rank score tag", 4, float, "a number")
 
 
 def read_qrels(path: str | Path) -> Qrels:
     """``qid iteration docid relevance`` lines -> {qid: {docid: relevance}}."""
-    path = Path(path)
-    qrels: Qrels = {}
-    for n, cols in _lines(path, "qrels file"):
-        if len(cols) != 4:
-            raise DataError(f"{path} line {n}: expected 4 columns 'qid 0 docid relevance', got {len(cols)}")
-        try:
-            qrels.setdefault(cols[0], {})[cols[2]] = int(cols[3])
-        except ValueError:
-            raise DataError(f"{path} line {n}: the relevance {cols[3]!r} is not an integer") from None
-    if not qrels:
-        raise DataError(f"{path}: no qrels lines")
-    return qrels
+    return _columns(Path(path), "qrels", "qid 0 docid relevance", 3, int, "an integer")
 
 
 def read_topics(path: str | Path) -> dict[str, str]:
@@ -144,3 +138,39 @@ def evaluate(
     }
     result.update(queries=len(judged), missing=len(missing), per_query=per_query)
     return result
+
+
+def read_corpus(path: str | Path) -> dict[str, str]:
+    """A BEIR corpus.jsonl (``{"_id", "title", "text"}`` per line) -> {docid: "title text"}."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"corpus file not found: {path}")
+    corpus = {}
+    for n, line in enumerate(read_utf8(path, "corpus file", DataError).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+            docid, text, title = str(doc["_id"]), doc.get("text"), doc.get("title") or ""
+        except (ValueError, KeyError, TypeError):
+            raise DataError(f"{path} line {n}: expected a JSON object with '_id' and 'text'") from None
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{path} line {n}: document {docid} has no text")
+        corpus[docid] = f"{title} {text}".strip() if isinstance(title, str) else text
+    if not corpus:
+        raise DataError(f"{path}: no documents")
+    return corpus
+
+
+def candidates_from_run(run: Run, topics: dict[str, str], corpus: dict[str, str], run_path: str | Path = "the run") -> list[dict[str, Any]]:
+    """The run's queries with their documents' texts, best first, in the shape of ``read_candidates``."""
+    out = []
+    for qid, scores in run.items():
+        if qid not in topics:
+            raise DataError(f"{run_path}: query {qid} is not in the topics file")
+        missing = [d for d in scores if d not in corpus]
+        if missing:
+            raise DataError(f"{run_path}: query {qid} names {len(missing)} documents missing from the corpus (e.g. {missing[0]})")
+        order = sorted(scores, key=lambda d: -scores[d])
+        out.append({"qid": qid, "query": topics[qid], "candidates": [{"docid": d, "text": corpus[d], "score": scores[d]} for d in order]})
+    return out

@@ -1,0 +1,83 @@
+"""The rerankers' prompts (our wording, the structure of the papers' templates; spec 2.3 and 3.3), rendered
+through the model's chat template when it has one (as one user turn, GroupRank's rubric as the system turn)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+INSTRUCTIONS = {
+    "semantic": "retrieve passages relevant to the query.",
+    "followir": "retrieve relevant passages, and respect any extra relevance conditions stated in the query.",
+    "bright_stackexchange": "a document is relevant if its content helps answer or address the query; merely touching "
+    "related topics is not enough.",
+}
+
+ERANK = """Rate how relevant the document below is to the query, using a whole number from 0 to 10.
+What counts as relevant here: {instruction}
+
+Query:
+{query}
+
+Document:
+{document}
+
+Reason about it first, then commit to exactly one integer from 0 to 10
+(0 = unrelated, 10 = fully relevant).
+Reply as: <think> your reasoning </think><answer> the integer, nothing else </answer>"""
+
+ERANK_DIRECT = "<think></think><answer>"  # the answer's prefix when scoring without reasoning
+
+GROUPRANK_SYSTEM = """You rank documents by how much they help with the user's query.
+Judge usefulness first (does it give information, a solution or a direct answer the user can act on?)
+and topical relevance second.
+Work in this order: figure out what the user actually needs; check each document against that need;
+compare the documents with one another; then give scores that reflect their relative usefulness.
+Score scale, 0 to 10:
+  9-10  answers the query directly with information the user can use
+  7-8   contributes a lot of useful material
+  5-6   partly useful, incomplete
+  3-4   on topic but of little practical help
+  1-2   only mentions related subjects
+  0     no help at all"""
+
+GROUPRANK = """Below are {c} documents, each labelled with a number in square brackets. Score every one of them
+for usefulness and relevance to the query.
+
+Query:
+{query}
+
+Documents:
+{docs}
+
+Answer in two parts and write nothing outside them:
+<reason> a short analysis of each document and why it gets its score </reason>
+<answer>
+```json
+{{"[1]": <int>, "[2]": <int>, ..., "[{c}]": <int>}}
+```
+</answer>
+Every one of the {c} documents must appear as a key, and every value must be an integer from 0 to 10."""
+
+GROUP_DOC_CHARS = 3000
+
+
+def erank_prompt(query: str, document: str, instruction: str = "semantic") -> str:
+    """ERank's user message; ``instruction``: a key of INSTRUCTIONS or the relevance definition itself."""
+    return ERANK.format(instruction=INSTRUCTIONS.get(instruction, instruction), query=query, document=document)
+
+
+def grouprank_prompt(query: str, documents: Sequence[str]) -> str:
+    """GroupRank's user message: documents numbered [1].. in presentation order, newlines collapsed, each cut
+    at GROUP_DOC_CHARS characters."""
+    docs = "".join(f"[{i}]. {' '.join(d.split())[:GROUP_DOC_CHARS]}\n\n" for i, d in enumerate(documents, 1))
+    return GROUPRANK.format(c=len(documents), query=query, docs=docs.rstrip())
+
+
+def render(tokenizer, user: str, system: str | None = None, answer_prefix: str = "") -> list[int]:
+    """Token ids of the chat (the template's generation prompt, then ``answer_prefix``); plain text for a
+    tokenizer without a chat template (the tiny models)."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    else:
+        text = (system + "\n\n" if system else "") + user + "\n"
+    return tokenizer(text + answer_prefix, add_special_tokens=False).input_ids

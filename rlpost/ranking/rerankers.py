@@ -1,0 +1,154 @@
+"""Rerankers you call: ``rerank(query, docs) -> [Scored]``, best first, like sentence-transformers'
+``CrossEncoder.rank`` and the ``rerankers`` library (a plain string list gets docids "0".."n-1").
+
+- ``ERankReranker``: pointwise. Each (query, document) prompt ends in ERank's answer prefix and one forward
+  pass (the LM head on the last position only) gives the distribution over the score tokens 0..10; the
+  score is its expectation (a two-token "10" costs one more step, on the KV cache, after "1").
+- ``GroupRankReranker``: groupwise. Candidates are shuffled into groups of ``group_size``, each group is one
+  generation whose JSON scores are read leniently, and a document's score is its mean over ``passes``."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rlpost.config import ConfigError
+from rlpost.ranking.parsing import parse_grouprank_lenient
+from rlpost.ranking.prompts import ERANK_DIRECT, GROUPRANK_SYSTEM, erank_prompt, grouprank_prompt, render
+from rlpost.ranking.scores import groups, merge_passes
+
+Doc = str | dict  # a text, or {"docid", "text", "score" (first stage, optional)}
+
+
+@dataclass
+class Scored:
+    docid: str
+    score: float  # higher is better
+    rank: int  # 1-based
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def as_candidates(docs: Sequence[Doc]) -> list[dict]:
+    """Candidates with docids (positions for plain strings) and texts; ConfigError for an empty list."""
+    if not docs:
+        raise ConfigError("rerank: the candidate list is empty")
+    return [{"docid": str(i), "text": d} if isinstance(d, str) else {"docid": str(d["docid"]), "text": d["text"]} for i, d in enumerate(docs)]
+
+
+def ranked(candidates: list[dict], scores: Sequence[float], details: Sequence[dict], top_k: int | None) -> list[Scored]:
+    """Best first; ties keep the candidates' (first-stage) order."""
+    order = sorted(range(len(candidates)), key=lambda i: -scores[i])
+    out = [Scored(candidates[i]["docid"], float(scores[i]), r, details[i]) for r, i in enumerate(order, 1)]
+    return out[:top_k] if top_k else out
+
+
+class ERankReranker:
+    def __init__(
+        self, model_path: str, dtype: str = "float32", instruction: str = "semantic", batch_size: int = 16,
+        max_doc_tokens: int | None = 256, threads: int | None = None,
+    ) -> None:
+        from rlpost.models.loading import load_model, load_tokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model = load_model(model_path, dtype).eval()
+        self.tokenizer = load_tokenizer(model_path)
+        self.instruction, self.batch_size, self.max_doc_tokens = instruction, batch_size, max_doc_tokens
+        self.digits = [self._single_token(str(d)) for d in range(10)]
+        ten = self.tokenizer("10", add_special_tokens=False).input_ids
+        self.ten = ten[0] if len(ten) == 1 else None  # None: "1" then "0"
+
+    def _single_token(self, text: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        if len(ids) != 1:
+            raise ConfigError(f"ERank scoring needs each digit as one token; this tokenizer splits {text!r} into {ids}")
+        return ids[0]
+
+    def _truncate(self, text: str) -> str:
+        if self.max_doc_tokens is None:
+            return text
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        return text if len(ids) <= self.max_doc_tokens else self.tokenizer.decode(ids[: self.max_doc_tokens])
+
+    def distributions(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
+        """P(score = 0..10) [B, 11] after each (query, document) prompt, normalised over the 11 scores."""
+        from rlpost.models.forward import next_token_logprobs
+
+        prompts = [render(self.tokenizer, erank_prompt(q, self._truncate(d), self.instruction), answer_prefix=ERANK_DIRECT) for q, d in pairs]
+        then = self.digits[1] if self.ten is None else None  # "10" is "1" then "0": what follows "1" splits P("1")
+        first, after_one = next_token_logprobs(self.model, prompts, self.tokenizer.pad_token_id, self.batch_size, then)
+        probs = first.exp()
+        p = probs[:, self.digits]
+        if self.ten is not None:
+            p10 = probs[:, self.ten]
+        else:
+            then_zero = after_one.exp()[:, self.digits[0]]
+            p10 = p[:, 1] * then_zero
+            p = p.clone()
+            p[:, 1] = p[:, 1] * (1 - then_zero)
+        dist = torch.cat([p, p10[:, None]], dim=1)
+        return dist / dist.sum(dim=1, keepdim=True).clamp_min(1e-30)
+
+    def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None) -> list[list[Scored]]:
+        cands = [as_candidates(docs) for _, docs in items]
+        pairs = [(q, c["text"]) for (q, _), cs in zip(items, cands) for c in cs]
+        dist = self.distributions(pairs)
+        expected = (dist * torch.arange(11, dtype=dist.dtype)).sum(dim=1).tolist()
+        best = dist.argmax(dim=1).tolist()
+        out, at = [], 0
+        for cs in cands:
+            rows = range(at, at + len(cs))
+            details = [{"argmax": best[r], "p": float(dist[r, best[r]])} for r in rows]
+            out.append(ranked(cs, [expected[r] for r in rows], details, top_k))
+            at += len(cs)
+        return out
+
+    def rerank(self, query: str, docs: Sequence[Doc], top_k: int | None = None) -> list[Scored]:
+        return self.rerank_batch([(query, docs)], top_k)[0]
+
+
+class GroupRankReranker:
+    def __init__(
+        self, model_path: str, dtype: str = "float32", group_size: int = 20, passes: int = 1, seed: int = 0,
+        temperature: float = 0.3, top_p: float = 0.8, max_new_tokens: int = 512, batch_size: int = 8, threads: int | None = None,
+    ) -> None:
+        from rlpost.models.loading import load_tokenizer
+        from rlpost.rollout.hf_engine import HFEngine
+
+        if group_size < 1 or passes < 1:
+            raise ConfigError(f"group_size and passes must be at least 1, got {group_size} and {passes}")
+        self.engine = HFEngine(model_path, dtype, seed=seed, batch_size=batch_size, threads=threads)
+        self.tokenizer = load_tokenizer(model_path)
+        self.group_size, self.passes, self.seed = group_size, passes, seed
+        self.sampling = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+
+    def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None, qids: Sequence[str] | None = None) -> list[list[Scored]]:
+        from rlpost.types import Request, SamplingParams
+
+        cands = [as_candidates(docs) for _, docs in items]
+        jobs = []  # (query index, pass, group docids)
+        for qi, cs in enumerate(cands):
+            qid = qids[qi] if qids else str(qi)
+            for r in range(self.passes):
+                jobs += [(qi, r, g) for g in groups([c["docid"] for c in cs], self.group_size, seed=f"{self.seed}:{qid}:{r}")]
+        texts = [{c["docid"]: c["text"] for c in cs} for cs in cands]
+        prompts = [render(self.tokenizer, grouprank_prompt(items[qi][0], [texts[qi][d] for d in g]), GROUPRANK_SYSTEM) for qi, _, g in jobs]
+        completions = self.engine.generate([Request(prompt_ids=p, key=i) for i, p in enumerate(prompts)], SamplingParams(n=1, **self.sampling))
+        passes: list[list[dict[str, float]]] = [[] for _ in cands]
+        unparsed = [0] * len(cands)
+        for (qi, _, g), c in zip(jobs, completions):
+            scores = parse_grouprank_lenient(c.text, len(g))
+            unparsed[qi] += not scores
+            passes[qi].append({g[k - 1]: v for k, v in scores.items()})
+        out = []
+        for qi, cs in enumerate(cands):
+            merged = merge_passes(passes[qi])
+            scores = [merged.get(c["docid"], -1.0) for c in cs]  # unscored: after the scored, in first-stage order
+            details = [{"scored": c["docid"] in merged, "groups_unparsed": unparsed[qi]} for c in cs]
+            out.append(ranked(cs, scores, details, top_k))
+        return out
+
+    def rerank(self, query: str, docs: Sequence[Doc], top_k: int | None = None) -> list[Scored]:
+        return self.rerank_batch([(query, docs)], top_k)[0]

@@ -1,0 +1,119 @@
+"""The reranking API and `rlpost rerank` on the tiny model: ERank's score distribution against an
+independent full forward, GroupRank's groups, a TREC run that trec_eval reads, and bad input in one line."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlpost.cli import main
+from rlpost.config import ConfigError
+from rlpost.ranking.rerankers import ERankReranker, GroupRankReranker
+
+REPO = Path(__file__).resolve().parent.parent
+QUERY = "do goldfish grow"
+DOCS = ["Goldfish grow to fit their tank.", "The stock market fell today.", "Fish tanks need filters."]
+
+
+def test_erank_distribution_matches_a_full_forward_over_each_score(tiny_model_path):
+    """P(s) for s = 0..9 and "10" from the last-position forward (plus one conditioned on "1") equals the
+    probability of each score's tokens under a full forward, with "1" meaning "1" not followed by "0"."""
+    from rlpost.models.forward import completion_logprobs
+    from rlpost.ranking.prompts import ERANK_DIRECT, erank_prompt, render
+
+    r = ERankReranker(tiny_model_path, max_doc_tokens=None)
+    assert r.ten is None and len(set(r.digits)) == 10  # the char tokenizer spells "10" as "1" "0"
+    dist = r.distributions([(QUERY, DOCS[0])])[0]
+    prompt = render(r.tokenizer, erank_prompt(QUERY, DOCS[0]), answer_prefix=ERANK_DIRECT)
+    completions = [[d] for d in r.digits] + [[r.digits[1], r.digits[0]]]
+    logp, mask, _ = completion_logprobs(r.model, [prompt] * 11, completions, r.tokenizer.pad_token_id)
+    p = (logp * mask).sum(dim=1).exp()
+    p[1] -= p[10]  # "1" then anything but "0"
+    torch.testing.assert_close(dist, p / p.sum(), rtol=1e-4, atol=1e-6)
+
+
+def test_rerank_returns_every_document_best_first(tiny_model_path):
+    r = ERankReranker(tiny_model_path)
+    out = r.rerank(QUERY, DOCS)
+    assert sorted(s.docid for s in out) == ["0", "1", "2"] and [s.rank for s in out] == [1, 2, 3]
+    assert all(a.score >= b.score for a, b in zip(out, out[1:])) and all(0 <= s.score <= 10 for s in out)
+    assert [s.docid for s in r.rerank(QUERY, DOCS, top_k=2)] == [s.docid for s in out[:2]]
+    batch = r.rerank_batch([(QUERY, DOCS), ("stocks", [{"docid": "x", "text": "The stock market fell."}])])
+    assert [s.score for s in batch[0]] == pytest.approx([s.score for s in out], abs=1e-3)  # other padding
+    assert batch[1][0].docid == "x"
+    with pytest.raises(ConfigError, match="the candidate list is empty"):
+        r.rerank(QUERY, [])
+
+
+def test_grouprank_scores_every_group_and_ranks_unscored_documents_last(tiny_model_path):
+    """The untrained tiny model writes no JSON: every document is unscored, its groups counted as unparsed,
+    and the first-stage order is kept."""
+    r = GroupRankReranker(tiny_model_path, group_size=2, passes=2, max_new_tokens=8)
+    out = r.rerank(QUERY, DOCS)
+    assert [s.docid for s in out] == ["0", "1", "2"] and all(not s.details["scored"] for s in out)
+    assert out[0].details["groups_unparsed"] == 4  # 2 passes x 2 groups
+
+
+@pytest.fixture
+def dl(tmp_path) -> dict[str, Path]:
+    """Two queries of three candidates each, as rank_llm JSON, a TREC run + topics + corpus, and qrels."""
+    hits = {"q1": ["d1", "d2", "d3"], "q2": ["d4", "d5", "d6"]}
+    texts = {f"d{i}": t for i, t in enumerate(["", "Goldfish grow.", "Stocks fell.", "Fish tanks.", "Rain.", "Snow.", "Hail."])}
+    queries = {"q1": "do goldfish grow", "q2": "what is weather"}
+    files = {"candidates": tmp_path / "c.json", "run": tmp_path / "bm25.trec", "topics": tmp_path / "topics.tsv",
+             "corpus": tmp_path / "corpus.jsonl", "qrels": tmp_path / "qrels.txt"}
+    files["candidates"].write_text(json.dumps([
+        {"query": queries[q], "hits": [{"qid": q, "docid": d, "score": 3.0 - i, "content": texts[d]} for i, d in enumerate(ds)]}
+        for q, ds in hits.items()]))
+    files["run"].write_text("".join(f"{q} Q0 {d} {i + 1} {3.0 - i} bm25\n" for q, ds in hits.items() for i, d in enumerate(ds)))
+    files["topics"].write_text("".join(f"{q}\t{t}\n" for q, t in queries.items()))
+    files["corpus"].write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in texts.items() if t))
+    files["qrels"].write_text("q1 0 d1 2\nq1 0 d3 0\nq2 0 d6 1\n")
+    return files
+
+
+@pytest.mark.parametrize("source", ["candidates", "run"])
+def test_rlpost_rerank_writes_a_run_trec_eval_reads(dl, tiny_model_path, tmp_path, capsys, source):
+    import pytrec_eval
+
+    inputs = ["--candidates", str(dl["candidates"])] if source == "candidates" else [
+        "--run", str(dl["run"]), "--topics", str(dl["topics"]), "--corpus", str(dl["corpus"])]
+    out = tmp_path / "out" / "erank.trec"
+    assert main(["rerank", "--model", tiny_model_path, *inputs, "--qrels", str(dl["qrels"]), "--top", "2", "--out", str(out)]) == 0
+    with out.open() as f:
+        run = pytrec_eval.parse_run(f)
+    assert {q: sorted(d) for q, d in run.items()} == {"q1": ["d1", "d2", "d3"], "q2": ["d4", "d5", "d6"]}
+    assert min(run["q1"], key=run["q1"].get) == "d3"  # beyond --top: kept below the reranked ones
+    metrics = json.loads(out.with_suffix(".json").read_text())
+    # first stage: q1 ranks its relevance-2 document first (1.0), q2 its relevant one third (1 / log2 4 = 0.5)
+    assert metrics["first stage"]["ndcg_cut_10"] == pytest.approx((1.0 + 1 / math.log2(4)) / 2) and metrics["top"] == 2
+    assert "ndcg_cut_10" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda f: f["corpus"].write_text(f["corpus"].read_text().replace('"Snow."', '""')), "line 5: document d5 has no text"),
+    (lambda f: f["corpus"].write_text("\n".join(f["corpus"].read_text().splitlines()[1:])), "query q1 names 1 documents missing from the corpus (e.g. d1)"),
+    (lambda f: f["qrels"].write_text("q9 0 d1 1\n"), "judges none of the 2 queries to rerank"),
+    (lambda f: f["topics"].write_text("q1\tdo goldfish grow\n"), "query q2 is not in the topics file"),
+])
+def test_bad_rerank_input_is_one_line_before_the_model_loads(dl, capsys, change, expected):
+    change(dl)
+    argv = ["rerank", "--model", "/nonexistent", "--run", str(dl["run"]), "--topics", str(dl["topics"]),
+            "--corpus", str(dl["corpus"]), "--qrels", str(dl["qrels"])]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rlpost: error: ") and expected in err and len(err.splitlines()) == 1, err
+
+
+def test_an_empty_candidate_list_and_missing_inputs_are_one_line(dl, capsys):
+    dl["candidates"].write_text(json.dumps([{"query": "q", "hits": []}]))
+    for argv, expected in (
+        (["--candidates", str(dl["candidates"])], "has an empty candidate list"),
+        ([], "rerank needs --candidates FILE.json, or --run FILE"),
+        (["--run", str(dl["run"])], "--run needs --topics"),
+    ):
+        assert main(["rerank", "--model", "/nonexistent", *argv]) == 2
+        assert expected in capsys.readouterr().err
