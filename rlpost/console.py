@@ -51,14 +51,16 @@ def table(title: str, rows: dict[str, dict[str, Any]]) -> None:
     the order the results first name them; lists and nested results are left to the JSON files."""
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left", min_width=len(title))
+    t = Table()  # the title goes on a line of its own: a table title wraps at the table's width
     t.add_column("metric")
     for label in rows:
         t.add_column(label, justify="right")
     keys = list(dict.fromkeys(k for r in rows.values() for k, v in r.items() if not isinstance(v, (dict, list, str))))
     for key in keys:
         t.add_row(key, *(_cell(r.get(key)) for r in rows.values()))
-    (_live.console if _live is not None else _console()).print(t)
+    out = _live.console if _live is not None else _console()
+    out.print(title, markup=False, soft_wrap=True)
+    out.print(t)
 
 
 def _cell(v: Any) -> str:
