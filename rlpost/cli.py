@@ -35,6 +35,14 @@ def _run_errors() -> tuple[type[BaseException], ...]:
     return (ActorDiedError, NoSignalError, SyncError)
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record comes: above the console's live bars while they show."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -263,11 +271,13 @@ def _rerank_inputs(args) -> list[dict]:
 def cmd_rerank(args) -> int:
     """Rerank each query's first --top candidates, write a TREC run (the rest follow in first-stage order),
     and with --qrels compare nDCG@10 and recall with the first stage."""
+    import importlib.util
     import json
 
     from rlpost import console
     from rlpost.config import ConfigError
     from rlpost.models.loading import check_model_folder
+    from rlpost.ranking.scores import strictly_decreasing
     from rlpost.ranking.trec import evaluate, read_qrels, write_run
 
     if args.top < 1 or args.batch_size < 1:
@@ -276,7 +286,11 @@ def cmd_rerank(args) -> int:
     qrels = read_qrels(args.qrels) if args.qrels else None
     if qrels is not None and not set(qrels) & {i["qid"] for i in items}:
         raise ConfigError(f"--qrels {args.qrels} judges none of the {len(items)} queries to rerank")
+    if qrels is not None and importlib.util.find_spec("pytrec_eval") is None:
+        raise ConfigError("--qrels needs pytrec_eval: pip install 'rlpost[rerank]'")
     out = Path(args.out)
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give the run file's path")
     _check_writable(out.parent, "--out")
     model = str(check_model_folder(args.model, "--model"))
     if args.method == "erank":
@@ -302,11 +316,15 @@ def cmd_rerank(args) -> int:
     if qrels is not None:
         rows = {}
         for label, run in (("first stage", first_stage), (f"{args.method} top {args.top}", reranked)):
-            result = evaluate({q: dict(r) for q, r in run.items()}, qrels, allow_missing=True, relevance_level=args.relevance_level)
+            # the scores as written: ties nudged in order, as trec_eval reads the file
+            written = {q: dict(strictly_decreasing(r)) for q, r in run.items()}
+            result = evaluate(written, qrels, allow_missing=True, relevance_level=args.relevance_level)
             rows[label] = {k: v for k, v in result.items() if k != "per_query"}
             rows[label]["per_query_ndcg_cut_10"] = {q: m["ndcg_cut_10"] for q, m in result["per_query"].items()}
         console.table(f"{args.qrels}: {len(items)} queries reranked", rows)
-        out.with_suffix(".json").write_text(json.dumps({"model": model, "method": args.method, "top": args.top, **rows}, indent=2))
+        metrics = out.with_name(out.name + ".json")
+        metrics.write_text(json.dumps({"model": model, "method": args.method, "top": args.top, **rows}, indent=2))
+        console.echo(f"wrote {metrics}")
     return 0
 
 
@@ -316,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"rlpost: error: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", handlers=[_CurrentStderr()])
     try:
         if args.command not in ("recipes", "analyze-updates", "plot"):
             _quiet_libraries()
@@ -366,7 +384,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--corpus", help="BEIR corpus.jsonl ({_id, title, text}), for --run")
     p.add_argument("--qrels", help="TREC qrels: also report nDCG@10 and recall@100 beside the first stage")
     p.add_argument("--top", type=int, default=20, help="candidates reranked per query (the rest keep their order below)")
-    p.add_argument("--out", default="rerank.trec", help="TREC run to write (with --qrels, the metrics go to <out>.json)")
+    p.add_argument("--out", default="rerank.trec", help="TREC run to write (with --qrels, the metrics go to <out>.json beside it)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward (erank) or generations per batch (grouprank)")
     p.add_argument("--instruction", default="semantic", help="erank: relevance definition, or a key: semantic, followir, bright_stackexchange")

@@ -50,14 +50,15 @@ def table(title: str, rows: dict[str, dict[str, Any]]) -> None:
     """Results as a table: one column per label (e.g. "before", "after"), one row per scalar metric, in
     the order the results first name them; lists and nested results are left to the JSON files."""
     from rich.table import Table
+    from rich.text import Text
 
     t = Table()  # the title goes on a line of its own: a table title wraps at the table's width
     t.add_column("metric")
     for label in rows:
-        t.add_column(label, justify="right")
+        t.add_column(Text(label), justify="right")
     keys = list(dict.fromkeys(k for r in rows.values() for k, v in r.items() if not isinstance(v, (dict, list, str))))
     for key in keys:
-        t.add_row(key, *(_cell(r.get(key)) for r in rows.values()))
+        t.add_row(Text(key), *(Text(_cell(r.get(key))) for r in rows.values()))
     out = _live.console if _live is not None else _console()
     out.print(title, markup=False, soft_wrap=True)
     out.print(t)
@@ -86,7 +87,7 @@ class Phase:
         self.start = self.done = done
         self.info = ""
         self.t0 = self.t_line = time.monotonic()
-        self.task = _live.add_task(title, total=total, completed=done, count=self._count(), left="", info="") if _live is not None else None
+        self.task = _live.add_task(escape(title), total=total, completed=done, count=self._count(), left="", info="") if _live is not None else None
 
     def update(self, done: int, info: str = "") -> None:
         self.done, self.info = done, info
@@ -107,7 +108,7 @@ class Phase:
         return f"{self.done}/{self.total} {self.unit}"
 
     def line(self, ended: str | None = None) -> str:
-        """While it runs: ``train 50/150 steps (33%)  1:02, ~2:04 left  reward 0.52  acc 0.52``; at its end
+        """While it runs: ``train 50/150 steps (33%)  1:02, ~2:04 left  reward 0.52  len 3.6``; at its end
         (``ended``: "done" or "stopped"): ``train: 150/150 steps (100%) in 3:12  ...``."""
         elapsed = time.monotonic() - self.t0
         count = self._count() + (f" ({100 * self.done / self.total:.0f}%)" if self.total else "")
@@ -122,7 +123,8 @@ class Phase:
 
     def _left(self) -> str:
         """``~2:04 left`` at the rate so far, once a unit is done."""
-        rate = (self.done - self.start) / (time.monotonic() - self.t0)
+        elapsed = time.monotonic() - self.t0
+        rate = (self.done - self.start) / elapsed if elapsed > 0 else 0.0
         return f"~{clock((self.total - self.done) / rate)} left" if self.total and rate > 0 else ""
 
     def close(self, failed: bool) -> None:
@@ -156,6 +158,12 @@ def phase(title: str, total: int | None, unit: str = "", every: int | None = Non
         if _open == 0 and _live is not None:
             _live.stop()
             _live = None
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def _progress(console=None):

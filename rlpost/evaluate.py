@@ -62,13 +62,17 @@ def score(facts: list[dict[str, dict]], verifier: str) -> tuple[list[bool], int]
     return flags, errors
 
 
+CALLS = 10  # evaluation's progress steps
+
+
 def generate(engine, requests: list[Request], sampling: SamplingParams, bar: console.Phase | None) -> list[Completion]:
-    """``engine.generate(requests, sampling)``, called on whole engine batches at a time (``engine.batch_size``
-    rows) so that each batch's completions count on ``bar`` and the completions are those of one call."""
+    """``engine.generate(requests, sampling)`` in up to ~CALLS calls of whole engine batches (``engine.batch_size``
+    rows each), so that each call's completions count on ``bar`` and the completions are those of one call."""
     if not requests or sampling.n == 0:
         return []
     rows = getattr(engine, "batch_size", None) or len(requests) * sampling.n
-    per_call = rows // math.gcd(rows, sampling.n)  # prompts whose samples fill whole batches
+    whole = rows // math.gcd(rows, sampling.n)  # prompts whose samples fill whole batches
+    per_call = whole * max(1, math.ceil(len(requests) / whole / CALLS))  # at most ~CALLS calls (vLLM batches across a call)
     out: list[Completion] = []
     for start in range(0, len(requests), per_call):
         chunk = engine.generate(requests[start : start + per_call], sampling)

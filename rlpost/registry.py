@@ -104,7 +104,7 @@ def resolve_specs(
 ) -> list[Callable]:
     """Resolve `(name, fn_spec, kwargs)` specs, checking names are unique and that each function
     accepts `probe_args` plus its kwargs (`contract` describes the expected signature); a function with a
-    ``check(**kwargs)`` attribute has it called too (ValueError: what is wrong, in one line)."""
+    ``check_kwargs(**kwargs)`` attribute has it called too (it raises ValueError saying what is wrong)."""
     import inspect
 
     seen: set[str] = set()
@@ -130,10 +130,11 @@ def resolve_specs(
                 raise ValueError(
                     f"{registry.kind} '{name}' ('{fn_spec}') does not fit {contract} with kwargs {kwargs}: {e}"
                 ) from e
-        if callable(getattr(fn, "check", None)):  # the component's own start-up check of its kwargs
+        if callable(getattr(fn, "check_kwargs", None)):  # the component's own start-up check of its kwargs
             try:
-                fn.check(**(kwargs or {}))
-            except ValueError as e:
-                raise ValueError(f"{registry.kind} '{name}': {e}") from None
+                fn.check_kwargs(**(kwargs or {}))
+            except Exception as e:  # a plug-in's check may raise anything: one line, never a traceback
+                detail = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+                raise ValueError(f"{registry.kind} '{name}': {detail}") from None
         fns.append(fn)
     return fns

@@ -23,7 +23,8 @@ from rlpost.models.loading import load_model, load_tokenizer, resolve_model_path
 def sft_fingerprint(cfg: Config) -> str:
     """Hash of everything that determines the SFT result (reuse a finished SFT run if equal)."""
     blob = json.dumps(
-        {"model": cfg.model.model_dump(), "data": cfg.data.model_dump(), "sft": cfg.sft.model_dump(exclude={"output_dir", "log_every"}), "seed": cfg.run.seed},
+        {"model": cfg.model.model_dump(), "data": cfg.data.model_dump(), "sft": cfg.sft.model_dump(exclude={"output_dir", "log_every"}), "seed": cfg.run.seed,
+         "tokenizer": 2},  # 2: the tiny models' tokenizer keeps whitespace; older SFT folders lost it
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

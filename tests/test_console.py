@@ -182,3 +182,37 @@ def test_a_piped_run_shows_every_phase_in_plain_lines_and_no_warning(tmp_path):
         assert expected in out, f"{expected!r} not in:\n{out}"
     assert not re.search(r"warn|deprecat|traceback|…", out, re.IGNORECASE), out
     assert re.search(r"│ greedy_accuracy +│ +\d\.\d{4} │ +\d\.\d{4} │ +\d\.\d{4} │", out), out  # before, step2, after
+
+
+def test_titles_and_cells_with_brackets_are_text_not_markup(capsys, monkeypatch):
+    """A user's path such as runs/[/x] in a title or a table is printed as it is, on a terminal too."""
+    out = Console(width=100, file=StringIO(), force_terminal=True, color_system=None, record=True)
+    monkeypatch.setattr(console, "_console", lambda: out)
+    with console.phase("convert [/x] to runs/[bold]", 2, "steps") as bar:
+        bar.update(1)
+    console.table("eval of runs/[/x]", {"[/y]": {"[red]": 0.5}})
+    text = out.export_text()
+    assert "convert [/x] to runs/[bold]: 1/2 steps (50%) in 0:00" in text
+    assert "eval of runs/[/x]" in text and "[/y]" in text and "[red]" in text
+
+
+def test_log_records_go_to_whatever_stderr_is_now(capsys):
+    """The CLI's log handler looks sys.stderr up per record, so records land above the live bars (rich swaps
+    sys.stderr while they show) instead of through them."""
+    import logging
+
+    from rlpost.cli import _CurrentStderr
+
+    logger = logging.getLogger("rlpost.test_console")
+    handler = _CurrentStderr()
+    logger.addHandler(handler)
+    try:
+        swapped = StringIO()
+        real, sys.stderr = sys.stderr, swapped
+        try:
+            logger.warning("the rollout worker restarted")
+        finally:
+            sys.stderr = real
+    finally:
+        logger.removeHandler(handler)
+    assert "the rollout worker restarted" in swapped.getvalue()

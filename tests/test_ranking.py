@@ -172,13 +172,13 @@ def test_written_runs_read_back_by_trec_eval_with_ties_kept_in_order(tmp_path):
 
     path = write_run({"q1": [("d3", 5.0), ("d1", 7.0), ("d2", 5.0)], "q2": [("x", 1.0)]}, tmp_path / "run.trec", tag="erank")
     lines = path.read_text().splitlines()
-    assert lines[:3] == ["q1 Q0 d1 1 7.000000 erank", "q1 Q0 d3 2 5.000000 erank", "q1 Q0 d2 3 4.999999 erank"]
+    assert lines[:3] == ["q1 Q0 d1 1 7.000000 erank", "q1 Q0 d3 2 5.000000 erank", "q1 Q0 d2 3 4.999990 erank"]
     with path.open() as f:
         parsed = pytrec_eval.parse_run(f)
     assert sorted(parsed["q1"], key=lambda d: -parsed["q1"][d]) == ["d1", "d3", "d2"]
     assert read_run(path) == parsed
     nudged = strictly_decreasing([("a", 1.0), ("b", 1.0), ("c", 1.0)])
-    assert [d for d, _ in nudged] == ["a", "b", "c"] and [s for _, s in nudged] == pytest.approx([1.0, 0.999999, 0.999998])
+    assert [d for d, _ in nudged] == ["a", "b", "c"] and [s for _, s in nudged] == pytest.approx([1.0, 0.99999, 0.99998])
 
 
 @pytest.mark.parametrize("content, expected", [

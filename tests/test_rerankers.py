@@ -87,7 +87,7 @@ def test_rlpost_rerank_writes_a_run_trec_eval_reads(dl, tiny_model_path, tmp_pat
         run = pytrec_eval.parse_run(f)
     assert {q: sorted(d) for q, d in run.items()} == {"q1": ["d1", "d2", "d3"], "q2": ["d4", "d5", "d6"]}
     assert min(run["q1"], key=run["q1"].get) == "d3"  # beyond --top: kept below the reranked ones
-    metrics = json.loads(out.with_suffix(".json").read_text())
+    metrics = json.loads(out.with_name(out.name + ".json").read_text())
     # first stage: q1 ranks its relevance-2 document first (1.0), q2 its relevant one third (1 / log2 4 = 0.5)
     assert metrics["first stage"]["ndcg_cut_10"] == pytest.approx((1.0 + 1 / math.log2(4)) / 2) and metrics["top"] == 2
     assert "ndcg_cut_10" in capsys.readouterr().out
@@ -117,3 +117,21 @@ def test_an_empty_candidate_list_and_missing_inputs_are_one_line(dl, capsys):
     ):
         assert main(["rerank", "--model", "/nonexistent", *argv]) == 2
         assert expected in capsys.readouterr().err
+
+
+def test_candidates_without_a_qid_or_twice_the_same_query_are_one_line(dl, capsys):
+    for hits, expected in (
+        ([{"query": "q", "hits": [{"docid": "d1", "content": "x", "score": 1}]}], "every hit needs 'qid'"),
+        ([{"query": "q", "hits": [{"qid": 1, "docid": "d1", "content": "x"}]}] * 2, "item 1: query 1 appears twice"),
+    ):
+        dl["candidates"].write_text(json.dumps(hits))
+        assert main(["rerank", "--model", "/nonexistent", "--candidates", str(dl["candidates"])]) == 2
+        assert expected in capsys.readouterr().err
+
+
+def test_out_may_not_be_a_folder_and_metrics_never_overwrite_the_run(dl, tiny_model_path, tmp_path, capsys):
+    assert main(["rerank", "--model", tiny_model_path, "--candidates", str(dl["candidates"]), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    out = tmp_path / "run.json"
+    assert main(["rerank", "--model", tiny_model_path, "--candidates", str(dl["candidates"]), "--qrels", str(dl["qrels"]), "--out", str(out)]) == 0
+    assert out.read_text().startswith("q1 Q0 ") and json.loads((tmp_path / "run.json.json").read_text())["top"] == 20

@@ -278,3 +278,26 @@ def test_expression_verifier_needs_the_form_and_the_value():
     assert not expression("2+3+52", rec, terms=2)["correct"] and expression("2+3+52", rec)["correct"]
     assert not expression("3*19", rec, ops="+-")["correct"]
     assert not expression("23+3x4", rec)["correct"]
+
+
+def test_a_verifiers_own_kwargs_check_runs_at_resolution_and_fails_in_one_line():
+    """``fn.check_kwargs(**kwargs)`` runs when the recipe's verifiers resolve; whatever it raises becomes one
+    ValueError naming the verifier (a plug-in's check may raise anything)."""
+    from verifiers.registry import VERIFIERS, resolve_verifiers
+
+    def picky(completion, record, limit=1):
+        return {"correct": True}
+
+    def check(limit=1):
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        if limit > 10:
+            raise KeyError("limit")
+
+    picky.check_kwargs = check
+    VERIFIERS.register("picky_for_test")(picky)
+    assert resolve_verifiers([("p", "picky_for_test", {"limit": 3})]) == [picky]
+    with pytest.raises(ValueError, match=r"^verifier 'p': limit must be >= 0, got -1$"):
+        resolve_verifiers([("p", "picky_for_test", {"limit": -1})])
+    with pytest.raises(ValueError, match=r"^verifier 'p': KeyError: 'limit'$"):
+        resolve_verifiers([("p", "picky_for_test", {"limit": 11})])

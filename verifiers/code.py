@@ -21,6 +21,7 @@ from __future__ import annotations
 import builtins
 import ctypes
 import functools
+import inspect
 import json
 import os
 import re
@@ -109,16 +110,16 @@ def verify_code(
     return run_sandboxed(prefix + extract_code(completion), tests, limits, isolation)
 
 
-def check_kwargs(
-    tests_key: str = "tests", prefix_key: str | None = None, isolation: str = "namespaces", wall_s: float = 2.0,
-    cpu_s: int = 1, memory_mb: int = 256, file_size_mb: int = 1, disk_mb: int = 8, nproc: int = 8,
-) -> None:
-    """At start-up, before any model loads: the limits are valid and ``isolation`` works here (a trial run)."""
-    Limits(wall_s, cpu_s, memory_mb, file_size_mb, disk_mb, nproc)
-    require_isolation(isolation)
+def check_kwargs(**kwargs: Any) -> None:
+    """At start-up, before any model loads: the limits are valid and the isolation works here (a trial run)."""
+    bound = inspect.signature(verify_code).bind("", {}, **kwargs)
+    bound.apply_defaults()
+    a = bound.arguments
+    Limits(a["wall_s"], a["cpu_s"], a["memory_mb"], a["file_size_mb"], a["disk_mb"], a["nproc"])
+    require_isolation(a["isolation"])
 
 
-verify_code.check = check_kwargs  # type: ignore[attr-defined]  # called when the recipe's verifiers resolve
+verify_code.check_kwargs = check_kwargs  # type: ignore[attr-defined]  # called when the recipe's verifiers resolve
 
 
 def extract_code(completion: str) -> str:

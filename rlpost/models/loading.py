@@ -109,7 +109,7 @@ def load_tokenizer(path: str | Path):
     a character-level vocabulary spells as itself."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    generic = _tokenizer_class(Path(path)) in ("TokenizersBackend", "PreTrainedTokenizerFast")
+    generic = _tokenizer_class(Path(path)) == "TokenizersBackend"
     try:
         tok = (PreTrainedTokenizerFast if generic else AutoTokenizer).from_pretrained(str(path))
     except (OSError, ValueError, KeyError) as e:

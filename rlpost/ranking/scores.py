@@ -49,7 +49,7 @@ def merge_passes(passes: Sequence[dict[str, float]], scale: float = 10.0) -> dic
     return {d: sum(v) / len(v) / scale for d, v in sums.items()}
 
 
-def strictly_decreasing(ranked: Sequence[tuple[str, float]], gap: float = 1e-6) -> list[tuple[str, float]]:
+def strictly_decreasing(ranked: Sequence[tuple[str, float]], gap: float = 1e-5) -> list[tuple[str, float]]:
     """(docid, score) sorted by score, ties kept in the given order (e.g. first-stage), with scores nudged to
     strictly decrease: trec_eval re-sorts by score and breaks ties by docid, which would reorder ties."""
     order = sorted(range(len(ranked)), key=lambda i: -ranked[i][1])  # stable: ties keep their order

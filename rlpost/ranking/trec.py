@@ -78,7 +78,7 @@ def read_candidates(path: str | Path) -> list[dict[str, Any]]:
         raise DataError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a JSON list of {{query, hits}} objects")
-    out = []
+    out, seen = [], set()
     for i, item in enumerate(items):
         hits = item.get("hits") if isinstance(item, dict) else None
         if not isinstance(hits, list) or not isinstance(item.get("query"), str):
@@ -86,13 +86,17 @@ def read_candidates(path: str | Path) -> list[dict[str, Any]]:
         if not hits:
             raise DataError(f"{path}: item {i} ({item['query'][:60]!r}) has an empty candidate list")
         try:
+            qid = str(hits[0]["qid"])
             candidates = [{"docid": str(h["docid"]), "text": h["content"], "score": float(h.get("score", 0.0))} for h in hits]
         except (KeyError, TypeError, ValueError) as e:
-            raise DataError(f"{path}: item {i}: every hit needs 'docid' and 'content' and a numeric 'score' ({e!r})") from None
+            raise DataError(f"{path}: item {i}: every hit needs 'qid', 'docid', 'content' and a numeric 'score' ({e!r})") from None
+        if qid in seen:
+            raise DataError(f"{path}: item {i}: query {qid} appears twice")
+        seen.add(qid)
         if any(not isinstance(c["text"], str) or not c["text"].strip() for c in candidates):
             bad = next(c["docid"] for c in candidates if not isinstance(c["text"], str) or not c["text"].strip())
             raise DataError(f"{path}: item {i}: document {bad} has no text")
-        out.append({"qid": str(hits[0]["qid"]), "query": item["query"], "candidates": candidates})
+        out.append({"qid": qid, "query": item["query"], "candidates": candidates})
     return out
 
 
