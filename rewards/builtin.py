@@ -1,9 +1,11 @@
-"""Built-in rewards: correctness from a verifier's facts, a format check, and a length penalty."""
+"""Built-in rewards: correctness from a verifier's facts, a format check, and a length penalty (GroupRank's
+reward is in rewards/ranking.py, registered on import here)."""
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from rewards import ranking  # noqa: F401  # registers "grouprank"
 from rewards.registry import REWARDS
 
 

@@ -219,3 +219,14 @@ def test_bm25_on_dl19_scores_the_published_ndcg():
     candidates = read_candidates(d / "bm25_top100.rank_llm.json")
     assert len(candidates) == 43 and {len(c["candidates"]) for c in candidates} == {100}
     assert set(read_topics(d / "topics.dl19-passage.tsv")) >= {c["qid"] for c in candidates}
+
+
+def test_grouprank_is_a_recipe_reward_over_the_gold_column():
+    """`rewards: [{name: grouprank}]` scores each completion against its record's `gold` gains (T-G1, T-G4)."""
+    from rewards import compute_rewards, resolve_rewards
+
+    specs = [("grouprank", "grouprank", {})]
+    resolve_rewards(specs)
+    completions = [answer([8, 9, 1, 0]), answer([1, 2, 3]), "no tags"]
+    result = compute_rewards(specs, ["p"] * 3, completions, [{}] * 3, {"gold": [GOLD] * 3})
+    np.testing.assert_allclose(result.values[:, 0], [1.1978, -0.1, -0.5], atol=1e-4)

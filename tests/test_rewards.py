@@ -26,7 +26,7 @@ def plugins_on_path(monkeypatch):
 
 
 def test_builtin_names():
-    assert REWARDS.names() == ["conciseness", "correctness", "format", "length_penalty"]
+    assert REWARDS.names() == ["conciseness", "correctness", "format", "grouprank", "length_penalty"]
     assert all(reward_locality(REWARDS.get(n)) == "row" for n in REWARDS.names())
 
 
