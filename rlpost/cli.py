@@ -255,17 +255,29 @@ def cmd_plot(args) -> int:
 
 
 def _rerank_inputs(args) -> list[dict]:
-    """The queries and candidates to rerank, from --candidates or from --run with --topics and --corpus."""
+    """The queries and candidates to rerank: --candidates; or --topics and --corpus with --run, or without it
+    a BM25 first stage over the corpus (--depth documents per query)."""
+    from rlpost import console
     from rlpost.config import ConfigError
     from rlpost.ranking.trec import candidates_from_run, read_candidates, read_corpus, read_run, read_topics
 
-    if bool(args.candidates) == bool(args.run):
-        raise ConfigError("rerank needs --candidates FILE.json, or --run FILE with --topics and --corpus (one of the two)")
+    if args.candidates and (args.run or args.topics or args.corpus):
+        raise ConfigError("give --candidates FILE.json, or --topics and --corpus (with or without --run), not both")
     if args.candidates:
         return read_candidates(args.candidates)
     if not (args.topics and args.corpus):
-        raise ConfigError("--run needs --topics (qid<TAB>query) and --corpus (BEIR corpus.jsonl)")
-    return candidates_from_run(read_run(args.run), read_topics(args.topics), read_corpus(args.corpus), args.run)
+        raise ConfigError("rerank needs --candidates FILE.json, or --topics (qid<TAB>query) and --corpus (BEIR corpus.jsonl), "
+                          "with --run for a first stage of your own (else BM25 over the corpus)")
+    if args.depth < 1:
+        raise ConfigError(f"--depth must be at least 1, got {args.depth}")
+    topics, corpus = read_topics(args.topics), read_corpus(args.corpus)
+    if args.run:
+        return candidates_from_run(read_run(args.run), topics, corpus, args.run)
+    from rlpost.ranking.bm25 import bm25_run
+
+    with console.phase(f"BM25 over {len(corpus)} documents", None):
+        run = bm25_run(corpus, topics, args.depth)
+    return candidates_from_run(run, topics, corpus, "BM25")
 
 
 def cmd_rerank(args) -> int:
@@ -379,9 +391,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", required=True, help="model folder (e.g. a trained reranker's final/)")
     p.add_argument("--method", choices=("erank", "grouprank"), default="erank", help="pointwise expected score, or scored groups")
     p.add_argument("--candidates", help="rank_llm JSON: [{query, hits: [{qid, docid, score, content}]}]")
-    p.add_argument("--run", help="first-stage TREC run (with --topics and --corpus)")
-    p.add_argument("--topics", help="qid<TAB>query file, for --run")
-    p.add_argument("--corpus", help="BEIR corpus.jsonl ({_id, title, text}), for --run")
+    p.add_argument("--topics", help="qid<TAB>query file (with --corpus)")
+    p.add_argument("--corpus", help="BEIR corpus.jsonl ({_id, title, text}): BM25 over it is the first stage unless --run")
+    p.add_argument("--run", help="a first-stage TREC run of your own over --corpus, for --topics")
+    p.add_argument("--depth", type=int, default=100, help="documents per query from the BM25 first stage")
     p.add_argument("--qrels", help="TREC qrels: also report nDCG@10 and recall@100 beside the first stage")
     p.add_argument("--top", type=int, default=20, help="candidates reranked per query (the rest keep their order below)")
     p.add_argument("--out", default="rerank.trec", help="TREC run to write (with --qrels, the metrics go to <out>.json beside it)")

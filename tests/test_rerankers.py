@@ -112,8 +112,10 @@ def test_an_empty_candidate_list_and_missing_inputs_are_one_line(dl, capsys):
     dl["candidates"].write_text(json.dumps([{"query": "q", "hits": []}]))
     for argv, expected in (
         (["--candidates", str(dl["candidates"])], "has an empty candidate list"),
-        ([], "rerank needs --candidates FILE.json, or --run FILE"),
-        (["--run", str(dl["run"])], "--run needs --topics"),
+        ([], "rerank needs --candidates FILE.json, or --topics"),
+        (["--run", str(dl["run"])], "rerank needs --candidates FILE.json, or --topics"),
+        (["--candidates", str(dl["candidates"]), "--corpus", str(dl["corpus"])], "not both"),
+        (["--topics", str(dl["topics"]), "--corpus", str(dl["corpus"]), "--depth", "0"], "--depth must be at least 1"),
     ):
         assert main(["rerank", "--model", "/nonexistent", *argv]) == 2
         assert expected in capsys.readouterr().err
@@ -135,3 +137,19 @@ def test_out_may_not_be_a_folder_and_metrics_never_overwrite_the_run(dl, tiny_mo
     out = tmp_path / "run.json"
     assert main(["rerank", "--model", tiny_model_path, "--candidates", str(dl["candidates"]), "--qrels", str(dl["qrels"]), "--out", str(out)]) == 0
     assert out.read_text().startswith("q1 Q0 ") and json.loads((tmp_path / "run.json.json").read_text())["top"] == 20
+
+
+def test_bm25_first_stage_over_a_corpus(dl, tiny_model_path, tmp_path, capsys):
+    """Without --run, BM25 over --corpus gives each topic its candidates: the passage sharing the query's words
+    comes first; then the reranked run is written and scored as with a run of one's own."""
+    from rlpost.ranking.bm25 import bm25_run
+    from rlpost.ranking.trec import read_corpus, read_topics
+
+    run = bm25_run(read_corpus(dl["corpus"]), read_topics(dl["topics"]), depth=2)
+    assert max(run["q1"], key=run["q1"].get) == "d1" and len(run["q1"]) == 2  # "do goldfish grow" -> "Goldfish grow."
+    out = tmp_path / "bm25-erank.trec"
+    argv = ["rerank", "--model", tiny_model_path, "--topics", str(dl["topics"]), "--corpus", str(dl["corpus"]),
+            "--qrels", str(dl["qrels"]), "--depth", "3", "--top", "2", "--out", str(out)]
+    assert main(argv) == 0
+    assert {line.split()[0] for line in out.read_text().splitlines()} == {"q1", "q2"}
+    assert "BM25 over 6 documents: done in" in capsys.readouterr().out
