@@ -318,7 +318,7 @@ def cmd_rerank(args) -> int:
     with console.phase(f"rerank ({args.method}, top {args.top})", len(items), "queries", every=max(1, len(items) // 10)) as bar:
         for n, item in enumerate(items, 1):
             head, rest = item["candidates"][: args.top], item["candidates"][args.top :]
-            scored = reranker.rerank(item["query"], head) if args.method == "erank" else reranker.rerank_batch([(item["query"], head)], qids=[item["qid"]])[0]
+            scored = reranker.rerank(item["query"], head, qid=item["qid"])
             low = min(s.score for s in scored) - 1.0
             reranked[item["qid"]] = [(s.docid, s.score) for s in scored] + [(c["docid"], low) for c in rest]
             first_stage[item["qid"]] = [(c["docid"], -i) for i, c in enumerate(item["candidates"])]

@@ -44,7 +44,18 @@ def ranked(candidates: list[dict], scores: Sequence[float], details: Sequence[di
     return out[:top_k] if top_k else out
 
 
-class ERankReranker:
+class Reranker:
+    """``rerank_batch(items, top_k, qids)`` is each reranker's own; ``rerank`` is one query of it."""
+
+    def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None,
+                     qids: Sequence[str] | None = None) -> list[list[Scored]]:
+        raise NotImplementedError
+
+    def rerank(self, query: str, docs: Sequence[Doc], top_k: int | None = None, qid: str | None = None) -> list[Scored]:
+        return self.rerank_batch([(query, docs)], top_k, [qid] if qid is not None else None)[0]
+
+
+class ERankReranker(Reranker):
     def __init__(
         self, model_path: str, dtype: str = "float32", instruction: str = "semantic", batch_size: int = 16,
         max_doc_tokens: int | None = 256, threads: int | None = None,
@@ -91,7 +102,9 @@ class ERankReranker:
         dist = torch.cat([p, p10[:, None]], dim=1)
         return dist / dist.sum(dim=1, keepdim=True).clamp_min(1e-30)
 
-    def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None) -> list[list[Scored]]:
+    def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None,
+                     qids: Sequence[str] | None = None) -> list[list[Scored]]:
+        """``qids`` are unused: a pair's score depends on nothing else."""
         cands = [as_candidates(docs) for _, docs in items]
         pairs = [(q, c["text"]) for (q, _), cs in zip(items, cands) for c in cs]
         dist = self.distributions(pairs)
@@ -105,11 +118,8 @@ class ERankReranker:
             at += len(cs)
         return out
 
-    def rerank(self, query: str, docs: Sequence[Doc], top_k: int | None = None) -> list[Scored]:
-        return self.rerank_batch([(query, docs)], top_k)[0]
 
-
-class GroupRankReranker:
+class GroupRankReranker(Reranker):
     def __init__(
         self, model_path: str, dtype: str = "float32", group_size: int = 20, passes: int = 1, seed: int = 0,
         temperature: float = 0.3, top_p: float = 0.8, max_new_tokens: int = 512, batch_size: int = 8, threads: int | None = None,
@@ -124,7 +134,9 @@ class GroupRankReranker:
         self.group_size, self.passes, self.seed = group_size, passes, seed
         self.sampling = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
 
-    def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None, qids: Sequence[str] | None = None) -> list[list[Scored]]:
+    def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None,
+                     qids: Sequence[str] | None = None) -> list[list[Scored]]:
+        """``qids`` seed each query's shuffles (default: the items' positions)."""
         from rlpost.types import Request, SamplingParams
 
         cands = [as_candidates(docs) for _, docs in items]
@@ -149,6 +161,3 @@ class GroupRankReranker:
             details = [{"scored": c["docid"] in merged, "groups_unparsed": unparsed[qi]} for c in cs]
             out.append(ranked(cs, scores, details, top_k))
         return out
-
-    def rerank(self, query: str, docs: Sequence[Doc], top_k: int | None = None) -> list[Scored]:
-        return self.rerank_batch([(query, docs)], top_k)[0]

@@ -17,19 +17,21 @@ Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
 
 
-def _lines(path: Path, what: str) -> Iterable[tuple[int, list[str]]]:
+def _lines(path: Path, what: str) -> Iterable[tuple[int, str]]:
+    """(line number, line) of the file's non-blank lines; DataError naming ``what`` when it is missing."""
     if not path.is_file():
         raise DataError(f"{what} not found: {path}")
     for n, line in enumerate(read_utf8(path, what, DataError).splitlines(), 1):
         if line.strip():
-            yield n, line.split()
+            yield n, line
 
 
 def _columns(path: Path, kind: str, layout: str, value: int, convert: type, expected: str) -> dict[str, dict[str, Any]]:
     """{column 0: {column 2: convert(column ``value``)}} of a whitespace-separated TREC file."""
     width = len(layout.split())
     out: dict[str, dict[str, Any]] = {}
-    for n, cols in _lines(path, f"{kind} file"):
+    for n, line in _lines(path, f"{kind} file"):
+        cols = line.split()
         if len(cols) != width:
             raise DataError(f"{path} line {n}: expected {width} columns '{layout}', got {len(cols)}")
         try:
@@ -54,15 +56,12 @@ def read_qrels(path: str | Path) -> Qrels:
 def read_topics(path: str | Path) -> dict[str, str]:
     """``qid<TAB>query`` lines -> {qid: query}."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"topics file not found: {path}")
     topics = {}
-    for n, line in enumerate(read_utf8(path, "topics file", DataError).splitlines(), 1):
-        if line.strip():
-            qid, sep, text = line.partition("\t")
-            if not sep or not text.strip():
-                raise DataError(f"{path} line {n}: expected 'qid<TAB>query'")
-            topics[qid.strip()] = text.strip()
+    for n, line in _lines(path, "topics file"):
+        qid, sep, text = line.partition("\t")
+        if not sep or not text.strip():
+            raise DataError(f"{path} line {n}: expected 'qid<TAB>query'")
+        topics[qid.strip()] = text.strip()
     return topics
 
 
@@ -147,12 +146,8 @@ def evaluate(
 def read_corpus(path: str | Path) -> dict[str, str]:
     """A BEIR corpus.jsonl (``{"_id", "title", "text"}`` per line) -> {docid: "title text"}."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"corpus file not found: {path}")
     corpus = {}
-    for n, line in enumerate(read_utf8(path, "corpus file", DataError).splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, line in _lines(path, "corpus file"):
         try:
             doc = json.loads(line)
             docid, text, title = str(doc["_id"]), doc.get("text"), doc.get("title") or ""
