@@ -1,13 +1,56 @@
-"""Rerankers' rewards as recipe components. GroupRank's is prompt-local: each completion scores one group,
-whose gold gains (and, optionally, which members are in the whole pool's label top 10) are dataset columns.
-ERank's compares a query's whole cohort and waits for cohorts in the prompt stream (rlpost/ranking/rewards.py
-holds it as a pure function)."""
+"""Rerankers' rewards as recipe components (the formulas are pure functions in rlpost/ranking/rewards.py).
+
+ERank's compares a query's whole cohort (locality ``cohort``): every completion of the step with the same
+``qid`` is ranked together, so the recipe sets ``data.cohort: qid``. GroupRank's is prompt-local: each
+completion scores one group, whose gold gains (and, optionally, which members count as relevant) are
+dataset columns."""
 from __future__ import annotations
 
 from typing import Any
 
 from rewards.registry import REWARDS
-from rlpost.ranking.rewards import grouprank_reward
+from rlpost.ranking.parsing import parse_erank
+from rlpost.ranking.rewards import erank_rewards, grouprank_reward
+
+
+@REWARDS.register("erank")
+def erank(
+    prompts: list[str],
+    completions: list[str],
+    facts: list[dict[str, dict[str, Any]]],
+    qid: list[Any],
+    docid: list[Any],
+    relevant: list[bool],
+    ref_score: list[float],
+    kind: str = "rr",
+    format_penalty: float = -1.0,
+    neg_above_penalty: float = -1.0,
+    neg_above_rule: str = "any_positive",
+    se_scale: float = 10.0,
+    **kwargs: Any,
+) -> list[float]:
+    """ERank's reward (``kind`` rr, ndcg or se): each query's completions (``qid``), grouped by document
+    (``docid``), are ranked together by their parsed scores; ``relevant`` marks the positive documents and
+    ``ref_score`` is each document's reference score t_i for the squared-error case."""
+    out = [0.0] * len(completions)
+    cohorts: dict[Any, dict[Any, list[int]]] = {}
+    for i, (q, d) in enumerate(zip(qid, docid)):
+        cohorts.setdefault(q, {}).setdefault(d, []).append(i)
+    for docs in cohorts.values():
+        rows = list(docs.values())
+        values = erank_rewards(
+            [[parse_erank(completions[i]) for i in row] for row in rows],
+            [bool(relevant[row[0]]) for row in rows],
+            [float(ref_score[row[0]]) for row in rows],
+            kind, format_penalty, neg_above_penalty, neg_above_rule, se_scale,
+        )
+        for row, vals in zip(rows, values):
+            for j, i in enumerate(row):
+                out[i] = float(vals[j])
+    return out
+
+
+erank.locality = "cohort"
 
 
 @REWARDS.register("grouprank")

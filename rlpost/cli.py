@@ -280,6 +280,13 @@ def _rerank_inputs(args) -> list[dict]:
     return candidates_from_run(run, topics, corpus, "BM25")
 
 
+def below(head: list[tuple[str, float]], rest: list[dict]) -> list[tuple[str, float]]:
+    """A query's reranked head (docid, score), then the candidates not reranked, below every score (a run
+    file's tied scores keep their order: strictly_decreasing)."""
+    low = min(score for _, score in head) - 1.0
+    return head + [(c["docid"], low) for c in rest]
+
+
 def cmd_rerank(args) -> int:
     """Rerank each query's first --top candidates, write a TREC run (the rest follow in first-stage order),
     and with --qrels compare nDCG@10 and recall with the first stage."""
@@ -289,11 +296,13 @@ def cmd_rerank(args) -> int:
     from rlpost import console
     from rlpost.config import ConfigError
     from rlpost.models.loading import check_model_folder
-    from rlpost.ranking.scores import strictly_decreasing
+    from rlpost.ranking.scores import hybrid, strictly_decreasing
     from rlpost.ranking.trec import evaluate, read_qrels, write_run
 
     if args.top < 1 or args.batch_size < 1:
         raise ConfigError(f"--top and --batch-size must be at least 1, got {args.top} and {args.batch_size}")
+    if not 0 <= args.hybrid < 1:
+        raise ConfigError(f"--hybrid is the first stage's weight, from 0 (off) to below 1, got {args.hybrid}")
     items = _rerank_inputs(args)
     qrels = read_qrels(args.qrels) if args.qrels else None
     if qrels is not None and not set(qrels) & {i["qid"] for i in items}:
@@ -314,20 +323,28 @@ def cmd_rerank(args) -> int:
 
         reranker = GroupRankReranker(model, args.dtype, args.group_size, args.passes, args.seed, batch_size=args.batch_size,
                                      max_new_tokens=args.max_new_tokens, threads=args.threads)
-    first_stage, reranked = {}, {}
+    label = f"{args.method} top {args.top}"
+    runs: dict[str, dict[str, list]] = {"first stage": {}, label: {}}
+    if args.hybrid:
+        runs[f"hybrid {args.hybrid:g}"] = {}
     with console.phase(f"rerank ({args.method}, top {args.top})", len(items), "queries", every=max(1, len(items) // 10)) as bar:
         for n, item in enumerate(items, 1):
             head, rest = item["candidates"][: args.top], item["candidates"][args.top :]
             scored = reranker.rerank(item["query"], head, qid=item["qid"])
-            low = min(s.score for s in scored) - 1.0
-            reranked[item["qid"]] = [(s.docid, s.score) for s in scored] + [(c["docid"], low) for c in rest]
-            first_stage[item["qid"]] = [(c["docid"], -i) for i, c in enumerate(item["candidates"])]
+            runs["first stage"][item["qid"]] = [(c["docid"], -i) for i, c in enumerate(item["candidates"])]
+            runs[label][item["qid"]] = below([(s.docid, s.score) for s in scored], rest)
+            if args.hybrid:
+                first = {c["docid"]: c["score"] for c in head}
+                fused = hybrid([first[s.docid] for s in scored], [s.score for s in scored], args.hybrid)
+                ordered = sorted(zip((s.docid for s in scored), map(float, fused)), key=lambda p: -p[1])
+                runs[f"hybrid {args.hybrid:g}"][item["qid"]] = below(ordered, rest)
             bar.update(n)
-    write_run(reranked, out, tag=f"rlpost-{args.method}")
+    final = list(runs)[-1]
+    write_run(runs[final], out, tag=f"rlpost-{args.method}" + ("-hybrid" if args.hybrid else ""))
     console.echo(f"wrote {out} ({len(items)} queries)")
     if qrels is not None:
         rows = {}
-        for label, run in (("first stage", first_stage), (f"{args.method} top {args.top}", reranked)):
+        for label, run in runs.items():
             # the scores as written: ties nudged in order, as trec_eval reads the file
             written = {q: dict(strictly_decreasing(r)) for q, r in run.items()}
             result = evaluate(written, qrels, allow_missing=True, relevance_level=args.relevance_level)
@@ -406,6 +423,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--passes", type=int, default=1, help="grouprank: shuffled passes averaged (test-time scaling)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="grouprank: generation budget per group")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hybrid", type=float, default=0.0, metavar="W",
+                   help="write W z(first stage) + (1 - W) z(rerank) over the reranked head (ERank's BM25 hybrid uses 0.2; 0: off)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--relevance-level", type=int, default=1, help="binary measures count relevance >= this (TREC DL: 2)")
     p.set_defaults(fn=cmd_rerank, overrides=[])

@@ -76,11 +76,18 @@ class DataConfig(Section):
     template: str | None = None
     use_chat_template: bool | None = None
     system_prompt: str | None = None
+    cohort: str | None = Field(
+        None, description="a record column (e.g. qid): records sharing its value are a cohort, always in the same step, "
+        "so rewards that compare a cohort (locality 'cohort', e.g. ERank's) see all of it; train.prompts_per_step counts records",
+    )
 
 
 class SFTConfig(Section):
     steps: int = Field(500, ge=0)
-    batch_size: int = Field(128, ge=1)
+    update: Literal["full", "lora"] = Field("full", description="what SFT trains: every weight, or a LoRA adapter (learner.lora's settings) merged into the saved model")
+    batch_size: int = Field(128, ge=1, description="examples per optimizer step")
+    micro_batch_size: int | None = Field(None, ge=1, description="examples per forward/backward (gradients accumulate over a step); None: the whole batch")
+    max_length: int | None = Field(None, ge=2, description="examples whose prompt + target exceed this many tokens are left out (counted on the console)")
     lr: float = Field(3e-3, ge=0)
     warmup_steps: int = Field(20, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0, le=1)
@@ -520,15 +527,15 @@ def load_config(recipe: str | None, overrides: list[str] | None = None) -> Confi
 
 
 def list_recipes() -> list[tuple[str, str]]:
-    """(name, one-line description) for every recipe under recipes/."""
+    """(name, one-line description) for every recipe under recipes/ (``erank/smollm2`` for a subfolder's)."""
     out = []
-    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+    for path in sorted(RECIPES_DIR.rglob("*.yaml")):
         try:
             loaded = _read_yaml(path) or {}
             desc = loaded.get("description", "") if isinstance(loaded, dict) else "(not a mapping of sections)"
         except ConfigError:
             desc = "(unreadable: `rlpost train` on it says why)"
-        out.append((path.stem, str(desc).strip().splitlines()[0] if desc else ""))
+        out.append((path.relative_to(RECIPES_DIR).with_suffix("").as_posix(), str(desc).strip().splitlines()[0] if desc else ""))
     return out
 
 

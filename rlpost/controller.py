@@ -221,6 +221,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
     seed_everything(cfg.run.seed, cfg.run.threads)
     # Everything that can be wrong with the recipe or data fails here, before a model loads.
     records = load_split(cfg, cfg.data.train_split)
+    dataset = cohort_stream(cfg, records)
     if cfg.train.warm_start == "sft":
         load_split(cfg, cfg.data.train_split, sft=True)
     eval_records = load_split(cfg, cfg.eval.split or cfg.data.eval_split, limit=cfg.eval.limit)
@@ -255,7 +256,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
         learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
     r = cfg.rollout
     run = Run(
-        cfg, cfg.output_dir, learner, rollout, scorer, sampler, pipeline, callbacks, PromptDataset(records, seed=cfg.run.seed), tokenizer,
+        cfg, cfg.output_dir, learner, rollout, scorer, sampler, pipeline, callbacks, dataset, tokenizer,
         prompt_texts, prompt_ids, eval_records,
         SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, stop=list(r.stop)),
         {"step": 0, "rollouts": 0, "evals": {}},
@@ -307,6 +308,10 @@ def check_components(cfg: Config) -> None:
             raise ConfigError(f"{key}: {e}") from None
     if engine_name(cfg) == "vllm" and importlib.util.find_spec("vllm") is None:
         raise ConfigError("rollout.engine=vllm but vLLM is not installed (pip install 'rlpost[vllm]'; see docs/vllm.md)")
+    t = cfg.train
+    if not cfg.verify.verifiers and (t.eval_before or t.eval_every or t.eval_after):
+        raise ConfigError("train.eval_before/eval_every/eval_after score accuracy with a verifier and verify.verifiers is "
+                          "empty: turn them off (rerankers evaluate with `rlpost rerank`, docs/reranking.md)")
 
 
 def build_sampler(cfg: Config) -> Sampler:
@@ -340,6 +345,16 @@ def seed_everything(seed: int, threads: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
+
+
+def cohort_stream(cfg: Config, records: list[dict[str, Any]]) -> PromptDataset:
+    """The training prompt stream; with ``data.cohort`` every cohort must fit in one step."""
+    dataset = PromptDataset(records, seed=cfg.run.seed, cohort=cfg.data.cohort)
+    largest = max(len(u) for u in dataset.units)
+    if largest > cfg.train.prompts_per_step:
+        raise ConfigError(f"data.cohort '{cfg.data.cohort}': a cohort has {largest} records but train.prompts_per_step is "
+                          f"{cfg.train.prompts_per_step}; a step holds whole cohorts, so raise prompts_per_step to at least {largest}")
+    return dataset
 
 
 def next_items(dataset: PromptDataset, n: int, texts: list[str], ids: list[list[int]]) -> dict[int, PromptItem]:

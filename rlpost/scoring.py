@@ -35,6 +35,7 @@ class Scorer:
         except (ValueError, LookupError) as e:
             raise ConfigError(f"rewards: {e}") from None
         check_reward_verifiers(self.reward_specs, self.reward_fns, [v.name for v in cfg.verify.verifiers])
+        check_cohorts(self.localities, cfg.data.cohort)
         self.weights = [r.weight for r in cfg.rewards]
         self.runner = make_verifier_runner(cfg)
         self.correct_key = correctness_verifier(cfg) if cfg.verify.verifiers else None
@@ -110,6 +111,14 @@ def reward_values(specs, fns, prompts: list[str], completions: list[Completion],
     names = dict.fromkeys(col for r in records for col in r)  # every column, first-seen order
     columns: dict[str, list[Any]] = {col: [r.get(col) for r in records] for col in names}
     return compute_rewards(specs, prompts, [c.text for c in completions], facts, columns, [c.token_ids for c in completions], fns=fns)
+
+
+def check_cohorts(localities: dict[str, str], cohort: str | None) -> None:
+    """A reward that compares a cohort needs ``data.cohort``: without it a step may hold part of one."""
+    for name, locality in localities.items():
+        if locality == "cohort" and not cohort:
+            raise ConfigError(f"reward '{name}' compares a whole cohort (e.g. a query's candidates): set data.cohort to the "
+                              "column that names it (e.g. qid) so every step holds whole cohorts")
 
 
 def reward_refusals(localities: dict[str, str], in_rounds: bool, streamed: bool, sampler_name: str) -> list[str]:

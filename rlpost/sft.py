@@ -1,5 +1,6 @@
-"""Supervised fine-tuning: cross-entropy on completion tokens only; saves an HF folder that
-transformers and vLLM load. Used for warm starts and by the reranker recipes."""
+"""Supervised fine-tuning on the Learner actor: cross-entropy on completion tokens only, with the learner's
+update modes (full weights or a LoRA adapter, merged when saved), micro-batches and precision; saves an HF
+folder that transformers and vLLM load. Used for warm starts and by the reranker recipes."""
 from __future__ import annotations
 
 import hashlib
@@ -9,15 +10,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
 from rlpost import console
-from rlpost.config import Config
+from rlpost.actors import spawn, start_cluster
+from rlpost.config import Config, ConfigError
 from rlpost.data import PromptDataset, render_template
 from rlpost.data.recipe import encode_prompts, load_split
-from rlpost.learner.optim import build_optimizer
-from rlpost.models.forward import completion_logprobs
-from rlpost.models.loading import load_model, load_tokenizer, resolve_model_path
+from rlpost.learner.learner import Learner
+from rlpost.models.loading import load_tokenizer, resolve_model_path
 
 
 def sft_fingerprint(cfg: Config) -> str:
@@ -44,45 +43,70 @@ def run_sft(cfg: Config) -> Path:
         console.echo(f"sft: reusing {out} (trained with the same settings)")
         return out
 
-    torch.set_num_threads(cfg.run.threads)
     records = load_split(cfg, cfg.data.train_split, sft=True)
-    base = resolve_model_path(cfg.model)
+    base = str(resolve_model_path(cfg.model))
     tokenizer = load_tokenizer(base)
-    model = load_model(base, "float32").train()
     _, prompt_ids = encode_prompts(cfg, records, tokenizer)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     target_ids = [
         tokenizer(render_template(cfg.sft.target_template, r), add_special_tokens=False).input_ids + eos
         for r in records
     ]
-
     sc = cfg.sft
-    opt, sched = build_optimizer(
-        model.parameters(), sc.lr, sc.steps, sc.warmup_steps, "cosine", sc.min_lr_ratio, sc.weight_decay
-    )
-    torch.manual_seed(cfg.run.seed)
-    data = PromptDataset(records, seed=cfg.run.seed)
-    with console.phase("sft", sc.steps, "steps", every=sc.log_every) as bar:
-        for step in range(sc.steps):
-            idx = [i for i, _ in data.next_batch(sc.batch_size)]
-            logp, mask, _ = completion_logprobs(
-                model, [prompt_ids[i] for i in idx], [target_ids[i] for i in idx], tokenizer.pad_token_id
-            )
-            loss = -(logp * mask).sum() / mask.sum().clamp(min=1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), sc.grad_clip)
-            opt.step()
-            sched.step()
-            bar.update(step + 1, f"loss {loss.item():.4g}  lr {sched.get_last_lr()[0]:.3g}")
-    save_hf_folder(model, tokenizer, out)
+    prompt_ids, target_ids = within_cutoff(prompt_ids, target_ids, sc.max_length)
+    data = PromptDataset(list(range(len(prompt_ids))), seed=cfg.run.seed)
+    with console.phase(f"start the SFT learner ({cfg.cluster.mode}, {sc.update} weights)", None):
+        start_cluster(cfg.cluster)
+        learner = spawn(Learner, cfg.cluster, "sft learner", sft_learner_config(cfg), base, num_gpus=cfg.cluster.learner_gpus)
+        learner.call("ready")
+    try:
+        with console.phase("sft", sc.steps, "steps", every=sc.log_every) as bar:
+            for step in range(sc.steps):
+                idx = [i for i, _ in data.next_batch(sc.batch_size)]
+                m = learner.call("sft_step", [(prompt_ids[i], target_ids[i]) for i in idx])
+                bar.update(step + 1, f"loss {m['loss']:.4g}  lr {m['lr']:.3g}")
+        learner.call("save_hf", str(out))
+    finally:
+        learner.kill()
     console.echo(f"sft: saved {out}")
     stamp.write_text(json.dumps({"fingerprint": fingerprint, "steps": sc.steps, "base": str(base)}))
     return out
 
 
+def sft_learner_config(cfg: Config) -> Config:
+    """The recipe as the SFT learner sees it: the sft section's optimizer (AdamW, cosine), update mode,
+    steps and micro-batch; no KL term, one pass per step."""
+    sc = cfg.sft
+    optim = cfg.optim.model_copy(update={
+        "name": "adamw", "lr": sc.lr, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": sc.weight_decay,
+        "warmup_steps": sc.warmup_steps, "schedule": "cosine", "min_lr_ratio": sc.min_lr_ratio, "grad_clip": sc.grad_clip,
+    })
+    return cfg.model_copy(update={
+        "optim": optim,
+        "learner": cfg.learner.model_copy(update={"update": sc.update}),
+        "algo": cfg.algo.model_copy(update={"kl_coef": 0.0, "epochs": 1, "minibatches": 1}),
+        "train": cfg.train.model_copy(update={"steps": sc.steps, "micro_batch_size": sc.micro_batch_size or sc.batch_size}),
+    })
+
+
+def within_cutoff(prompts: list[list[int]], targets: list[list[int]], max_length: int | None) -> tuple[list, list]:
+    """The examples whose prompt + target fit in ``max_length`` tokens; how many were left out goes to the console."""
+    if max_length is None:
+        return prompts, targets
+    keep = [i for i, (p, t) in enumerate(zip(prompts, targets)) if len(p) + len(t) <= max_length]
+    if not keep:
+        longest = min(len(p) + len(t) for p, t in zip(prompts, targets))
+        raise ConfigError(f"sft.max_length={max_length}: every SFT example is longer (the shortest has {longest} tokens)")
+    if len(keep) < len(prompts):
+        console.echo(f"sft: {len(prompts) - len(keep)} of {len(prompts)} examples are longer than sft.max_length={max_length} tokens, left out")
+    return [prompts[i] for i in keep], [targets[i] for i in keep]
+
+
 def save_hf_folder(model, tokenizer, out: Path) -> None:
     """Write model + tokenizer to `out` atomically (a crash leaves the previous folder intact)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # in an actor too: its bar would interleave with the driver's lines
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     model.save_pretrained(tmp, safe_serialization=True)

@@ -26,8 +26,8 @@ def plugins_on_path(monkeypatch):
 
 
 def test_builtin_names():
-    assert REWARDS.names() == ["conciseness", "correctness", "format", "grouprank", "length_penalty"]
-    assert all(reward_locality(REWARDS.get(n)) == "row" for n in REWARDS.names())
+    assert REWARDS.names() == ["conciseness", "correctness", "erank", "format", "grouprank", "length_penalty"]
+    assert {n: reward_locality(REWARDS.get(n)) for n in REWARDS.names() if reward_locality(REWARDS.get(n)) != "row"} == {"erank": "cohort"}
 
 
 def test_correctness_is_nan_for_failed_or_missing_facts():

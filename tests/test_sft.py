@@ -50,3 +50,19 @@ def test_loss_ignores_prompt_tokens(tmp_path):
     assert targets.tolist() == [[9, 2, 0], [10, 11, 2]]
     assert attn.tolist() == [[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]]
     assert pos.tolist()[1] == [0, 0, 0, 1, 2, 3]
+
+
+def test_sft_runs_on_a_learner_actor_and_lora_sft_saves_a_merged_model(tmp_path):
+    """SFT goes through the Learner actor (local in-process here): with sft.update=lora only the adapter
+    trains, and the saved folder is a plain model whose weights moved off the base's in the adapted layers."""
+    from safetensors.torch import load_file
+
+    from rlpost.models.loading import resolve_model_path
+
+    cfg = sft_cfg(tmp_path, "sft.steps=3", "sft.update=lora", "sft.lr=0.05", "cluster.mode=local", "learner.lora.r=4")
+    out = run_sft(cfg)
+    assert not (out / "adapter_config.json").exists()
+    base = load_file(resolve_model_path(cfg.model) / "model.safetensors")
+    tuned = load_file(out / "model.safetensors")
+    moved = {k for k in base if not torch.equal(base[k], tuned[k])}
+    assert moved and all("proj" in k for k in moved)  # the adapted projections, nothing else

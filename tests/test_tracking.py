@@ -6,6 +6,7 @@ import json
 import math
 import struct
 import sys
+import time
 
 import pytest
 
@@ -76,6 +77,7 @@ def test_wandb_offline_run_and_resume_append_to_one_run(tmp_path, wandb_env):
     cfg = LogConfig(progress=False, tensorboard=False, wandb=True)
     run_steps(run_dir, cfg, range(0, 3), CONFIG)
     run_id = (run_dir / "wandb_id").read_text()
+    time.sleep(1.1)  # wandb names an offline run's folder by the second it started: a real resume is never this quick
     run_steps(run_dir, cfg, range(3, 5), CONFIG)  # a resume from the step-3 checkpoint
     assert (run_dir / "wandb_id").read_text() == run_id
 

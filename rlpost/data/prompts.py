@@ -50,8 +50,10 @@ def format_prompt(
     With a chat template (``use_chat_template`` True, or None and the tokenizer has one) the rendered
     template becomes the user turn, after an optional system turn, with the generation prompt added.
     Otherwise the rendered template is the prompt, preceded by ``system_prompt`` and a newline if given.
+    A record's own ``system`` column (e.g. GroupRank's rubric) is the system prompt when the recipe sets none.
     """
     content = render_template(template or DEFAULT_TEMPLATE, record)
+    system_prompt = system_prompt or record.get("system")
     has_chat_template = bool(getattr(tokenizer, "chat_template", None))
     if use_chat_template is None:
         use_chat_template = has_chat_template

@@ -15,7 +15,7 @@ from verifiers.expression import expression_value
 Record = dict[str, Any]
 TaskFn = Callable[..., list[Record]]
 
-TASKS: Registry[TaskFn] = Registry("task")
+TASKS: Registry[TaskFn] = Registry("task", builtins_module="rlpost.ranking.tasks")
 
 
 def load_task(name: str, split: str, limit: int | None = None, **kwargs: Any) -> list[Record]:

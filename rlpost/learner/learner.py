@@ -74,6 +74,27 @@ class Learner:
         self.nan_skips = 0
         self._parts: _Parts | None = None  # gradients of this step's streamed parts, not yet applied
 
+    # ------------------------------------------------------------------ supervised
+
+    def sft_step(self, examples: list[tuple[list[int], list[int]]]) -> dict[str, float]:
+        """One supervised step on (prompt ids, target ids) pairs: cross-entropy on the target tokens, the mean
+        over the whole batch's target tokens, gradients accumulated over ``train.micro_batch_size`` chunks."""
+        samples = [TrainSample(p, t, [], 0.0) for p, t in examples]
+        tokens = sum(len(t) for _, t in examples)
+        stats: dict[str, list[float]] = {}
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, finite = 0.0, True
+        for chunk in _chunks(samples, self.cfg.train.micro_batch_size):
+            logp, mask, _ = self._forward(self.model, chunk, 1.0)
+            loss = -(logp * mask).sum() / tokens
+            finite = finite and bool(torch.isfinite(loss))
+            if finite:
+                loss.backward()
+            loss_sum += loss.item()
+        self._step(finite, stats)
+        self.version += 1
+        return {"loss": loss_sum, "lr": self.scheduler.get_last_lr()[0], "grad_norm": stats.get("learner/grad_norm", [float("nan")])[0]}
+
     # ------------------------------------------------------------------ update
 
     def _forward(self, model, samples: list[TrainSample], temperature: float, entropy: bool = False):

@@ -73,11 +73,9 @@ def grouprank_prompt(query: str, documents: Sequence[str]) -> str:
 
 
 def render(tokenizer, user: str, system: str | None = None, answer_prefix: str = "") -> list[int]:
-    """Token ids of the chat (the template's generation prompt, then ``answer_prefix``); plain text for a
-    tokenizer without a chat template (the tiny models)."""
-    if getattr(tokenizer, "chat_template", None):
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    else:
-        text = (system + "\n\n" if system else "") + user + "\n"
+    """Token ids of the prompt exactly as a training run renders it (``format_prompt``: the chat template's
+    generation prompt, or for a tokenizer without one the plain text), then ``answer_prefix``."""
+    from rlpost.data.prompts import format_prompt
+
+    text = format_prompt({"question": user}, tokenizer, system_prompt=system)
     return tokenizer(text + answer_prefix, add_special_tokens=False).input_ids

@@ -1,0 +1,134 @@
+"""Ranking tasks: first-stage candidates and graded qrels as prompt records for the reranker recipes.
+
+- ``erank``: one record per (query, candidate) with the pointwise prompt; a query's records share its
+  ``qid`` (the recipe's ``data.cohort``), so ERank's reward sees all of them in one step.
+- ``grouprank``: one record per group of candidates cut from a query's pool by interval sampling, shown
+  in a seeded shuffled order, with the gold gains of its members in presentation order.
+
+A split names a dataset in the shared data (``dl19``, ``dl20``) or gives ``{candidates, qrels}`` paths
+(a rank_llm JSON of first-stage hits with passage text, and TREC qrels). Only queries the qrels judge are
+kept, and each query's top ``top`` candidates. Without a teacher model the SFT targets come from the qrels:
+grade g maps to the score ``scores[g]`` (ERank answers it; GroupRank's JSON gives it to every member).
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from rlpost.data.errors import DataError
+from rlpost.data.paths import shared_data_path
+from rlpost.data.tasks import TASKS, Record, _check_split
+from rlpost.ranking.prompts import GROUPRANK_SYSTEM, erank_prompt, grouprank_prompt
+from rlpost.ranking.trec import read_candidates, read_qrels
+
+DATASETS = {
+    "dl19": ("trec-dl-2019-passage", "qrels.dl19-passage.txt"),
+    "dl20": ("trec-dl-2020-passage", "qrels.dl20-passage.txt"),
+}
+DL_SCORES = [0, 3, 7, 10]  # TREC DL grades 0..3 as 0..10 scores
+
+
+def judged_pools(source: str | dict[str, str], top: int) -> list[dict[str, Any]]:
+    """[{qid, query, candidates: [{docid, text, grade}]}] for every judged query, top ``top`` candidates each
+    (unjudged candidates have grade 0, as in trec_eval)."""
+    if isinstance(source, str):
+        if source not in DATASETS:
+            raise DataError(f"ranking dataset '{source}' is unknown (known: {', '.join(DATASETS)}; or give {{candidates, qrels}} paths)")
+        folder, qrels_file = DATASETS[source]
+        paths = {"candidates": shared_data_path("retrieval", folder, "bm25_top100.rank_llm.json"),
+                 "qrels": shared_data_path("retrieval", folder, qrels_file)}
+    else:
+        missing = sorted({"candidates", "qrels"} - set(source))
+        if missing:
+            raise DataError(f"ranking split {source}: missing {', '.join(missing)} (expected {{candidates: rank_llm.json, qrels: file}})")
+        paths = {k: Path(source[k]) for k in ("candidates", "qrels")}
+    if top < 1:
+        raise DataError(f"top must be >= 1, got {top}")
+    items, qrels = read_candidates(paths["candidates"]), read_qrels(paths["qrels"])
+    pools = [
+        {"qid": it["qid"], "query": it["query"],
+         "candidates": [{**c, "grade": int(qrels[it["qid"]].get(c["docid"], 0))} for c in it["candidates"][:top]]}
+        for it in items if it["qid"] in qrels
+    ]
+    if not pools:
+        raise DataError(f"{paths['qrels']} judges none of the {len(items)} queries in {paths['candidates']}")
+    return pools
+
+
+def _split_source(task: str, split: str, train: str | dict[str, str], test: str | dict[str, str]) -> str | dict[str, str]:
+    _check_split(task, split, ("train", "test"))
+    return train if split == "train" else test
+
+
+def _score(grade: int, scores: list[int]) -> int:
+    return scores[max(0, min(grade, len(scores) - 1))]
+
+
+@TASKS.register("erank")
+def erank(
+    split: str,
+    train: str | dict[str, str] = "dl20",
+    test: str | dict[str, str] = "dl19",
+    top: int = 20,
+    positive_grade: int = 2,
+    scores: list[int] = DL_SCORES,
+    instruction: str = "semantic",
+    max_doc_chars: int = 2000,
+) -> list[Record]:
+    """One record per (query, candidate): ``question`` (the ERank user message), ``answer`` (the grade's
+    score), ``qid``, ``docid``, ``grade``, ``relevant`` (grade >= ``positive_grade``) and ``ref_score``
+    (the reference score of ERank's squared-error case: the grade's score, standing in for a teacher's)."""
+    records = []
+    for pool in judged_pools(_split_source("erank", split, train, test), top):
+        for c in pool["candidates"]:
+            score = _score(c["grade"], scores)
+            records.append({
+                "question": erank_prompt(pool["query"], c["text"][:max_doc_chars], instruction), "answer": str(score),
+                "qid": pool["qid"], "docid": c["docid"], "grade": c["grade"], "relevant": c["grade"] >= positive_grade,
+                "ref_score": float(score),
+            })
+    return records
+
+
+@TASKS.register("grouprank")
+def grouprank(
+    split: str,
+    train: str | dict[str, str] = "dl20",
+    test: str | dict[str, str] = "dl19",
+    top: int = 20,
+    group_size: int = 10,
+    groups_per_query: int = 2,
+    positive_grade: int = 2,
+    scores: list[int] = DL_SCORES,
+    seed: int = 0,
+) -> list[Record]:
+    """One record per group: ``question`` (the GroupRank user message), ``system`` (its rubric), ``answer``
+    (the target JSON object, each member's grade score), ``gold`` (the members' gains 0..10 in
+    presentation order), ``relevant`` (grade >= ``positive_grade``), ``qid`` and ``docids``.
+
+    Groups are cut by interval sampling (stride ``len(pool) // group_size``, a seeded offset) and shown in
+    a seeded shuffled order; a query's ``groups_per_query`` groups use different offsets where the stride
+    allows."""
+    if group_size < 1 or groups_per_query < 1:
+        raise DataError(f"group_size and groups_per_query must be >= 1, got {group_size} and {groups_per_query}")
+    records = []
+    for pool in judged_pools(_split_source("grouprank", split, train, test), top):
+        cands = pool["candidates"]
+        size = min(group_size, len(cands))
+        stride = len(cands) // size
+        rng = random.Random(f"{seed}-{pool['qid']}")
+        offsets = rng.sample(range(stride), min(stride, groups_per_query))
+        offsets += [rng.randrange(stride) for _ in range(groups_per_query - len(offsets))]
+        for g, offset in enumerate(offsets):
+            members = [cands[offset + k * stride] for k in range(size)]
+            rng.shuffle(members)
+            gains = [_score(m["grade"], scores) for m in members]
+            records.append({
+                "question": grouprank_prompt(pool["query"], [m["text"] for m in members]), "system": GROUPRANK_SYSTEM,
+                "answer": json.dumps({f"[{i}]": s for i, s in enumerate(gains, 1)}),
+                "gold": [float(s) for s in gains], "relevant": [m["grade"] >= positive_grade for m in members],
+                "qid": pool["qid"], "group": g, "docids": [m["docid"] for m in members],
+            })
+    return records

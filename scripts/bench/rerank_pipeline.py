@@ -1,0 +1,96 @@
+"""The whole reranker pipeline on this machine (issue 14): `rlpost train` on a recipe (SFT on DL20, then GRPO),
+then `rlpost rerank` on DL19's BM25 top K with the SFT model and with the RL model (each also fused with BM25,
+ERank's hybrid), timing every phase.
+
+    python scripts/bench/rerank_pipeline.py recipes/erank/smollm2.yaml --method erank --top 20
+    python scripts/bench/rerank_pipeline.py recipes/grouprank/smollm2.yaml --method grouprank --top 20 --group-size 5
+
+Writes runs/bench/rerank/pipeline-<run name>.json and prints a table of nDCG@10 and minutes per phase. A
+finished training run (same run dir) is reused, so the evaluation can be rerun alone."""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import loadavg, machine_info, print_table, write_json  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DL19 = REPO.parent / "shared" / "data" / "retrieval" / "trec-dl-2019-passage"
+
+
+def timed(argv: list[str], log: Path) -> float:
+    """Run ``rlpost`` with ``argv`` (output to ``log``); minutes taken, or exit on failure."""
+    t0 = time.time()
+    with log.open("w") as f:
+        code = subprocess.call([sys.executable, "-m", "rlpost.cli", *argv], stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+    if code:
+        sys.exit(f"rlpost {' '.join(argv)} failed (exit {code}); see {log}")
+    return (time.time() - t0) / 60
+
+
+def phase_minutes(log: Path) -> dict[str, float]:
+    """Minutes of the SFT and RL phases, read from the training log's end lines ('sft: ... in m:ss')."""
+    out = {}
+    for line in log.read_text().splitlines():
+        for phase in ("sft", "train"):
+            if line.startswith(f"{phase}: ") and " in " in line:
+                m, s = line.split(" in ")[1].split()[0].split(":")[-2:]
+                out[phase] = int(m) + int(s) / 60
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("recipe")
+    parser.add_argument("--method", choices=("erank", "grouprank"), required=True)
+    parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--group-size", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--hybrid", type=float, default=0.2)
+    parser.add_argument("--run-dir", help="the training run's folder (default: the recipe's)")
+    parser.add_argument("--out", default="runs/bench/rerank")
+    args = parser.parse_args()
+
+    from rlpost.config import load_config
+
+    cfg = load_config(args.recipe, [f"run.output_dir={args.run_dir}"] if args.run_dir else [])
+    run = Path(args.run_dir) if args.run_dir else cfg.output_dir
+    out = REPO / args.out
+    out.mkdir(parents=True, exist_ok=True)
+    load = {"before": loadavg()}
+    minutes: dict[str, float] = {}
+    if not (run / "final" / "config.json").is_file():
+        minutes["train (all)"] = timed(["train", args.recipe, *([f"run.output_dir={args.run_dir}"] if args.run_dir else [])], out / f"{cfg.run.name}-train.log")
+        minutes.update(phase_minutes(out / f"{cfg.run.name}-train.log"))
+    rows, results = {}, {}
+    for stage, model in (("SFT", run / "sft"), ("SFT + RL", run / "final")):
+        trec = out / f"{cfg.run.name}-{stage.replace(' + ', '-').lower()}.trec"
+        extra = ["--group-size", str(args.group_size), "--max-new-tokens", str(cfg.rollout.max_new_tokens)] if args.method == "grouprank" else []
+        minutes[f"rerank DL19 ({stage})"] = timed(
+            ["rerank", "--model", str(model), "--method", args.method, "--candidates", str(DL19 / "bm25_top100.rank_llm.json"),
+             "--qrels", str(DL19 / "qrels.dl19-passage.txt"), "--top", str(args.top), "--out", str(trec), "--hybrid", str(args.hybrid),
+             "--relevance-level", "2", "--threads", str(args.threads), *extra],
+            out / f"{cfg.run.name}-{stage.replace(' + ', '-').lower()}-rerank.log")
+        metrics = json.loads(trec.with_name(trec.name + ".json").read_text())
+        results[stage] = metrics
+        for label, m in metrics.items():
+            if isinstance(m, dict) and "ndcg_cut_10" in m:
+                name = "BM25" if label == "first stage" else f"{stage}: {label}"
+                rows[name] = {"nDCG@10": m["ndcg_cut_10"], "recall@100": m.get("recall_100")}
+    load["after"] = loadavg()
+    print_table(f"{cfg.run.name}: DL19, BM25 top {args.top} reranked", [{"ranking": k, **v} for k, v in rows.items()],
+                ["ranking", "nDCG@10", "recall@100"])
+    print_table("minutes per phase", [{"phase": k, "minutes": round(v, 1)} for k, v in minutes.items()], ["phase", "minutes"])
+    write_json(out / f"pipeline-{cfg.run.name}.json", {
+        "recipe": args.recipe, "method": args.method, "top": args.top, "rows": rows, "minutes": minutes,
+        "results": results, "threads": args.threads, "load": load, "machine": machine_info(),
+    })
+
+
+if __name__ == "__main__":
+    main()

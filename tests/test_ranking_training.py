@@ -1,0 +1,167 @@
+"""Training rerankers: the ranking tasks, the cohort prompt stream, ERank's cohort reward as a recipe component,
+SFT's micro-batches and cutoff, and both tiny recipes end to end (SFT, GRPO, then `rlpost rerank` on the result)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlpost.cli import main
+from rlpost.config import ConfigError, load_config
+from rlpost.data import DataError, PromptDataset
+from rlpost.data.tasks import load_task
+from rlpost.ranking.parsing import parse_grouprank
+from rlpost.ranking.rewards import erank_rewards
+from rewards.ranking import erank
+
+QUERIES = {"q1": "do goldfish grow", "q2": "what is weather", "q3": "how tall are giraffes", "q4": "why is the sky blue"}
+
+
+@pytest.fixture
+def pools(tmp_path) -> dict[str, str]:
+    """Four queries of three candidates each (rank_llm JSON) and graded qrels; q4 is unjudged."""
+    hits = [{"query": text, "hits": [{"qid": q, "docid": f"{q}d{i}", "score": 3.0 - i, "content": f"{text} passage {i}"} for i in range(3)]}
+            for q, text in QUERIES.items()]
+    (tmp_path / "c.json").write_text(json.dumps(hits))
+    (tmp_path / "qrels.txt").write_text("q1 0 q1d0 3\nq1 0 q1d2 1\nq2 0 q2d1 2\nq3 0 q3d2 0\n")
+    return {"candidates": str(tmp_path / "c.json"), "qrels": str(tmp_path / "qrels.txt")}
+
+
+# ------------------------------------------------------------------ tasks
+
+def test_erank_task_keeps_judged_queries_and_maps_grades_to_scores(pools):
+    records = load_task("erank", "train", train=pools, top=2)
+    assert [(r["qid"], r["docid"], r["grade"], r["answer"], r["relevant"]) for r in records] == [
+        ("q1", "q1d0", 3, "10", True), ("q1", "q1d1", 0, "0", False),  # unjudged: grade 0, as trec_eval counts it
+        ("q2", "q2d0", 0, "0", False), ("q2", "q2d1", 2, "7", True),
+        ("q3", "q3d0", 0, "0", False), ("q3", "q3d1", 0, "0", False),
+    ]
+    assert records[0]["ref_score"] == 10.0 and "do goldfish grow" in records[0]["question"]
+
+
+def test_grouprank_task_groups_by_interval_and_aligns_gold_with_the_shown_order(pools):
+    records = load_task("grouprank", "test", test=pools, top=3, group_size=3, groups_per_query=2, seed=1)
+    assert len(records) == 6 and [r["qid"] for r in records] == ["q1", "q1", "q2", "q2", "q3", "q3"]
+    grades = {"q1d0": 10, "q1d2": 3, "q2d1": 7}
+    for r in records:
+        assert sorted(r["docids"]) == sorted(f"{r['qid']}d{i}" for i in range(3))
+        assert r["gold"] == [grades.get(d, 0) for d in r["docids"]]
+        assert parse_grouprank(f"<reason></reason><answer>{r['answer']}</answer>", 3) == (True, [int(g) for g in r["gold"]])
+        assert r["system"].startswith("You rank documents")
+    assert load_task("grouprank", "test", test=pools, top=3, group_size=3, seed=1) == records[::1][:len(records)]  # seeded
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"train": "dl18"}, "ranking dataset 'dl18' is unknown (known: dl19, dl20"),
+    ({"train": {"candidates": "c.json"}}, "missing qrels"),
+    ({"top": 0}, "top must be >= 1"),
+])
+def test_ranking_task_bad_input_is_one_line(pools, kwargs, message):
+    with pytest.raises(DataError, match=message.replace("(", r"\(")):
+        load_task("erank", "train", **{"train": pools, **kwargs})
+
+
+def test_qrels_that_judge_no_query_is_one_line(pools, tmp_path):
+    (tmp_path / "other.txt").write_text("q9 0 x 1\n")
+    with pytest.raises(DataError, match="judges none of the 4 queries"):
+        load_task("erank", "train", train={**pools, "qrels": str(tmp_path / "other.txt")})
+
+
+# ------------------------------------------------------------------ the cohort stream
+
+def test_cohorts_stay_whole_in_every_batch_and_resume_exactly():
+    records = [{"qid": q, "i": i} for q, n in (("a", 3), ("b", 2), ("c", 3), ("d", 1)) for i in range(n)]
+    data = PromptDataset(records, seed=0, cohort="qid")
+    batches = [[records[i]["qid"] for i, _ in data.next_batch(5)] for _ in range(6)]
+    for batch in batches:
+        assert len(batch) <= 5 or len(set(batch)) == 1
+        for q in set(batch):
+            assert batch.count(q) == sum(r["qid"] == q for r in records)  # whole cohorts only
+    replay = PromptDataset(records, seed=0, cohort="qid")
+    replay.next_batch(5), replay.next_batch(5)
+    again = PromptDataset(records, seed=0, cohort="qid")
+    again.load_state_dict(replay.state_dict())
+    assert [[records[i]["qid"] for i, _ in again.next_batch(5)] for _ in range(4)] == batches[2:]
+    with pytest.raises(DataError, match="cohort=None but this dataset has cohort='qid'"):
+        again.load_state_dict({**PromptDataset(records, seed=0).state_dict()})
+    with pytest.raises(DataError, match="data.cohort 'query': record 0 has no such column"):
+        PromptDataset(records, seed=0, cohort="query")
+
+
+# ------------------------------------------------------------------ ERank's reward as a component
+
+def test_erank_reward_ranks_each_query_cohort_on_its_own():
+    """Spec T-E1's cohort (d1 positive, t = 0, 2, 1) interleaved with a second query's, in mixed order."""
+    cohort = [("d1", 9, True, 0), ("d1", 7, True, 0), ("d2", 8, False, 2), ("d2", 2, False, 2), ("d3", 3, False, 1), ("d3", None, False, 1)]
+    other = [("e1", 10, False, 5), ("e2", 1, True, 0)]
+    rows = [("q1", *cohort[0]), ("q2", *other[0]), ("q1", *cohort[2]), ("q1", *cohort[4]), ("q1", *cohort[1]),
+            ("q2", *other[1]), ("q1", *cohort[3]), ("q1", *cohort[5])]
+    texts = ["no answer" if s is None else f"<think>x</think><answer>{s}</answer>" for _, _, s, _, _ in rows]
+    got = erank([""] * len(rows), texts, [{}] * len(rows), qid=[r[0] for r in rows], docid=[r[1] for r in rows],
+                relevant=[r[3] for r in rows], ref_score=[r[4] for r in rows])
+    # T-E1: [[1.0, 1/3], [-1.0, 1.0], [0.96, -1.0]]; q2: its negative outranks its positive
+    np.testing.assert_allclose(got, [1.0, -1.0, -1.0, 0.96, 1 / 3, 1 / 2, 1.0, -1.0], atol=1e-6)
+    assert erank.locality == "cohort"
+    np.testing.assert_allclose(erank_rewards([[10], [1]], [False, True], [5, 0]).ravel(), [-1.0, 1 / 2])
+
+
+def test_a_cohort_reward_without_data_cohort_stops_before_any_model_loads(tmp_path, capsys, pools):
+    args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "data.cohort=null",
+            f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "reward 'erank' compares a whole cohort" in err and "set data.cohort" in err
+    assert not (tmp_path / "run" / "sft").exists()
+
+
+def test_a_cohort_larger_than_a_step_is_one_line(tmp_path, capsys, pools):
+    args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "train.prompts_per_step=2",
+            f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
+    assert main(args) == 2
+    assert "a cohort has 3 records but train.prompts_per_step is 2" in capsys.readouterr().err
+
+
+def test_accuracy_evaluation_without_a_verifier_is_one_line(tmp_path, capsys, pools):
+    args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "train.eval_after=true",
+            f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
+    assert main(args) == 2
+    assert "verify.verifiers is empty: turn them off (rerankers evaluate with `rlpost rerank`" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ SFT
+
+def test_sft_micro_batches_give_the_batch_gradient_and_the_cutoff_is_counted(tmp_path, capsys, pools):
+    from rlpost.sft import run_sft, within_cutoff
+    from safetensors.torch import load_file
+
+    base = ["recipes/erank/tiny.yaml", f"data.task_kwargs.train={json.dumps(pools)}", "sft.steps=2", "sft.batch_size=4"]
+    whole = run_sft(load_config(base[0], base[1:] + [f"run.output_dir={tmp_path / 'a'}"]))
+    parts = run_sft(load_config(base[0], base[1:] + [f"run.output_dir={tmp_path / 'b'}", "sft.micro_batch_size=1"]))
+    a, b = load_file(whole / "model.safetensors"), load_file(parts / "model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+
+    kept = within_cutoff([[1] * 5, [1] * 9], [[2] * 2, [2] * 2], max_length=8)
+    assert kept == ([[1] * 5], [[2] * 2]) and "1 of 2 examples are longer than sft.max_length=8" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="every SFT example is longer"):
+        within_cutoff([[1] * 9], [[2]], max_length=4)
+
+
+# ------------------------------------------------------------------ the tiny recipes end to end
+
+@pytest.mark.parametrize("recipe, method", [("erank", "erank"), ("grouprank", "grouprank")])
+def test_tiny_recipe_trains_and_its_model_reranks(recipe, method, tmp_path, pools):
+    run = tmp_path / recipe
+    args = ["train", f"recipes/{recipe}/tiny.yaml", f"run.output_dir={run}", "log.tensorboard=false",
+            f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
+    assert main(args) == 0
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [s for s in steps if f"reward/{method}" in s]
+    assert len(steps) == 2 and all(np.isfinite(s[f"reward/{method}"]) for s in steps)
+    if recipe == "erank":  # prompts_per_step 8 holds two whole cohorts of 3: 6 prompts x n=2 per step
+        assert all(s["train/completions"] == 12 for s in steps)
+    out = tmp_path / f"{recipe}.trec"
+    assert main(["rerank", "--model", str(run / "final"), "--method", method, "--candidates", pools["candidates"],
+                 "--qrels", pools["qrels"], "--top", "3", "--out", str(out), "--max-new-tokens", "8"]) == 0
+    assert len(out.read_text().splitlines()) == 12
