@@ -2,6 +2,8 @@
 --corpus C --topics T` without a run."""
 from __future__ import annotations
 
+import logging
+
 from rlpost.config import ConfigError
 from rlpost.ranking.trec import Run
 
@@ -13,6 +15,7 @@ def bm25_run(corpus: dict[str, str], topics: dict[str, str], depth: int = 100) -
         import Stemmer
     except ImportError:
         raise ConfigError("a BM25 first stage needs bm25s and PyStemmer: pip install 'rlpost[rerank]'") from None
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs its indexing steps at debug level to the root handler
     ids = list(corpus)
     stemmer = Stemmer.Stemmer("english")
     index = bm25s.BM25()
