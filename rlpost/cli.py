@@ -322,7 +322,7 @@ def cmd_rerank(args) -> int:
         from rlpost.ranking.rerankers import GroupRankReranker
 
         reranker = GroupRankReranker(model, args.dtype, args.group_size, args.passes, args.seed, batch_size=args.batch_size,
-                                     max_new_tokens=args.max_new_tokens, threads=args.threads)
+                                     max_new_tokens=args.max_new_tokens, threads=args.threads, max_doc_tokens=args.max_doc_tokens)
     label = f"{args.method} top {args.top}"
     runs: dict[str, dict[str, list]] = {"first stage": {}, label: {}}
     if args.hybrid:
@@ -418,7 +418,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward (erank) or generations per batch (grouprank)")
     p.add_argument("--instruction", default="semantic", help="erank: relevance definition, or a key: semantic, followir, bright_stackexchange")
-    p.add_argument("--max-doc-tokens", type=int, default=256, help="erank: documents cut to this many tokens")
+    p.add_argument("--max-doc-tokens", type=int, default=256, help="documents cut to this many tokens")
     p.add_argument("--group-size", type=int, default=20, help="grouprank: documents per prompt")
     p.add_argument("--passes", type=int, default=1, help="grouprank: shuffled passes averaged (test-time scaling)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="grouprank: generation budget per group")

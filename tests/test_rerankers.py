@@ -59,6 +59,14 @@ def test_grouprank_scores_every_group_and_ranks_unscored_documents_last(tiny_mod
     assert out[0].details["groups_unparsed"] == 4  # 2 passes x 2 groups
 
 
+def test_both_rerankers_cut_long_documents_to_max_doc_tokens(tiny_model_path):
+    """The char-level tiny tokenizer makes a token a character: a cut keeps the first max_doc_tokens."""
+    long = "goldfish " * 40
+    for r in (ERankReranker(tiny_model_path, max_doc_tokens=12), GroupRankReranker(tiny_model_path, max_doc_tokens=12)):
+        assert r.truncate(long) == long[:12] and r.truncate("short") == "short"
+    assert GroupRankReranker(tiny_model_path).truncate(long) == long  # no limit by default in the API
+
+
 @pytest.fixture
 def dl(tmp_path) -> dict[str, Path]:
     """Two queries of three candidates each, as rank_llm JSON, a TREC run + topics + corpus, and qrels."""

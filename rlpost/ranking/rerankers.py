@@ -45,7 +45,17 @@ def ranked(candidates: list[dict], scores: Sequence[float], details: Sequence[di
 
 
 class Reranker:
-    """``rerank_batch(items, top_k, qids)`` is each reranker's own; ``rerank`` is one query of it."""
+    """``rerank_batch(items, top_k, qids)`` is each reranker's own; ``rerank`` is one query of it. Documents
+    longer than ``max_doc_tokens`` (None: no limit) are cut before they go into a prompt."""
+
+    tokenizer: Any
+    max_doc_tokens: int | None = None
+
+    def truncate(self, text: str) -> str:
+        if self.max_doc_tokens is None:
+            return text
+        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        return text if len(ids) <= self.max_doc_tokens else self.tokenizer.decode(ids[: self.max_doc_tokens])
 
     def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None,
                      qids: Sequence[str] | None = None) -> list[list[Scored]]:
@@ -77,17 +87,11 @@ class ERankReranker(Reranker):
             raise ConfigError(f"ERank scoring needs each digit as one token; this tokenizer splits {text!r} into {ids}")
         return ids[0]
 
-    def _truncate(self, text: str) -> str:
-        if self.max_doc_tokens is None:
-            return text
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids
-        return text if len(ids) <= self.max_doc_tokens else self.tokenizer.decode(ids[: self.max_doc_tokens])
-
     def distributions(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
         """P(score = 0..10) [B, 11] after each (query, document) prompt, normalised over the 11 scores."""
         from rlpost.models.forward import next_token_logprobs
 
-        prompts = [render(self.tokenizer, erank_prompt(q, self._truncate(d), self.instruction), answer_prefix=ERANK_DIRECT) for q, d in pairs]
+        prompts = [render(self.tokenizer, erank_prompt(q, self.truncate(d), self.instruction), answer_prefix=ERANK_DIRECT) for q, d in pairs]
         then = self.digits[1] if self.ten is None else None  # "10" is "1" then "0": what follows "1" splits P("1")
         first, after_one = next_token_logprobs(self.model, prompts, self.tokenizer.pad_token_id, self.batch_size, then)
         probs = first.exp()
@@ -123,6 +127,7 @@ class GroupRankReranker(Reranker):
     def __init__(
         self, model_path: str, dtype: str = "float32", group_size: int = 20, passes: int = 1, seed: int = 0,
         temperature: float = 0.3, top_p: float = 0.8, max_new_tokens: int = 512, batch_size: int = 8, threads: int | None = None,
+        max_doc_tokens: int | None = None,
     ) -> None:
         from rlpost.models.loading import load_tokenizer
         from rlpost.rollout.hf_engine import HFEngine
@@ -131,7 +136,7 @@ class GroupRankReranker(Reranker):
             raise ConfigError(f"group_size and passes must be at least 1, got {group_size} and {passes}")
         self.engine = HFEngine(model_path, dtype, seed=seed, batch_size=batch_size, threads=threads)
         self.tokenizer = load_tokenizer(model_path)
-        self.group_size, self.passes, self.seed = group_size, passes, seed
+        self.group_size, self.passes, self.seed, self.max_doc_tokens = group_size, passes, seed, max_doc_tokens
         self.sampling = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
 
     def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None,
@@ -145,7 +150,7 @@ class GroupRankReranker(Reranker):
             qid = qids[qi] if qids else str(qi)
             for r in range(self.passes):
                 jobs += [(qi, r, g) for g in groups([c["docid"] for c in cs], self.group_size, seed=f"{self.seed}:{qid}:{r}")]
-        texts = [{c["docid"]: c["text"] for c in cs} for cs in cands]
+        texts = [{c["docid"]: self.truncate(c["text"]) for c in cs} for cs in cands]
         prompts = [render(self.tokenizer, grouprank_prompt(items[qi][0], [texts[qi][d] for d in g]), GROUPRANK_SYSTEM) for qi, _, g in jobs]
         completions = self.engine.generate([Request(prompt_ids=p, key=i) for i, p in enumerate(prompts)], SamplingParams(n=1, **self.sampling))
         passes: list[list[dict[str, float]]] = [[] for _ in cands]
