@@ -327,18 +327,23 @@ def cmd_rerank(args) -> int:
     runs: dict[str, dict[str, list]] = {"first stage": {}, label: {}}
     if args.hybrid:
         runs[f"hybrid {args.hybrid:g}"] = {}
+    # queries per call: enough prompts to fill a batch (GroupRank's generations batch only within a call)
+    per_query = args.top if args.method == "erank" else -(-args.top // args.group_size) * args.passes
+    chunk = -(-args.batch_size // per_query)
     with console.phase(f"rerank ({args.method}, top {args.top})", len(items), "queries", every=max(1, len(items) // 10)) as bar:
-        for n, item in enumerate(items, 1):
-            head, rest = item["candidates"][: args.top], item["candidates"][args.top :]
-            scored = reranker.rerank(item["query"], head, qid=item["qid"])
-            runs["first stage"][item["qid"]] = [(c["docid"], -i) for i, c in enumerate(item["candidates"])]
-            runs[label][item["qid"]] = below([(s.docid, s.score) for s in scored], rest)
-            if args.hybrid:
-                first = {c["docid"]: c["score"] for c in head}
-                fused = hybrid([first[s.docid] for s in scored], [s.score for s in scored], args.hybrid)
-                ordered = sorted(zip((s.docid for s in scored), map(float, fused)), key=lambda p: -p[1])
-                runs[f"hybrid {args.hybrid:g}"][item["qid"]] = below(ordered, rest)
-            bar.update(n)
+        for at in range(0, len(items), chunk):
+            part = items[at : at + chunk]
+            ranked = reranker.rerank_batch([(i["query"], i["candidates"][: args.top]) for i in part], qids=[i["qid"] for i in part])
+            for item, scored in zip(part, ranked):
+                head, rest = item["candidates"][: args.top], item["candidates"][args.top :]
+                runs["first stage"][item["qid"]] = [(c["docid"], -i) for i, c in enumerate(item["candidates"])]
+                runs[label][item["qid"]] = below([(s.docid, s.score) for s in scored], rest)
+                if args.hybrid:
+                    first = {c["docid"]: c["score"] for c in head}
+                    fused = hybrid([first[s.docid] for s in scored], [s.score for s in scored], args.hybrid)
+                    ordered = sorted(zip((s.docid for s in scored), map(float, fused)), key=lambda p: -p[1])
+                    runs[f"hybrid {args.hybrid:g}"][item["qid"]] = below(ordered, rest)
+            bar.update(at + len(part))
     final = list(runs)[-1]
     write_run(runs[final], out, tag=f"rlpost-{args.method}" + ("-hybrid" if args.hybrid else ""))
     console.echo(f"wrote {out} ({len(items)} queries)")

@@ -64,9 +64,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     load = {"before": loadavg()}
     minutes: dict[str, float] = {}
+    train_log = out / f"{cfg.run.name}-train.log"
     if not (run / "final" / "config.json").is_file():
-        minutes["train (all)"] = timed(["train", args.recipe, *([f"run.output_dir={args.run_dir}"] if args.run_dir else [])], out / f"{cfg.run.name}-train.log")
-        minutes.update(phase_minutes(out / f"{cfg.run.name}-train.log"))
+        minutes["train (all)"] = timed(["train", args.recipe, *([f"run.output_dir={args.run_dir}"] if args.run_dir else [])], train_log)
+    if train_log.is_file():  # also when a finished run is reused
+        minutes.update(phase_minutes(train_log))
     rows, results = {}, {}
     for stage, model in (("SFT", run / "sft"), ("SFT + RL", run / "final")):
         trec = out / f"{cfg.run.name}-{stage.replace(' + ', '-').lower()}.trec"
