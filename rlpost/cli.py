@@ -328,8 +328,7 @@ def cmd_rerank(args) -> int:
     if args.hybrid:
         runs[f"hybrid {args.hybrid:g}"] = {}
     # queries per call: enough prompts to fill a batch (GroupRank's generations batch only within a call)
-    per_query = args.top if args.method == "erank" else -(-args.top // args.group_size) * args.passes
-    chunk = -(-args.batch_size // per_query)
+    chunk = -(-args.batch_size // reranker.prompts_per_query(args.top))
     with console.phase(f"rerank ({args.method}, top {args.top})", len(items), "queries", every=max(1, len(items) // 10)) as bar:
         for at in range(0, len(items), chunk):
             part = items[at : at + chunk]

@@ -95,8 +95,8 @@ def within_cutoff(prompts: list[list[int]], targets: list[list[int]], max_length
         return prompts, targets
     keep = [i for i, (p, t) in enumerate(zip(prompts, targets)) if len(p) + len(t) <= max_length]
     if not keep:
-        longest = min(len(p) + len(t) for p, t in zip(prompts, targets))
-        raise ConfigError(f"sft.max_length={max_length}: every SFT example is longer (the shortest has {longest} tokens)")
+        shortest = min(len(p) + len(t) for p, t in zip(prompts, targets))
+        raise ConfigError(f"sft.max_length={max_length}: every SFT example is longer (the shortest has {shortest} tokens)")
     if len(keep) < len(prompts):
         console.echo(f"sft: {len(prompts) - len(keep)} of {len(prompts)} examples are longer than sft.max_length={max_length} tokens, left out")
     return [prompts[i] for i in keep], [targets[i] for i in keep]

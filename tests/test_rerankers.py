@@ -57,6 +57,7 @@ def test_grouprank_scores_every_group_and_ranks_unscored_documents_last(tiny_mod
     out = r.rerank(QUERY, DOCS)
     assert [s.docid for s in out] == ["0", "1", "2"] and all(not s.details["scored"] for s in out)
     assert out[0].details["groups_unparsed"] == 4  # 2 passes x 2 groups
+    assert r.prompts_per_query(3) == 4  # 2 groups x 2 passes: how many queries `rlpost rerank` batches
 
 
 def test_both_rerankers_cut_long_documents_to_max_doc_tokens(tiny_model_path):

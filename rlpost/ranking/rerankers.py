@@ -64,6 +64,10 @@ class Reranker:
     def rerank(self, query: str, docs: Sequence[Doc], top_k: int | None = None, qid: str | None = None) -> list[Scored]:
         return self.rerank_batch([(query, docs)], top_k, [qid] if qid is not None else None)[0]
 
+    def prompts_per_query(self, n_docs: int) -> int:
+        """Prompts one query of ``n_docs`` candidates costs (callers size their batches of queries by it)."""
+        return n_docs
+
 
 class ERankReranker(Reranker):
     def __init__(
@@ -138,6 +142,9 @@ class GroupRankReranker(Reranker):
         self.tokenizer = load_tokenizer(model_path)
         self.group_size, self.passes, self.seed, self.max_doc_tokens = group_size, passes, seed, max_doc_tokens
         self.sampling = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+
+    def prompts_per_query(self, n_docs: int) -> int:
+        return -(-n_docs // self.group_size) * self.passes
 
     def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None,
                      qids: Sequence[str] | None = None) -> list[list[Scored]]:
