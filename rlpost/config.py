@@ -64,7 +64,14 @@ class ModelConfig(Section):
     source: Literal["tiny", "hf", "gguf"] = "tiny"
     path: str | None = Field(None, description="HF folder, or 'package:<name>' for a model shipped in a pip package")
     gguf_file: str | None = None
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="compute precision: the learner keeps fp32 master weights and runs forward/backward "
+        "under autocast in this dtype; engines, SFT evaluation and rerankers hold their weights in it"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA in each process given a GPU (cluster.learner_gpus / rollout_gpus) when CUDA "
+        "is visible there, else CPU"
+    )
     tiny: TinyModelConfig = TinyModelConfig()
 
 
@@ -309,6 +316,11 @@ class ClusterConfig(Section):
     num_cpus: int | None = Field(None, ge=1)
     rollout_gpus: float = Field(0, ge=0, description="GPUs Ray gives the rollout worker")
     learner_gpus: float = Field(0, ge=0, description="GPUs Ray gives the learner")
+    placement: Literal["separate", "colocated"] = Field(
+        "separate", description="separate: a learner actor and a rollout actor, weights synced through the object "
+        "store; colocated: one actor holds both over the same weights (a sync is nothing or an in-place copy; with "
+        "vLLM on a GPU the engine sleeps while the learner trains). docs/placement.md"
+    )
 
 
 class LogConfig(Section):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from rlpost import console
-from rlpost.actors import ActorDiedError, spawn, start_cluster
+from rlpost.actors import ActorDiedError
 from rlpost.algos.stage import StageContext
 from rlpost.batch import completion_metrics, selection_metrics
 from rlpost.callbacks import CallbackContext, Callbacks, build_callbacks
@@ -24,14 +24,13 @@ from rlpost.config import Config, ConfigError
 from rlpost.data import PromptDataset
 from rlpost.data.recipe import encode_prompts, load_split
 from rlpost.evaluate import evaluate, write_result
-from rlpost.learner.learner import Learner
 from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
 from rlpost.pipeline import Pipeline, typed_kwargs
+from rlpost.placement import check_devices, check_placement, start_actors
 from rlpost.registry import RegistryError
 from rlpost.plots import plot_pass_curves
 from rlpost.rollout.samplers import SAMPLERS, Sampler, finish_step, samples_in_rounds
-from rlpost.rollout.worker import RolloutWorker
 from rlpost.scoring import Scorer, merge_metrics, reward_refusals
 from rlpost.sft import run_sft
 from rlpost.streaming import stream_blockers, stream_groups
@@ -246,13 +245,18 @@ def start_run(cfg: Config, resume: bool) -> Run:
         setting = f"train.stream_parts={cfg.train.stream_parts}" if streamed else f"sampler '{cfg.sampler.name}'"
         raise ConfigError(f"{setting} cannot be used here: {'; '.join(why)}")
 
+    try:
+        check_placement(cfg)
+        check_devices(cfg.cluster, cfg.model)
+    except ConfigError:
+        scorer.close()
+        raise
+
     policy = str(run_sft(cfg) if cfg.train.warm_start == "sft" else resolve_model_path(cfg.model))
     tokenizer = load_tokenizer(policy)
     prompt_texts, prompt_ids = encode_prompts(cfg, records, tokenizer)
-    with console.phase(f"start the learner and rollout worker ({cfg.cluster.mode})", None):
-        start_cluster(cfg.cluster)
-        learner = spawn(Learner, cfg.cluster, "learner", cfg, policy, num_gpus=cfg.cluster.learner_gpus)
-        rollout = spawn(RolloutWorker, cfg.cluster, "rollout", cfg, policy, num_gpus=cfg.cluster.rollout_gpus, max_restarts=cfg.train.max_restarts)
+    with console.phase(f"start the learner and rollout worker ({cfg.cluster.mode}, {cfg.cluster.placement})", None):
+        learner, rollout = start_actors(cfg, policy)
         learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
     r = cfg.rollout
     run = Run(

@@ -16,6 +16,7 @@ from rlpost.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
 from rlpost.algos.aggregation import aggregation_kwargs
 from rlpost.config import Config
 from rlpost.learner.modes import build_update_mode
+from rlpost.models.device import actor_device
 from rlpost.models.forward import completion_logprobs
 from rlpost.models.loading import load_model, load_tokenizer
 from rlpost.types import TrainBatch, TrainSample
@@ -56,7 +57,8 @@ class Learner:
         torch.manual_seed(cfg.run.seed)
         self.cfg = cfg
         self.compute_dtype = getattr(torch, cfg.model.dtype)
-        self.mode = build_update_mode(cfg, load_model(model_path, "float32").train())
+        self.device = actor_device(cfg.model.device, cfg.cluster.learner_gpus)
+        self.mode = build_update_mode(cfg, load_model(model_path, "float32", self.device).train())
         self.model = self.mode.model
         self.tokenizer = load_tokenizer(model_path)
         self.pad_id = int(self.tokenizer.pad_token_id)
@@ -67,7 +69,7 @@ class Learner:
         # The reference policy: the update mode's own view (LoRA: adapters off) or a frozen copy.
         self.ref_model = None
         if self.kl_fn and not self.mode.has_reference_view:
-            self.ref_model = load_model(model_path, "float32").eval().requires_grad_(False)
+            self.ref_model = load_model(model_path, "float32", self.device).eval().requires_grad_(False)
         self.optimizer, self.scheduler = self.mode.make_optimizer(cfg.train.steps * a.epochs * a.minibatches)
         self.shuffle_gen = torch.Generator().manual_seed(cfg.run.seed + 1)
         self.version = 0
@@ -162,7 +164,7 @@ class Learner:
         passes = a.epochs * a.minibatches
         old = None
         if all(s.old_logprobs is not None for s in samples):  # from prepare (its own forward: ratio ~1 on pass 1)
-            old = [torch.tensor(s.old_logprobs, dtype=torch.float32) for s in samples]
+            old = [torch.tensor(s.old_logprobs, dtype=torch.float32, device=self.device) for s in samples]
         elif passes > 1:  # with one pass and nothing prepared, old = the pass's own detached logprobs (ratio 1)
             old = self._logprobs_no_grad(self.model, samples, batch.temperature)[0]
         ref = self._reference_logprobs(samples, batch.temperature) if self.kl_fn else None
@@ -250,7 +252,7 @@ class Learner:
                                   for s in cs], T)
             old_t = self._pad([old[i] for i in chunk], T) if old is not None else logp.detach()
             roll = self._pad([torch.tensor(s.rollout_logprobs) for s in cs], T)
-            adv = torch.tensor([s.advantage for s in cs], dtype=torch.float32)
+            adv = torch.tensor([s.advantage for s in cs], dtype=torch.float32, device=self.device)
             is_w = truncated_is_weights(old_t, roll, a.tis_cap) if a.tis_cap is not None else None
             loss, m = self.loss_fn(
                 logp, old_t, adv, mask, clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip,
@@ -268,7 +270,7 @@ class Learner:
             if not torch.isfinite(loss):
                 return False
             loss.backward()
-            on_policy = torch.tensor([s.policy_version == self.version for s in cs])[:, None]
+            on_policy = torch.tensor([s.policy_version == self.version for s in cs], device=self.device)[:, None]
             self._record(stats, m, loss.item(), old_t, roll, valid, on_policy, entropy, first)
         return True
 
@@ -310,9 +312,8 @@ class Learner:
         })
         return metrics
 
-    @staticmethod
-    def _pad(rows: list[torch.Tensor], T: int) -> torch.Tensor:
-        out = torch.zeros((len(rows), T), dtype=torch.float32)
+    def _pad(self, rows: list[torch.Tensor], T: int) -> torch.Tensor:
+        out = torch.zeros((len(rows), T), dtype=torch.float32, device=self.device)
         for i, r in enumerate(rows):
             out[i, : len(r)] = r
         return out
@@ -346,10 +347,10 @@ class Learner:
             finite = self._backward(own, idx, None, ref, batch, {}, False, agg, kl)
             norm = self.mode.clip_grads(self.cfg.optim.grad_clip if clip is None else clip) if finite else torch.tensor(float("nan"))
             parts = [self.mode.gradient(p) for p in target]
-            flat = torch.cat([g.reshape(-1) if g is not None else torch.zeros(0) for g in parts])
+            flat = torch.cat([g.reshape(-1) if g is not None else torch.zeros(0, device=self.device) for g in parts])
             grads.append(flat if torch.isfinite(norm) else torch.full_like(flat, float("nan")))
         self.optimizer.zero_grad(set_to_none=True)
-        stacked = torch.stack(grads).double()
+        stacked = torch.stack(grads).double().cpu()
         return {
             "gram": (stacked @ stacked.T).tolist(), "lr": self.scheduler.get_last_lr()[0],
             "seconds": time.perf_counter() - t0, "bytes": stacked.numel() * 4,

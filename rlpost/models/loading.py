@@ -126,8 +126,8 @@ def _tokenizer_class(folder: Path) -> str | None:
         return None  # AutoTokenizer reports what is wrong
 
 
-def load_model(path: str | Path, dtype: str = "float32"):
-    """The folder's causal LM in ``dtype``; ConfigError if its weights are missing or unreadable."""
+def load_model(path: str | Path, dtype: str = "float32", device: str | torch.device = "cpu"):
+    """The folder's causal LM in ``dtype`` on ``device``; ConfigError if its weights are missing or unreadable."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
@@ -136,7 +136,7 @@ def load_model(path: str | Path, dtype: str = "float32"):
     except (OSError, ValueError, SafetensorError) as e:
         raise ConfigError(f"model folder {path}: cannot load the model ({_one_line(e)})") from None
     model.config.use_cache = True
-    return model
+    return model.to(device)
 
 
 def weight_files(path: str | Path) -> list[Path]:

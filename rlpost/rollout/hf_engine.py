@@ -57,20 +57,32 @@ class HFEngine:
         seed: int = 0,
         batch_size: int = 256,
         threads: int | None = None,
+        device: str | torch.device = "cpu",
     ) -> None:
         if threads:
             torch.set_num_threads(threads)
         keep_freed_blocks_in_heap()
-        self.model = load_model(model_path, dtype).eval()
-        self.tokenizer = load_tokenizer(model_path)
+        self._attach(load_model(model_path, dtype, device).eval(), load_tokenizer(model_path), seed, batch_size)
+
+    @classmethod
+    def around(cls, model, tokenizer, seed: int = 0, batch_size: int = 256) -> HFEngine:
+        """An engine over a model that already exists (colocated placement: the learner's own module)."""
+        engine = cls.__new__(cls)
+        keep_freed_blocks_in_heap()
+        engine._attach(model, tokenizer, seed, batch_size)
+        return engine
+
+    def _attach(self, model, tokenizer, seed: int, batch_size: int) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.device = next(model.parameters()).device
         self.pad_id = int(self.tokenizer.pad_token_id)
         eos = self.model.config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if self.tokenizer.eos_token_id is not None:
             eos_ids.add(int(self.tokenizer.eos_token_id))
-        self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long)
+        self.eos_ids = torch.tensor(sorted(eos_ids), dtype=torch.long, device=self.device)
         self.batch_size = batch_size
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.version = 0
 
     # ------------------------------------------------------------------ contract
@@ -127,7 +139,7 @@ class HFEngine:
         # Prefill each distinct prompt once, then index its cache out to its n samples.
         unique, row_of = unique_prompts(prompts)
         B = len(prompts)
-        input_ids, attn = left_pad(unique, self.pad_id)
+        input_ids, attn = (t.to(self.device) for t in left_pad(unique, self.pad_id))
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         logits = self.model(
@@ -135,14 +147,15 @@ class HFEngine:
             use_cache=True, logits_to_keep=1,
         ).logits[:, -1, :]
         if len(unique) < B:
-            rows = torch.tensor(row_of, dtype=torch.long)
+            rows = torch.tensor(row_of, dtype=torch.long, device=self.device)
             cache.batch_select_indices(rows)
             logits, attn, pos = logits[rows], attn[rows], pos[rows]
-        out_tok = torch.full((B, sp.max_new_tokens), self.pad_id, dtype=torch.long)
-        out_lp = torch.zeros((B, sp.max_new_tokens))
-        lengths = torch.full((B,), sp.max_new_tokens, dtype=torch.long)
-        stopped = torch.zeros(B, dtype=torch.bool)
-        active = torch.arange(B)
+        dev = self.device
+        out_tok = torch.full((B, sp.max_new_tokens), self.pad_id, dtype=torch.long, device=dev)
+        out_lp = torch.zeros((B, sp.max_new_tokens), device=dev)
+        lengths = torch.full((B,), sp.max_new_tokens, dtype=torch.long, device=dev)
+        stopped = torch.zeros(B, dtype=torch.bool, device=dev)
+        active = torch.arange(B, device=dev)
         next_pos = pos[:, -1]
         greedy = sp.temperature == 0
         temp = 1.0 if greedy else sp.temperature
@@ -172,13 +185,14 @@ class HFEngine:
             if keep.numel() < active.numel():
                 cache.batch_select_indices(keep)
                 attn, tok, next_pos, active = attn[keep], tok[keep], next_pos[keep], active[keep]
-            attn = torch.cat([attn, torch.ones((attn.shape[0], 1), dtype=attn.dtype)], dim=-1)
+            attn = torch.cat([attn, torch.ones((attn.shape[0], 1), dtype=attn.dtype, device=dev)], dim=-1)
             next_pos = next_pos + 1
             logits = self.model(
                 input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
                 **with_cache(self.model, cache), use_cache=True,
             ).logits[:, -1, :]
         out = []
+        out_tok, out_lp, lengths, stopped = out_tok.cpu(), out_lp.cpu(), lengths.cpu(), stopped.cpu()
         for i in range(B):
             toks = out_tok[i, : lengths[i]].tolist()
             out.append(Completion(

@@ -72,6 +72,7 @@ class VLLMEngine:
         max_model_len: int | None = None,
         tensor_parallel_size: int | None = None,
         lora_rank: int | None = None,
+        sleep_mode: bool = False,
     ) -> None:
         from transformers import AutoConfig
 
@@ -94,7 +95,7 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization if gpu_memory_utilization is not None else env["gpu_memory_utilization"],
             max_model_len=max_model_len or env["max_model_len"],
             tensor_parallel_size=tensor_parallel_size or env["tensor_parallel_size"] or 1,
-            extra=compat.lora_options(lora_rank) if lora_rank else None,
+            extra={**(compat.lora_options(lora_rank) if lora_rank else {}), **({"enable_sleep_mode": True} if sleep_mode else {})},
         )
         # With LoRA serving on, adapter syncs become vLLM LoRA requests (one live version at a time).
         self.serves_adapters = bool(lora_rank)
@@ -156,6 +157,15 @@ class VLLMEngine:
             compat.remove_lora(self.llm, old.lora_int_id)
         compat.reset_prefix_cache(self.llm)
         self.version = version
+
+    def sleep(self) -> None:
+        """Offload the weights to CPU memory and drop the KV cache (colocated placement on a GPU: the
+        learner trains meanwhile); ``wake`` brings them back. vLLM's level-1 sleep, GPU only."""
+        self.llm.sleep(level=1)
+
+    def wake(self) -> None:
+        self.llm.wake_up()
+        compat.reset_prefix_cache(self.llm)
 
     def _generate(self, prompts, params):
         return self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request)

@@ -20,9 +20,12 @@ ENGINES: Registry = Registry("rollout engine")
 
 @ENGINES.register("hf")
 def _hf(cfg: Config, model_path: str):
+    from rlpost.models.device import actor_device
     from rlpost.rollout.hf_engine import HFEngine
 
-    return HFEngine(model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=cfg.rollout.batch_size, threads=cfg.run.threads)
+    device = actor_device(cfg.model.device, cfg.cluster.rollout_gpus)
+    return HFEngine(model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=cfg.rollout.batch_size, threads=cfg.run.threads,
+                    device=device)
 
 
 @ENGINES.register("vllm")
@@ -40,6 +43,7 @@ def _vllm(cfg: Config, model_path: str):
         kv_cache_gb=r.vllm_kv_cache_gb, gpu_memory_utilization=r.vllm_gpu_memory_utilization,
         max_model_len=r.vllm_max_model_len, tensor_parallel_size=r.vllm_tensor_parallel_size,
         lora_rank=cfg.learner.lora.r if cfg.learner.update == "lora" and cfg.learner.lora.sync == "adapter" else None,
+        sleep_mode=cfg.cluster.placement == "colocated",
     )
 
 

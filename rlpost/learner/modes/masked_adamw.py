@@ -37,6 +37,7 @@ class MaskedAdamW(torch.optim.Optimizer):
         params = self.params
         if len(masks) != len(params):
             raise ValueError(f"{len(masks)} masks for {len(params)} parameters")
+        masks = [m.to(p.device) if m is not None else None for p, m in zip(params, masks)]  # index where the weights are
         self.masks = dict(zip(params, masks))  # int32 indices where they fit: half the memory of int64
         self.state.clear()
 

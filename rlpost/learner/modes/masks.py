@@ -68,7 +68,7 @@ class SparseMask:
             n = flat.numel()
             # Stable sort on -score keeps equal scores in index order.
             order = torch.sort(-flat, stable=True).indices
-            out[name] = order[: k_for(n, density)].sort().values
+            out[name] = order[: k_for(n, density)].sort().values.cpu()  # masks live on the CPU (export, checkpoints)
             shapes[name] = tuple(s.shape)
         return cls(out, shapes, source)
 

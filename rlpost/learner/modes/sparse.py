@@ -117,8 +117,11 @@ class SparseMode(UpdateMode):
             self._values = np.empty(total, dtype=np.float32)
         out, offset = torch.from_numpy(self._values), 0
         for name in names:
-            idx = self.mask.indices[name]
-            torch.index_select(self.matrices[name].detach().reshape(-1), 0, idx, out=out[offset : offset + idx.numel()])
+            idx, flat = self.mask.indices[name], self.matrices[name].detach().reshape(-1)
+            if flat.is_cuda:  # the mask lives on the CPU, the values come back to it
+                out[offset : offset + idx.numel()].copy_(flat.index_select(0, idx.to(flat.device)))
+            else:
+                torch.index_select(flat, 0, idx, out=out[offset : offset + idx.numel()])
             offset += idx.numel()
         anchor = self.needs_anchor
         self.needs_anchor = False
