@@ -40,9 +40,9 @@ def check_devices(cluster: ClusterConfig, model: ModelConfig) -> None:
             check_gpus(asked, torch.cuda.device_count() if torch.cuda.is_available() else 0, "this machine")
         return
     if sum(asked.values()):
+        start_cluster(cluster)  # before importing Ray: it picks its authentication mode on import
         import ray
 
-        start_cluster(cluster)
         check_gpus(asked, ray.cluster_resources().get("GPU", 0), "the Ray cluster")
 
 

@@ -193,3 +193,31 @@ def test_zero_token_weights_add_nothing_and_do_not_count(tiny_model_path, engine
     for (n, p), (_, q) in zip(with_dead.model.named_parameters(), alone.model.named_parameters()):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=n)  # two forward paths (shared prefix or not): float noise only
     assert m1["train/tokens"] == m2["train/tokens"] == 2 and m1["train/tokens_forward"] == 6
+
+
+def test_micro_batches_cut_length_sorted_rows_only_when_the_batch_splits():
+    from rlpost.learner.learner import micro_batches
+
+    rows = [TrainSample([1], [2] * n, [0.0] * n, 0.0) for n in (1, 5, 2, 5, 3)]
+    assert micro_batches([0, 1, 2, 3, 4], rows, 8) == [[0, 1, 2, 3, 4]]  # one forward: the batch's own order
+    assert micro_batches([0, 1, 2, 3, 4], rows, 2) == [[1, 3], [4, 2], [0]]  # longest first, ties in order
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean-token-mean"])
+def test_length_sorted_micro_batches_give_the_whole_batch_update(tiny_model_path, engine, aggregation):
+    """Micro-batches of 2 (length-sorted, less padding) == one forward over the batch, and logprobs come back in order."""
+    prompt = [5, 6, 84]
+    seqs = [[10, 2], [11, 12, 13, 14, 15, 2], [12, 2], [13, 14, 15, 16, 2], [16, 17, 2]]
+    batch = TrainBatch([sample(prompt, s, a, engine) for s, a in zip(seqs, [1.0, -1.0, 0.5, 1.0, -0.5])])
+    # SGD: the step is the gradient itself (Adam's first step is sign-like, blowing float noise up to lr)
+    learners = [Learner(cfg_with(optim__name="sgd", optim__lr=1e-2, train__micro_batch_size=mb, algo__aggregation=aggregation),
+                        tiny_model_path)
+                for mb in (64, 2)]
+    metrics = [lr.update(batch) for lr in learners]
+    whole, split = ({k: v for k, v in lr.model.state_dict().items()} for lr in learners)
+    assert all(torch.allclose(whole[k], split[k], atol=1e-6) for k in whole)
+    assert metrics[1]["learner/padding_frac"] < metrics[0]["learner/padding_frac"]
+    one = learners[0].logprobs([(prompt, s) for s in seqs])
+    two = learners[1].logprobs([(prompt, s) for s in seqs])
+    assert [len(x) for x in two] == [len(s) for s in seqs]
+    assert all(abs(a - b) < 1e-5 for x, y in zip(one, two) for a, b in zip(x, y))

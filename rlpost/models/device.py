@@ -36,5 +36,5 @@ def check_gpus(asked: dict[str, float], available: float, where: str) -> None:
     total = sum(asked.values())
     if total > available:
         keys = ", ".join(f"{k}={v:g}" for k, v in asked.items() if v)
-        raise ConfigError(f"{keys} ask for {total:g} GPU(s) but {where} has {available:g}: lower them, or run where "
-                          "there are GPUs (cluster.address of a cluster with GPU nodes)")
+        raise ConfigError(f"the recipe asks for {total:g} GPU(s) ({keys}) but {where} has {available:g}: ask for fewer, "
+                          "or run where there are GPUs (cluster.address of a cluster with GPU nodes)")

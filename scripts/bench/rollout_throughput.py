@@ -68,26 +68,34 @@ def build_models(args) -> dict[str, Path]:
 
 def build_medium(target: Path) -> Path:
     """Random-init Qwen2 with a 32k WordLevel vocab: rlpost's char tokens, then filler tokens."""
+    from transformers import Qwen2Config
+
+    return build_random_model(target, Qwen2Config, MEDIUM)
+
+
+def build_random_model(target: Path, config_cls, shape: dict) -> Path:
+    """A random-init model of ``shape`` (seed 0) with a WordLevel vocab of shape["vocab_size"]: rlpost's char
+    tokens, then filler tokens, so the LM head costs what it costs in a real model of that shape."""
     if (target / "config.json").is_file():
         return target
     import torch
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     from rlpost.models.tiny import CHARS, SPECIAL_TOKENS
 
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS + CHARS)}
-    for i in range(len(vocab), MEDIUM["vocab_size"]):
+    for i in range(len(vocab), shape["vocab_size"]):
         vocab[f"<t{i}>"] = i
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>")
-    config = Qwen2Config(**MEDIUM, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    config = config_cls(**shape, pad_token_id=0, bos_token_id=1, eos_token_id=2)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    tmp = Path(tempfile.mkdtemp(prefix=".medium-", dir=target.parent if target.parent.exists() else None))
+    tmp = Path(tempfile.mkdtemp(prefix=".random-", dir=target.parent if target.parent.exists() else None))
     target.parent.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)

@@ -4,7 +4,7 @@ Runs TRL 1.16 ``GRPOTrainer`` and rlpost's controller (``rlpost.controller.train
 subprocess, and reports seconds per step, completions per second and the reward after N steps, as a
 table and JSON. Run from the repository root:
 
-    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python scripts/bench/vs_trl.py --repeats 3   # the recorded run
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python scripts/bench/vs_trl.py --repeats 3   # the recorded run (then --threads 2)
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python scripts/bench/vs_trl.py --steps 4             # smoke
     python scripts/bench/vs_trl.py --threads 2 --repeats 2                                    # both on 2 threads
 
@@ -112,6 +112,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 THIS_FILE = Path(__file__).resolve()
+PLACEMENTS = {"rlpost": "separate", "rlpost-colocated": "colocated"}  # --frameworks name -> cluster.placement
 
 
 # ------------------------------------------------------------------------------------ the reward
@@ -141,7 +142,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--prompts", type=int, default=8, help="prompts per step")
     p.add_argument("--n", type=int, default=8, help="samples per prompt")
     p.add_argument("--max-new-tokens", type=int, default=6)
-    p.add_argument("--lr", type=float, default=5e-5, help="AdamW lr, constant")
+    p.add_argument("--lr", type=float, default=1e-5,
+                   help="AdamW lr, constant (1e-5: GRPO lifts held-out accuracy from the default checkpoint; at 5e-5 "
+                        "both frameworks lowered it, docs/benchmarks.md)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process")
     p.add_argument("--seed", type=int, default=0, help="seed of repeat 0; repeat r uses seed + r")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -149,7 +152,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-train", type=int, default=7000, help="arithmetic train-split size")
     p.add_argument("--repeats", type=int, default=1, help="alternate TRL and rlpost this many times")
     p.add_argument("--warmup", type=int, default=2, help="steps excluded from the step-time median")
-    p.add_argument("--frameworks", default="trl,rlpost", help="comma list, run in this order each repeat")
+    p.add_argument("--frameworks", default="trl,rlpost,rlpost-colocated",
+                   help="comma list, run in this order each repeat: trl, rlpost (cluster.placement=separate), "
+                        "rlpost-colocated (learner and engine in one actor)")
     p.add_argument("--rlpost-mode", choices=["ray", "local"], default="ray", help="rlpost cluster.mode")
     p.add_argument("--rlpost-selector", default="keep_all",
                    help="rlpost algo.select stage (keep_all matches TRL's loss; degenerate_filter is rlpost's default)")
@@ -200,7 +205,7 @@ def phase_prep(args) -> dict:
 
         cached = (sft_output_dir(cfg) / "rlpost_sft.json").is_file()
         t0 = time.perf_counter()
-        path = Path(run_sft(cfg, on_log=lambda m: print(f"  sft {m}", flush=True))).resolve()
+        path = Path(run_sft(cfg)).resolve()  # progress lines from the console
         info.update(source="rlpost sft (tiny-arith-sft)", sft_steps=args.sft_steps,
                     sft_seconds=round(time.perf_counter() - t0, 1), sft_cached=cached)
     info["model"] = str(path)
@@ -644,9 +649,9 @@ def parent_main(args) -> int:
 
     load_before = loadavg()
     frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    unknown = set(frameworks) - {"trl", "rlpost"}
+    unknown = set(frameworks) - set(PLACEMENTS) - {"trl"}
     if unknown:
-        raise SystemExit(f"--frameworks: unknown {sorted(unknown)} (use trl, rlpost)")
+        raise SystemExit(f"--frameworks: unknown {sorted(unknown)} (use trl, {', '.join(PLACEMENTS)})")
     print(f"vs_trl: {args.prompts} prompts x {args.n} samples, {args.max_new_tokens} new tokens, lr {args.lr}, "
           f"{args.steps} steps, {args.threads} thread(s), rlpost mode {args.rlpost_mode}, "
           f"repeats {args.repeats}, load {load_before}", flush=True)
@@ -667,7 +672,8 @@ def parent_main(args) -> int:
         for fw in frameworks:
             run_dir = bench_dir(args) / "vs_trl" / f"{fw}-r{rep}"
             print(f"vs_trl: repeat {rep + 1}/{args.repeats}: {fw} (seed {args.seed + rep}, load {loadavg()})", flush=True)
-            res = run_child(args, fw, args.seed + rep, ["--run-dir", str(run_dir), "--model-path", model_path])
+            phase, extra = ("trl", []) if fw == "trl" else ("rlpost", ["--rlpost-override", f"cluster.placement={PLACEMENTS[fw]}"])
+            res = run_child(args, phase, args.seed + rep, ["--run-dir", str(run_dir), "--model-path", model_path, *extra])
             res["repeat"] = rep
             res["seed"] = args.seed + rep
             if "error" in res:
@@ -687,7 +693,7 @@ def parent_main(args) -> int:
         a = results[fw]
         if not a["repeats"]:
             continue
-        label = fw if fw == "trl" else f"rlpost ({args.rlpost_mode})"
+        label = fw if fw == "trl" else f"rlpost ({args.rlpost_mode}, {PLACEMENTS[fw]})"
         rows.append({"framework": label, "s/step (median)": a["s_per_step"], "loop s/step": a["loop_s_per_step"],
                      "completions/s": a["completions_per_s"],
                      "reward last 10": a["reward_last10_mean"], "reward first 5": a["reward_first5"],
@@ -703,28 +709,30 @@ def parent_main(args) -> int:
           f"held-out: the final weights on {ev.get('n_prompts', 0)} test prompts, 4 samples at T={args.temperature}, and greedy)")
 
     comparison = {}
-    if results.get("trl", {}).get("repeats") and results.get("rlpost", {}).get("repeats"):
-        t, r = results["trl"], results["rlpost"]
+    t = results.get("trl", {})
+    for fw in [f for f in frameworks if f in PLACEMENTS and results[f]["repeats"] and t.get("repeats")]:
+        r = results[fw]
         speed = r["completions_per_s"] / t["completions_per_s"]
+
         def diff(key: str) -> float | None:
             return None if r[key] is None or t[key] is None else r[key] - t[key]
 
-        comparison = {
+        comparison[fw] = {
             "throughput_ratio_rlpost_over_trl": speed,
             "reward_last10_diff_rlpost_minus_trl": diff("reward_last10_mean"),
             "heldout_sampled_diff_rlpost_minus_trl": diff("heldout_sampled_acc_mean"),
             "heldout_greedy_diff_rlpost_minus_trl": diff("heldout_greedy_acc_mean"),
-            "meets_speed_bar": speed >= 1.0,
-            "meets_reward_bar_train": r["reward_last10_mean"] >= t["reward_last10_mean"],
+            "meets_speed_bar": speed >= 1.5,
             "meets_reward_bar_heldout": (diff("heldout_sampled_acc_mean") or 0.0) >= 0.0,
             "meets_2x_goal": speed >= 2.0,
         }
-        print(f"throughput rlpost/TRL = {speed:.2f}x (bar 1x, goal 2x); reward last 10 (mean): rlpost "
+        print(f"{fw}: throughput rlpost/TRL = {speed:.2f}x (bar 1.5x, goal 2x); reward last 10 (mean): rlpost "
               f"{r['reward_last10_mean']:.3f} vs TRL {t['reward_last10_mean']:.3f}; held-out sampled accuracy: "
-              f"rlpost {r['heldout_sampled_acc_mean']} vs TRL {t['heldout_sampled_acc_mean']}")
+              f"rlpost {r['heldout_sampled_acc_mean']} vs TRL {t['heldout_sampled_acc_mean']} (checkpoint "
+              f"{ev.get('sample_accuracy_t1', 'n/a')})")
         if "breakdown_median_s" in r:
             bd = "  ".join(f"{k} {v:.3f}" for k, v in r["breakdown_median_s"].items())
-            print(f"rlpost median step breakdown (s): {bd}")
+            print(f"{fw} median step breakdown (s): {bd}")
 
     out = {
         "benchmark": "vs_trl",
