@@ -111,12 +111,14 @@ def _check_eval(cfg, label: str) -> None:
 def _eval_and_print(cfg, model_path: str, label: str) -> dict:
     from rlpost import console
     from rlpost.evaluate import evaluate, write_result
+    from rlpost.models.device import actor_device
     from rlpost.models.loading import load_tokenizer
     from rlpost.rollout.hf_engine import HFEngine
     from rlpost.scoring import make_verifier_runner
 
     with make_verifier_runner(cfg) as runner:  # verifier plug-ins fail here, before the model loads
-        engine = HFEngine(model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=cfg.eval.batch_size, threads=cfg.run.threads)
+        engine = HFEngine(model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=cfg.eval.batch_size, threads=cfg.run.threads,
+                          device=actor_device(cfg.model.device, gpus=1))  # this process: CUDA where it sees one
         result = evaluate(cfg, engine, load_tokenizer(model_path), runner, title=f"eval {label}")
     result["model"] = model_path
     write_result(result, _eval_output(cfg, label))
@@ -314,15 +316,19 @@ def cmd_rerank(args) -> int:
         raise ConfigError(f"--out {out} is a folder; give the run file's path")
     _check_writable(out.parent, "--out")
     model = str(check_model_folder(args.model, "--model"))
+    from rlpost.models.device import actor_device
+
+    device = actor_device(args.device, gpus=1)  # this process: CUDA where it sees one (auto)
     if args.method == "erank":
         from rlpost.ranking.rerankers import ERankReranker
 
-        reranker = ERankReranker(model, args.dtype, args.instruction, args.batch_size, args.max_doc_tokens, args.threads)
+        reranker = ERankReranker(model, args.dtype, args.instruction, args.batch_size, args.max_doc_tokens, args.threads, device)
     else:
         from rlpost.ranking.rerankers import GroupRankReranker
 
         reranker = GroupRankReranker(model, args.dtype, args.group_size, args.passes, args.seed, batch_size=args.batch_size,
-                                     max_new_tokens=args.max_new_tokens, threads=args.threads, max_doc_tokens=args.max_doc_tokens)
+                                     max_new_tokens=args.max_new_tokens, threads=args.threads, max_doc_tokens=args.max_doc_tokens,
+                                     device=device)
     label = f"{args.method} top {args.top}"
     runs: dict[str, dict[str, list]] = {"first stage": {}, label: {}}
     if args.hybrid:
@@ -420,6 +426,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--top", type=int, default=20, help="candidates reranked per query (the rest keep their order below)")
     p.add_argument("--out", default="rerank.trec", help="TREC run to write (with --qrels, the metrics go to <out>.json beside it)")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: CUDA when this machine has it")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward (erank) or generations per batch (grouprank)")
     p.add_argument("--instruction", default="semantic", help="erank: relevance definition, or a key: semantic, followir, bright_stackexchange")
     p.add_argument("--max-doc-tokens", type=int, default=256, help="documents cut to this many tokens")

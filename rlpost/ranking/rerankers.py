@@ -72,13 +72,13 @@ class Reranker:
 class ERankReranker(Reranker):
     def __init__(
         self, model_path: str, dtype: str = "float32", instruction: str = "semantic", batch_size: int = 16,
-        max_doc_tokens: int | None = 256, threads: int | None = None,
+        max_doc_tokens: int | None = 256, threads: int | None = None, device: str = "cpu",
     ) -> None:
         from rlpost.models.loading import load_model, load_tokenizer
 
         if threads:
             torch.set_num_threads(threads)
-        self.model = load_model(model_path, dtype).eval()
+        self.model = load_model(model_path, dtype, device).eval()
         self.tokenizer = load_tokenizer(model_path)
         self.instruction, self.batch_size, self.max_doc_tokens = instruction, batch_size, max_doc_tokens
         self.digits = [self._single_token(str(d)) for d in range(10)]
@@ -131,14 +131,14 @@ class GroupRankReranker(Reranker):
     def __init__(
         self, model_path: str, dtype: str = "float32", group_size: int = 20, passes: int = 1, seed: int = 0,
         temperature: float = 0.3, top_p: float = 0.8, max_new_tokens: int = 512, batch_size: int = 8, threads: int | None = None,
-        max_doc_tokens: int | None = None,
+        max_doc_tokens: int | None = None, device: str = "cpu",
     ) -> None:
         from rlpost.models.loading import load_tokenizer
         from rlpost.rollout.hf_engine import HFEngine
 
         if group_size < 1 or passes < 1:
             raise ConfigError(f"group_size and passes must be at least 1, got {group_size} and {passes}")
-        self.engine = HFEngine(model_path, dtype, seed=seed, batch_size=batch_size, threads=threads)
+        self.engine = HFEngine(model_path, dtype, seed=seed, batch_size=batch_size, threads=threads, device=device)
         self.tokenizer = load_tokenizer(model_path)
         self.group_size, self.passes, self.seed, self.max_doc_tokens = group_size, passes, seed, max_doc_tokens
         self.sampling = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)

@@ -38,9 +38,11 @@ def _vllm(cfg: Config, model_path: str):
     from rlpost.rollout.vllm_engine import VLLMEngine
 
     r = cfg.rollout  # None falls back to RLPOST_VLLM_* env vars / defaults
+    # Colocated, the learner shares the GPU: vLLM takes 40% of it unless the recipe says otherwise (verl's hybrid engine: 50%).
+    colocated_share = 0.4 if cfg.cluster.placement == "colocated" else None
     return VLLMEngine(
         model_path, cfg.model.dtype, seed=cfg.run.seed, batch_size=r.batch_size, threads=cfg.run.threads,
-        kv_cache_gb=r.vllm_kv_cache_gb, gpu_memory_utilization=r.vllm_gpu_memory_utilization,
+        kv_cache_gb=r.vllm_kv_cache_gb, gpu_memory_utilization=r.vllm_gpu_memory_utilization or colocated_share,
         max_model_len=r.vllm_max_model_len, tensor_parallel_size=r.vllm_tensor_parallel_size,
         lora_rank=cfg.learner.lora.r if cfg.learner.update == "lora" and cfg.learner.lora.sync == "adapter" else None,
         sleep_mode=cfg.cluster.placement == "colocated",
