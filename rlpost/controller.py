@@ -255,7 +255,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
     policy = str(run_sft(cfg) if cfg.train.warm_start == "sft" else resolve_model_path(cfg.model))
     tokenizer = load_tokenizer(policy)
     prompt_texts, prompt_ids = encode_prompts(cfg, records, tokenizer)
-    with console.phase(f"start the learner and rollout worker ({cfg.cluster.mode}, {cfg.cluster.placement})", None):
+    with console.phase(f"start the learner and rollout worker ({cfg.cluster.mode})", None):
         learner, rollout = start_actors(cfg, policy)
         learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
     r = cfg.rollout
