@@ -12,14 +12,14 @@ import sys
 import time
 from typing import Any, Callable
 
-from rlpost.config import ClusterConfig
+from rlpost.config import ClusterConfig, ConfigError
 
 log = logging.getLogger("rlpost.actors")
 
 RESTART_TIMEOUT_S = 600  # how long a restarting actor may take to build its model again
 
 # Passed to every actor process: one torch thread unless a component sets its own.
-_ACTOR_ENV = (
+ACTOR_ENV = (
     "HF_HUB_OFFLINE", "RLPOST_CACHE", "RLPOST_SHARED_DATA", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "TOKENIZERS_PARALLELISM",
 )
 
@@ -84,18 +84,19 @@ class RayHandle:
         try:
             return self.result(self.submit(name, *args, **kwargs), name)
         except ActorDiedError as e:
-            if self.restarts >= self.max_restarts:
-                if self.max_restarts:
-                    raise ActorDiedError(f"{e} (Ray restarted it {self.restarts} times already, the most allowed)", e.label, e.cause) from e
-                raise
             self.restarted(e)
             return self.result(self.submit(name, *args, **kwargs), name)
 
     def restarted(self, e: ActorDiedError) -> None:
-        """Wait for Ray's restart of the actor, then bring it up to date."""
+        """Wait for Ray's restart of the actor after ``e``, then bring it up to date; re-raise ``e``
+        when it may not restart (again)."""
         import ray
         from ray.exceptions import ActorUnavailableError
 
+        if self.restarts >= self.max_restarts:
+            if self.max_restarts:
+                raise ActorDiedError(f"{e} (Ray restarted it {self.restarts} times already, the most allowed)", e.label, e.cause) from e
+            raise e
         self.restarts += 1
         log.warning("%s: waiting for Ray to restart it (restart %d of %d)", e, self.restarts, self.max_restarts)
         deadline = time.monotonic() + RESTART_TIMEOUT_S
@@ -153,17 +154,47 @@ def start_cluster(cfg: ClusterConfig) -> None:
 
     if ray.is_initialized():
         return
-    env = {k: v for k, v in os.environ.items() if k in _ACTOR_ENV or k.startswith(("VLLM_", "RLPOST_VLLM_"))}
-    env.setdefault("OMP_NUM_THREADS", "1")
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))
-    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "logging_level": "WARNING", "log_to_driver": True}
+    kwargs: dict[str, Any] = {"logging_level": "WARNING", "log_to_driver": True}
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:  # a Ray job's actors get the job's runtime env (rlpost submit)
+        repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = {**actor_env(), "PYTHONPATH": os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))}
+        kwargs["runtime_env"] = {"env_vars": env}
     if cfg.address:
+        check_reachable(cfg.address)
         kwargs["address"] = cfg.address
     else:
-        kwargs.update(num_cpus=cfg.num_cpus or os.cpu_count(), include_dashboard=False)
-    ray.init(**kwargs)
+        # Ray CPUs are scheduling slots (each actor sets its own torch threads): enough for one learner and every worker.
+        kwargs.update(num_cpus=cfg.num_cpus or max(os.cpu_count() or 1, 1 + cfg.rollout_workers), include_dashboard=False)
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as e:
+        raise ConfigError(f"cluster.address={cfg.address}: no Ray cluster answered ({' '.join(str(e).split())[:200]}); "
+                          "start one with `ray start --head`, or leave cluster.address unset for a local one") from None
+
+
+def actor_env() -> dict[str, str]:
+    """The environment every actor gets from this process: thread count, offline hub, vLLM settings."""
+    env = {k: v for k, v in os.environ.items() if k in ACTOR_ENV or k.startswith(("VLLM_", "RLPOST_VLLM_"))}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
+
+
+def check_reachable(address: str, timeout_s: float = 5.0, key: str = "cluster.address") -> None:
+    """A ``host:port`` cluster address accepts a connection within ``timeout_s`` (Ray itself would retry for
+    minutes); ``auto`` and ``ray://`` addresses are left to Ray."""
+    import socket
+
+    if address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{key}={address}: expected host:port of a Ray head (e.g. 10.0.0.1:6379), 'auto' or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConfigError(f"{key}={address}: nothing answers there within {timeout_s:g} s ({e}); is the Ray head "
+                          "running (`ray start --head --port ...`) and reachable from here?") from None
 
 
 def spawn(cls: type, cfg: ClusterConfig, label: str, *args, num_cpus: float = 1, num_gpus: float = 0, max_restarts: int = 0, **kwargs):

@@ -1,4 +1,4 @@
-"""`rlpost train|sft|eval|rerank|recipes|analyze-updates|plot`: user errors print one line and exit 2, no traceback."""
+"""`rlpost train|submit|sft|eval|rerank|recipes|analyze-updates|plot`: user errors print one line and exit 2, no traceback."""
 from __future__ import annotations
 
 import argparse
@@ -150,6 +150,13 @@ def cmd_train(args) -> int:
         _check_writable(Path(cfg.sft.output_dir).parent, "sft.output_dir")
     train(cfg, resume=not args.no_resume)
     return 0
+
+
+def cmd_submit(args) -> int:
+    from rlpost.submit import submit
+
+    return submit(args.recipe, args.overrides, address=args.address, working_dir=args.working_dir, python=args.python,
+                  job_id=args.job_id, wait=not args.no_wait)
 
 
 def cmd_analyze_updates(args) -> int:
@@ -407,6 +414,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
             p.add_argument("--model", help="model folder to evaluate (default: the recipe's model)")
         if name == "train":
             p.add_argument("--no-resume", action="store_true", help="start fresh even if a checkpoint exists")
+    p = sub.add_parser("submit", help="send `rlpost train RECIPE` to a running Ray cluster as a Ray job (docs/cluster.md)")
+    p.add_argument("recipe", help="recipe YAML path (relative to --working-dir) or name under recipes/")
+    p.add_argument("overrides", nargs="*", default=[], help="key.sub=value overrides")
+    p.add_argument("--address", help="the cluster's job server, http://HEAD:8265 (default: $RAY_ADDRESS, else the local head)")
+    p.add_argument("--working-dir", default=".", help="uploaded as the job's working directory (default: here; .venv, runs, .git left out)")
+    p.add_argument("--python", default="python", help="the Python on the cluster's nodes that has rlpost installed")
+    p.add_argument("--job-id", help="submission id (default: Ray picks one)")
+    p.add_argument("--no-wait", action="store_true", help="return once submitted, without streaming the job's log")
+    p.set_defaults(fn=cmd_submit)
     p = sub.add_parser("analyze-updates", help="per-tensor update sparsity and rank between two models or checkpoints")
     p.add_argument("a", help="model folder or checkpoint before")
     p.add_argument("b", help="model folder or checkpoint after")

@@ -314,7 +314,11 @@ class ClusterConfig(Section):
     mode: Literal["ray", "local"] = "ray"
     address: str | None = Field(None, description="existing Ray cluster; None starts a local Ray")
     num_cpus: int | None = Field(None, ge=1)
-    rollout_gpus: float = Field(0, ge=0, description="GPUs Ray gives the rollout worker")
+    rollout_workers: int = Field(
+        1, ge=1, description="rollout workers, each with its own engine; requests are spread over them by prompt, "
+        "and every weight sync reaches all of them (docs/cluster.md)"
+    )
+    rollout_gpus: float = Field(0, ge=0, description="GPUs Ray gives each rollout worker")
     learner_gpus: float = Field(0, ge=0, description="GPUs Ray gives the learner")
     placement: Literal["separate", "colocated"] = Field(
         "separate", description="separate: a learner actor and a rollout actor, weights synced through the object "

@@ -27,7 +27,7 @@ from rlpost.evaluate import evaluate, write_result
 from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
 from rlpost.pipeline import Pipeline, typed_kwargs
-from rlpost.placement import check_devices, check_placement, start_actors
+from rlpost.placement import actors_needed, check_placement, check_resources, start_actors
 from rlpost.registry import RegistryError
 from rlpost.plots import plot_pass_curves
 from rlpost.rollout.samplers import SAMPLERS, Sampler, finish_step, samples_in_rounds
@@ -247,7 +247,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
 
     try:
         check_placement(cfg)
-        check_devices(cfg.cluster, cfg.model)
+        check_resources(cfg.cluster, cfg.model, actors_needed(cfg.cluster))
     except ConfigError:
         scorer.close()
         raise
@@ -402,13 +402,17 @@ def sync_weights(cfg: Config, learner, rollout, batch, step: int, check: bool = 
     every = cfg.train.parity_check_every
     if (check or (every and (step + 1) % every == 0)) and batch is not None:
         seqs = [(s.prompt_ids, s.token_ids) for s in batch.samples[:16]]
-        a, b = rollout.call("logprobs", seqs, batch.temperature), learner.call("logprobs", seqs, batch.temperature)
-        diff = max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+        expected = learner.submit("logprobs", seqs, batch.temperature)
+        per_worker = rollout.each("logprobs", seqs, batch.temperature)  # every worker must hold the new weights
+        b = learner.result(expected, "logprobs")
+        diffs = [max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)) for a in per_worker]
+        diff = max(diffs)
         metrics["sync/parity_max_diff"] = diff
         if diff > cfg.train.parity_tolerance and every:
+            which = "the rollout engine is" if len(diffs) == 1 else f"rollout worker {diffs.index(diff)} of {len(diffs)} is"
             raise SyncError(
                 f"rollout logprobs differ from the learner's by {diff:.3g} after sync {version} "
-                f"(tolerance {cfg.train.parity_tolerance}): the rollout engine is on stale or wrong weights"
+                f"(tolerance {cfg.train.parity_tolerance}): {which} on stale or wrong weights"
             )
     return metrics
 

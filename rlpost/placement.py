@@ -18,16 +18,19 @@ from typing import Any
 from rlpost.actors import Restartable, spawn, start_cluster
 from rlpost.config import ClusterConfig, Config, ConfigError, ModelConfig
 from rlpost.models.device import check_gpus, release_cached_memory
+from rlpost.rollout.pool import RolloutPool
 
 # Learner calls that need the device to themselves: a colocated vLLM engine sleeps through them.
 _LEARNER_HEAVY = frozenset({"update", "accumulate", "prepare", "sft_step", "objective_gradients"})
 
 
-def check_devices(cluster: ClusterConfig, model: ModelConfig) -> None:
-    """GPUs the recipe asks for exist (local: this machine; Ray: the cluster): one line before any model loads."""
+def check_resources(cluster: ClusterConfig, model: ModelConfig, actors: int) -> None:
+    """The GPUs and CPUs the run asks for exist (local: this machine; Ray: the cluster), and a given cluster
+    address answers: one line before any model loads. ``actors``: Ray actors the run starts (one CPU each)."""
     asked = {"cluster.learner_gpus": cluster.learner_gpus}
     if cluster.placement == "separate":
-        asked["cluster.rollout_gpus"] = cluster.rollout_gpus
+        key = "cluster.rollout_gpus" if cluster.rollout_workers == 1 else f"cluster.rollout_gpus x {cluster.rollout_workers} workers"
+        asked[key] = cluster.rollout_gpus * cluster.rollout_workers
     if model.device == "cuda" and not cluster.learner_gpus and cluster.mode == "ray":
         raise ConfigError("model.device=cuda needs cluster.learner_gpus >= 1 (and rollout_gpus for a separate HF "
                           "engine): Ray hides GPUs from actors given none")
@@ -39,11 +42,16 @@ def check_devices(cluster: ClusterConfig, model: ModelConfig) -> None:
         if sum(asked.values()):
             check_gpus(asked, torch.cuda.device_count() if torch.cuda.is_available() else 0, "this machine")
         return
-    if sum(asked.values()):
-        start_cluster(cluster)  # before importing Ray: it picks its authentication mode on import
-        import ray
+    start_cluster(cluster)  # before importing Ray: it picks its authentication mode on import
+    import ray
 
-        check_gpus(asked, ray.cluster_resources().get("GPU", 0), "the Ray cluster")
+    where = f"the Ray cluster at {cluster.address}" if cluster.address else "the local Ray cluster"
+    if sum(asked.values()):
+        check_gpus(asked, ray.cluster_resources().get("GPU", 0), where)
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if actors > cpus:
+        raise ConfigError(f"the run starts {actors} actors (one learner, {actors - 1} rollout worker(s)) of one CPU each "
+                          f"but {where} has {cpus:g} CPUs: lower cluster.rollout_workers, or add nodes (ray start --address)")
 
 
 def check_placement(cfg: Config) -> None:
@@ -53,6 +61,9 @@ def check_placement(cfg: Config) -> None:
     c = cfg.cluster
     if c.placement != "colocated":
         return
+    if c.rollout_workers != 1:
+        raise ConfigError(f"cluster.placement=colocated holds one engine beside the learner; cluster.rollout_workers="
+                          f"{c.rollout_workers} needs cluster.placement=separate")
     if engine_name(cfg) == "vllm" and not c.learner_gpus:
         raise ConfigError("cluster.placement=colocated with rollout.engine=vllm needs a GPU (cluster.learner_gpus >= 1): "
                           "vLLM keeps its own copy of the weights and can hand the device to the learner only by "
@@ -76,10 +87,24 @@ def start_actors(cfg: Config, policy: str) -> tuple[Any, Any]:
     start_cluster(c)
     if c.placement == "colocated":
         both = spawn(Colocated, c, "learner", cfg, policy, num_gpus=c.learner_gpus)
-        return RoleHandle(both, "learner"), RoleHandle(both, "rollout")
+        return RoleHandle(both, "learner"), RolloutPool([RoleHandle(both, "rollout")])
     learner = spawn(Learner, c, "learner", cfg, policy, num_gpus=c.learner_gpus)
-    rollout = spawn(RolloutWorker, c, "rollout", cfg, policy, num_gpus=c.rollout_gpus, max_restarts=cfg.train.max_restarts)
-    return learner, rollout
+    workers = [
+        spawn(RolloutWorker, c, "rollout" if c.rollout_workers == 1 else f"rollout {i}", worker_config(cfg, i), policy,
+              num_gpus=c.rollout_gpus, max_restarts=cfg.train.max_restarts)
+        for i in range(c.rollout_workers)
+    ]
+    return learner, RolloutPool(workers)
+
+
+def worker_config(cfg: Config, i: int) -> Config:
+    """Rollout worker i samples with seed run.seed + i (worker 0: the run's seed, as a single worker)."""
+    return cfg if i == 0 else cfg.model_copy(update={"run": cfg.run.model_copy(update={"seed": cfg.run.seed + i})})
+
+
+def actors_needed(cluster: ClusterConfig) -> int:
+    """Actors a run starts, each taking one Ray CPU: the learner, and the rollout workers unless colocated."""
+    return 1 + (0 if cluster.placement == "colocated" else cluster.rollout_workers)
 
 
 @dataclass

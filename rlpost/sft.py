@@ -16,7 +16,7 @@ from rlpost.config import Config, ConfigError
 from rlpost.data import PromptDataset, render_template
 from rlpost.data.recipe import encode_prompts, load_split
 from rlpost.learner.learner import Learner
-from rlpost.placement import check_devices
+from rlpost.placement import check_resources
 from rlpost.models.loading import load_tokenizer, resolve_model_path
 
 
@@ -45,7 +45,7 @@ def run_sft(cfg: Config) -> Path:
         return out
 
     records = load_split(cfg, cfg.data.train_split, sft=True)
-    check_devices(cfg.cluster, cfg.model)
+    check_resources(cfg.cluster, cfg.model, actors=1)
     base = str(resolve_model_path(cfg.model))
     tokenizer = load_tokenizer(base)
     _, prompt_ids = encode_prompts(cfg, records, tokenizer)

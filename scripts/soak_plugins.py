@@ -35,14 +35,14 @@ def flaky_reward(prompts: list[str], completions: list[str], facts: list[dict], 
     return [1.0 if c.strip().isdigit() else 0.0 for c in completions]
 
 
-def kill_rollout(ctx, at: int = 0, wait: bool = True) -> None:
-    """After step ``at``, kill the rollout actor as a crash would (Ray restarts it). With ``wait``, block
+def kill_rollout(ctx, at: int = 0, wait: bool = True, worker: int = 0) -> None:
+    """After step ``at``, kill rollout worker ``worker`` as a crash would (Ray restarts it). With ``wait``, block
     until the new process is up, so the next call reaches it without any error (only its incarnation tells)."""
     if ctx.step != at:
         return
     import ray
 
-    handle = ctx._run.rollout
+    handle = ctx._run.rollout.workers[worker]
     handle.kill(restart=True)
     while wait:
         try:

@@ -95,7 +95,7 @@ def test_colocated_vllm_needs_a_gpu(run_dir):
 @pytest.mark.slow
 def test_more_gpus_than_the_ray_cluster_has_is_one_line(run_dir):
     try:
-        with pytest.raises(ConfigError, match="but the Ray cluster has 0"):
+        with pytest.raises(ConfigError, match="but the local Ray cluster has 0"):
             train(small_cfg(run_dir, "train.steps=1", "cluster.mode=ray", "cluster.num_cpus=2", "cluster.learner_gpus=1"))
     finally:
         import ray

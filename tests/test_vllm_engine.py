@@ -24,6 +24,7 @@ pytest.importorskip("vllm")
 from rlpost.actors import LocalHandle  # noqa: E402
 from rlpost.config import Config, load_config  # noqa: E402
 from rlpost.controller import SyncError, sync_weights  # noqa: E402
+from rlpost.rollout.pool import RolloutPool  # noqa: E402
 from rlpost.learner.learner import Learner  # noqa: E402
 from rlpost.rollout import vllm_compat  # noqa: E402
 from rlpost.rollout.hf_engine import HFEngine  # noqa: E402
@@ -308,7 +309,7 @@ def test_adapter_sync_is_served_as_a_vllm_lora_request(tiny_model_path):
         fresh = lora_engine.generate(reqs, SamplingParams(n=2, max_new_tokens=6))
         assert max_diff([c.logprobs for c in fresh], learner.logprobs([(c.prompt_ids, c.token_ids) for c in fresh])) < 1e-3
     assert reloads == []  # after the anchor, only adapters: the base weights were never reloaded
-    assert len(os.listdir(worker.obj.adapter_root)) == 1  # old adapter versions removed
+    assert len(os.listdir(worker.workers[0].obj.adapter_root)) == 1  # old adapter versions removed
 
 
 class _StaleEngine:
@@ -328,11 +329,11 @@ class _StaleEngine:
         return self.inner.logprobs(sequences, temperature)
 
 
-def _worker(engine) -> LocalHandle:
-    """The real RolloutWorker around an existing engine (what the controller talks to)."""
+def _worker(engine) -> RolloutPool:
+    """The real RolloutWorker around an existing engine, in the pool the controller talks to."""
     from rlpost.rollout.worker import RolloutWorker
 
-    return LocalHandle(RolloutWorker.around(engine))
+    return RolloutPool([LocalHandle(RolloutWorker.around(engine))])
 
 
 def test_a_stale_sync_fails_loudly_in_the_parity_check(engine, tiny_model_path, monkeypatch):
