@@ -163,8 +163,8 @@ def start_cluster(cfg: ClusterConfig) -> None:
         check_reachable(cfg.address)
         kwargs["address"] = cfg.address
     else:
-        # Ray CPUs are scheduling slots (each actor sets its own torch threads): enough for one learner and every worker.
-        kwargs.update(num_cpus=cfg.num_cpus or max(os.cpu_count() or 1, 1 + cfg.rollout_workers), include_dashboard=False)
+        # Ray CPUs are scheduling slots (each actor sets its own torch threads): enough for every learner rank and worker.
+        kwargs.update(num_cpus=cfg.num_cpus or max(os.cpu_count() or 1, cfg.learner_ranks + cfg.rollout_workers), include_dashboard=False)
     try:
         ray.init(**kwargs)
     except ConnectionError as e:
@@ -197,14 +197,19 @@ def check_reachable(address: str, timeout_s: float = 5.0, key: str = "cluster.ad
                           "running (`ray start --head --port ...`) and reachable from here?") from None
 
 
-def spawn(cls: type, cfg: ClusterConfig, label: str, *args, num_cpus: float = 1, num_gpus: float = 0, max_restarts: int = 0, **kwargs):
+def spawn(cls: type, cfg: ClusterConfig, label: str, *args, num_cpus: float = 1, num_gpus: float = 0, max_restarts: int = 0,
+          bundle: tuple[Any, int] | None = None, **kwargs):
     """Create `cls(*args, **kwargs)` as a Ray actor (mode=ray; Ray restarts it up to ``max_restarts``
-    times after a crash) or in-process (mode=local)."""
+    times after a crash; ``bundle``: (placement group, bundle index) to place it in) or in-process (mode=local)."""
     if cfg.mode == "local":
         return LocalHandle(cls(*args, **kwargs))
     import ray
 
     actor_cls = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts)(cls)
+    if bundle is not None:
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        actor_cls = actor_cls.options(scheduling_strategy=PlacementGroupSchedulingStrategy(bundle[0], placement_group_bundle_index=bundle[1]))
     return RayHandle(actor_cls.remote(*args, **kwargs), label, max_restarts)
 
 
@@ -216,3 +221,101 @@ def get(value: Any) -> Any:
     except ImportError:
         return value
     return ray.get(value) if isinstance(value, ObjectRef) else value
+
+
+class HandleGroup:
+    """One handle over several actor handles (rollout workers, learner ranks) with the interface of one:
+    ``plan`` says which members get which arguments for a call, ``combine`` makes their results one.
+    A member that Ray restarts in place is asked again for its share only."""
+
+    kind = "group"
+
+    def __init__(self, members: list[Any]) -> None:
+        if not members:
+            raise ValueError(f"a {self.kind} needs at least one member")
+        self.members = list(members)
+
+    def plan(self, name: str, args: tuple, kwargs: dict) -> tuple[list[tuple[Any, tuple, dict]], Any]:
+        """(member, args, kwargs) per member that takes part in the call, and what ``combine`` needs."""
+        raise NotImplementedError
+
+    def combine(self, name: str, outs: list[Any], context: Any) -> Any:
+        raise NotImplementedError
+
+    @property
+    def restarts(self) -> int:
+        return sum(m.restarts for m in self.members)
+
+    @property
+    def on_restart(self) -> Callable[[], Any] | None:
+        return getattr(self.members[0], "on_restart", None)
+
+    @on_restart.setter
+    def on_restart(self, fn: Callable[[], Any] | None) -> None:
+        for m in self.members:
+            m.on_restart = fn
+
+    def call(self, name: str, *args, **kwargs) -> Any:
+        if len(self.members) == 1:  # its handle retries a call across a restart itself
+            return self.members[0].call(name, *args, **kwargs)
+        return self.result(self.submit(name, *args, **kwargs), name)
+
+    def submit(self, name: str, *args, **kwargs) -> Any:
+        """Send the call to its members now; ``result`` gathers and combines their answers."""
+        if len(self.members) == 1:
+            return self.members[0].submit(name, *args, **kwargs)
+        calls, context = self.plan(name, args, kwargs)
+        return _Pending(name, [(m, a, kw, m.submit(name, *a, **kw)) for m, a, kw in calls], context)
+
+    def result(self, future: Any, name: str = "a call") -> Any:
+        if not isinstance(future, _Pending):
+            return self.members[0].result(future, name)
+        outs: list[Any] = [None] * len(future.sent)
+        for i in _finishing_order([f for *_, f in future.sent]):  # a member's death is seen while others still wait on it
+            m, a, kw, f = future.sent[i]
+            outs[i] = _gather(m, f, future.name, a, kw)
+        return self.combine(future.name, outs, future.context)
+
+    def each(self, name: str, *args, **kwargs) -> list[Any]:
+        """The same call on every member at once, one result per member (checks per worker or rank)."""
+        sent = [(m, m.submit(name, *args, **kwargs)) for m in self.members]
+        return [_gather(m, f, name, args, kwargs) for m, f in sent]
+
+    def kill(self, restart: bool = False) -> None:
+        for m in self.members:
+            m.kill(restart) if restart else m.kill()
+
+
+class _Pending:
+    """A group's call in flight: per member (handle, args, kwargs, future), and what combining needs."""
+
+    def __init__(self, name: str, sent: list, context: Any = None) -> None:
+        self.name, self.sent, self.context = name, sent, context
+
+
+def _finishing_order(futures: list[Any]):
+    """Indices of ``futures`` as they finish (Ray object refs), or in order (in-process results)."""
+    import sys
+
+    if "ray" not in sys.modules or not futures or type(futures[0]).__name__ != "ObjectRef":
+        yield from range(len(futures))
+        return
+    import ray
+
+    index = {f: i for i, f in enumerate(futures)}
+    remaining = list(futures)
+    while remaining:
+        done, remaining = ray.wait(remaining, num_returns=1)
+        yield index[done[0]]
+
+
+def _gather(member: Any, future: Any, name: str, args: tuple, kwargs: dict) -> Any:
+    """One member's result; one that died and may restart is restarted by Ray and asked again."""
+    try:
+        return member.result(future, name)
+    except ActorDiedError as e:
+        if not isinstance(member, RayHandle):
+            raise
+        member.restarted(e)  # re-raises when Ray may not restart it (again)
+        return member.call(name, *args, **kwargs)
+

@@ -319,7 +319,14 @@ class ClusterConfig(Section):
         "and every weight sync reaches all of them (docs/cluster.md)"
     )
     rollout_gpus: float = Field(0, ge=0, description="GPUs Ray gives each rollout worker")
-    learner_gpus: float = Field(0, ge=0, description="GPUs Ray gives the learner")
+    learner_gpus: float = Field(0, ge=0, description="GPUs Ray gives the learner (each rank of a learner group)")
+    learner_ranks: int = Field(
+        1, ge=1, description="data-parallel learner ranks (torch.distributed: gloo on CPU, NCCL on GPUs), each its own "
+        "Ray actor; they split every minibatch and all-reduce the gradients (docs/cluster.md)"
+    )
+    learner_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="Ray placement-group strategy of the learner ranks: PACK on as few nodes as fit, SPREAD over nodes"
+    )
     placement: Literal["separate", "colocated"] = Field(
         "separate", description="separate: a learner actor and a rollout actor, weights synced through the object "
         "store; colocated: one actor holds both over the same weights (a sync is nothing or an in-place copy; with "

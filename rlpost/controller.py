@@ -111,11 +111,11 @@ def run_steps(cfg: Config, resume: bool, healed: dict[str, int] | None = None) -
         run.callbacks.on_end(ctx)  # evaluation after RL, the last checkpoint, the final model
     except ActorDiedError:
         run.healed["rollout"] += run.rollout.restarts
-        run.rollout.kill(), run.learner.kill()  # free their resources for the actors of a resumed run
         raise
     finally:
         tracker.close()
         run.scorer.close()
+        run.rollout.kill(), run.learner.kill()  # their CPUs, GPUs and placement group go back to Ray (a resumed run's actors)
     summarize(run.dir, state)
     return state
 

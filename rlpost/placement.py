@@ -18,6 +18,7 @@ from typing import Any
 from rlpost.actors import Restartable, spawn, start_cluster
 from rlpost.config import ClusterConfig, Config, ConfigError, ModelConfig
 from rlpost.models.device import check_gpus, release_cached_memory
+from rlpost.learner.group import start_learner_group
 from rlpost.rollout.pool import RolloutPool
 
 # Learner calls that need the device to themselves: a colocated vLLM engine sleeps through them.
@@ -27,7 +28,8 @@ _LEARNER_HEAVY = frozenset({"update", "accumulate", "prepare", "sft_step", "obje
 def check_resources(cluster: ClusterConfig, model: ModelConfig, actors: int) -> None:
     """The GPUs and CPUs the run asks for exist (local: this machine; Ray: the cluster), and a given cluster
     address answers: one line before any model loads. ``actors``: Ray actors the run starts (one CPU each)."""
-    asked = {"cluster.learner_gpus": cluster.learner_gpus}
+    ranks = cluster.learner_ranks
+    asked = {"cluster.learner_gpus" if ranks == 1 else f"cluster.learner_gpus x {ranks} ranks": cluster.learner_gpus * ranks}
     if cluster.placement == "separate":
         key = "cluster.rollout_gpus" if cluster.rollout_workers == 1 else f"cluster.rollout_gpus x {cluster.rollout_workers} workers"
         asked[key] = cluster.rollout_gpus * cluster.rollout_workers
@@ -50,8 +52,8 @@ def check_resources(cluster: ClusterConfig, model: ModelConfig, actors: int) -> 
         check_gpus(asked, ray.cluster_resources().get("GPU", 0), where)
     cpus = ray.cluster_resources().get("CPU", 0)
     if actors > cpus:
-        raise ConfigError(f"the run starts {actors} actors (one learner, {actors - 1} rollout worker(s)) of one CPU each "
-                          f"but {where} has {cpus:g} CPUs: lower cluster.rollout_workers, or add nodes (ray start --address)")
+        raise ConfigError(f"the run starts {actors} actors (learner ranks and rollout workers) of one CPU each but {where} "
+                          f"has {cpus:g} CPUs: lower cluster.rollout_workers or cluster.learner_ranks, or add nodes (ray start --address)")
 
 
 def check_placement(cfg: Config) -> None:
@@ -59,6 +61,15 @@ def check_placement(cfg: Config) -> None:
     from rlpost.rollout.worker import engine_name
 
     c = cfg.cluster
+    if c.learner_ranks > 1:
+        why = {
+            "cluster.mode=local": c.mode == "local",  # one torch.distributed group per process: each rank is an actor
+            "cluster.placement=colocated": c.placement == "colocated",
+            f"train.stream_parts={cfg.train.stream_parts}": cfg.train.stream_parts > 1,
+        }
+        if any(why.values()):
+            raise ConfigError(f"cluster.learner_ranks={c.learner_ranks} cannot run with {', '.join(k for k, v in why.items() if v)}: "
+                              "the ranks are Ray actors of their own, each training on its share of the whole batch")
     if c.placement != "colocated":
         return
     if c.rollout_workers != 1:
@@ -88,7 +99,10 @@ def start_actors(cfg: Config, policy: str) -> tuple[Any, Any]:
     if c.placement == "colocated":
         both = spawn(Colocated, c, "learner", cfg, policy, num_gpus=c.learner_gpus)
         return RoleHandle(both, "learner"), RolloutPool([RoleHandle(both, "rollout")])
-    learner = spawn(Learner, c, "learner", cfg, policy, num_gpus=c.learner_gpus)
+    if c.learner_ranks > 1:
+        learner = start_learner_group(cfg, policy)
+    else:
+        learner = spawn(Learner, c, "learner", cfg, policy, num_gpus=c.learner_gpus)
     workers = [
         spawn(RolloutWorker, c, "rollout" if c.rollout_workers == 1 else f"rollout {i}", worker_config(cfg, i), policy,
               num_gpus=c.rollout_gpus, max_restarts=cfg.train.max_restarts)
@@ -103,8 +117,8 @@ def worker_config(cfg: Config, i: int) -> Config:
 
 
 def actors_needed(cluster: ClusterConfig) -> int:
-    """Actors a run starts, each taking one Ray CPU: the learner, and the rollout workers unless colocated."""
-    return 1 + (0 if cluster.placement == "colocated" else cluster.rollout_workers)
+    """Actors a run starts, each taking one Ray CPU: the learner ranks, and the rollout workers unless colocated."""
+    return cluster.learner_ranks + (0 if cluster.placement == "colocated" else cluster.rollout_workers)
 
 
 @dataclass

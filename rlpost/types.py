@@ -38,6 +38,7 @@ class Completion:
     logprobs: list[float]  # of the sampled tokens, under the temperature-scaled policy
     finish_reason: str  # "stop" (EOS or stop string) | "length"
     policy_version: int
+    worker: int = 0  # the rollout worker that generated it (set by the pool)
 
 
 @dataclass
@@ -122,6 +123,7 @@ class TrainSample:
     policy_version: int = 0
     token_weights: list[float] | None = None  # per completion token (None: all 1); loss denominators come from these
     old_logprobs: list[float] | None = None  # from learner.prepare; None: the update computes them when it needs them
+    worker: int = 0  # the rollout worker that generated it
 
 
 @dataclass
@@ -215,7 +217,7 @@ class Batch:
             samples.append(TrainSample(
                 c.prompt_ids, c.token_ids, c.logprobs,
                 float(self.advantages[i]) if self.advantages is not None else 0.0,
-                policy_version=c.policy_version,
+                policy_version=c.policy_version, worker=c.worker,
                 token_weights=self.token_weights[i, :n].tolist() if self.token_weights is not None else None,
                 old_logprobs=self.old_logprobs[i, :n].tolist() if self.prepared is not None and self.prepared[i] else None,
             ))

@@ -54,11 +54,13 @@ def kill_rollout(ctx, at: int = 0, wait: bool = True, worker: int = 0) -> None:
         time.sleep(0.2)
 
 
-def kill_learner(ctx, at: int, marker: str) -> None:
-    """After step ``at``, kill the learner actor, once per ``marker`` file (the resumed run passes step ``at`` again)."""
+def kill_learner(ctx, at: int, marker: str, rank: int | None = None) -> None:
+    """After step ``at``, kill the learner actor (or one ``rank`` of a learner group), once per ``marker`` file
+    (the resumed run passes step ``at`` again)."""
     if ctx.step == at and not Path(marker).exists():
         Path(marker).write_text("killed")
-        ctx._run.learner.kill()
+        learner = ctx._run.learner
+        (learner.members[rank] if rank is not None else learner).kill()
 
 
 def record_stream(ctx, path: str) -> None:

@@ -1,6 +1,6 @@
 """A two-node Ray cluster on one machine (`ray start --head` and a second `ray start --address`, each with
 its own resources and temp dir), a run with two rollout workers submitted to it as a Ray job with
-`rlpost submit`, and a recipe asking for more than the cluster has refused in one line. The test
+`rlpost submit` (a 2-rank gloo learner group, one-step-off rollouts), and a recipe asking for more than the cluster has refused in one line. The test
 stops the cluster by ending the `ray start --block` processes it started."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rlpost.submit import submit
-from test_controller import SMALL, metrics
+from test_controller import PLUGIN, SMALL, metrics
 
 REPO = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).parent / "ray")
@@ -79,16 +79,21 @@ def two_nodes():
 
 
 @pytest.mark.slow
-def test_a_run_submitted_to_a_two_node_cluster_trains_with_two_rollout_workers(two_nodes, tmp_path):
+def test_a_run_submitted_to_a_two_node_cluster_trains_with_two_workers_and_two_ranks(two_nodes, tmp_path):
     run = tmp_path / "run"
     base = SMALL + ["cluster.mode=ray", "train.parity_check_every=1"]
+    check = f"callbacks=[{{name: ranks, fn: '{PLUGIN}:identical_ranks'}}]"
     log: list[str] = []
-    rc = submit("quickstart", base + [f"run.output_dir={run}", "cluster.rollout_workers=2", "train.steps=4"],
+    rc = submit("quickstart", base + [f"run.output_dir={run}", "cluster.rollout_workers=2", "cluster.learner_ranks=2",
+                                      "train.async_rollout=true", "train.steps=4", check],
                 address=two_nodes, working_dir=str(REPO), python=sys.executable, echo=log.append)
     assert rc == 0, "\n".join(log[-30:])
     rows = metrics(run)
     assert [r["step"] for r in rows] == [0, 1, 2, 3] and rows[-1]["rollout/total"] == 4 * 4 * 4
+    assert [r["test/ranks_identical"] for r in rows] == [2.0] * 4  # the ranks' weights, bitwise, after every step
     assert max(r["sync/parity_max_diff"] for r in rows if "sync/parity_max_diff" in r) < 1e-3  # both workers synced
+    gaps = [v for r in rows for k, v in r.items() if k.startswith("learner/logprob_mismatch_worker")]
+    assert gaps and max(gaps) < 1.0  # one-step-off: each worker's gap reported, and bounded
 
     log.clear()  # the cluster has 4 CPUs: a learner and 4 workers do not fit, said in one line, not a hang
     rc = submit("quickstart", base + [f"run.output_dir={tmp_path / 'big'}", "cluster.rollout_workers=4"],

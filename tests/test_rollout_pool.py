@@ -38,6 +38,7 @@ def test_completions_come_back_in_request_order_from_both_workers(tiny_model_pat
     assert [c.key for c in out] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 5]
     assert all(c.prompt_ids == reqs[c.key].prompt_ids for c in out)
     assert all(w.obj.last_generate_s > 0 for w in pool.workers)  # both workers had a share
+    assert [c.worker for c in out] == [c.key % 2 for c in out]  # each completion names its worker
 
 
 class StaleHF(HFEngine):
@@ -92,6 +93,10 @@ def test_a_run_with_two_workers_trains_on_every_prompt_once(run_dir, tmp_path):
     train(load_config("quickstart", SMALL + [f"run.output_dir={run_dir}", "train.steps=3", "cluster.rollout_workers=2"]))
     rows = metrics(run_dir)
     assert [r["train/completions"] for r in rows] == [16.0] * 3 and rows[-1]["rollout/total"] == 48
+    # each worker's rollout/learner gap by name (over the groups the pipeline kept); on-policy here: float noise
+    gaps = {k: v for r in rows for k, v in r.items() if k.startswith("learner/logprob_mismatch_worker")}
+    assert gaps.keys() == {"learner/logprob_mismatch_worker0", "learner/logprob_mismatch_worker1"}
+    assert max(gaps.values()) < 1e-3
 
 
 def test_colocated_placement_has_one_engine():

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from rlpost.actors import ActorDiedError
-from rlpost.types import Completion, Request, SamplingParams
+from rlpost.actors import HandleGroup
+from rlpost.types import Completion
 
 log = logging.getLogger("rlpost.rollout")
 
@@ -26,99 +26,44 @@ def worker_of(key: Any, workers: int) -> int:
     return zlib.crc32(repr(key).encode()) % workers
 
 
-class RolloutPool:
+class RolloutPool(HandleGroup):
     """The rollout handle over one or more worker handles (Ray or in-process)."""
 
-    def __init__(self, workers: Sequence[Any]) -> None:
-        if not workers:
-            raise ValueError("a rollout pool needs at least one worker")
-        self.workers = list(workers)
-
-    # ------------------------------------------------------------------ the handle interface
+    kind = "rollout pool"
 
     @property
-    def restarts(self) -> int:
-        return sum(w.restarts for w in self.workers)
+    def workers(self) -> list[Any]:
+        return self.members
 
-    @property
-    def on_restart(self) -> Callable[[], Any] | None:
-        return self.workers[0].on_restart if hasattr(self.workers[0], "on_restart") else None
-
-    @on_restart.setter
-    def on_restart(self, fn: Callable[[], Any] | None) -> None:
-        for w in self.workers:
-            w.on_restart = fn
-
-    def call(self, name: str, *args, **kwargs) -> Any:
-        if len(self.workers) == 1:  # its handle retries a call across a restart itself
-            return self.workers[0].call(name, *args, **kwargs)
-        return self.result(self.submit(name, *args, **kwargs), name)
-
-    def submit(self, name: str, *args, **kwargs) -> Any:
-        """Send the call's shares to the workers now; ``result`` gathers and combines them."""
-        if len(self.workers) == 1:
-            return self.workers[0].submit(name, *args, **kwargs)
+    def plan(self, name: str, args: tuple, kwargs: dict) -> tuple[list[tuple[Any, tuple, dict]], Any]:
         if name not in _COMBINE:
-            raise AttributeError(f"rollout pool: no rule to spread '{name}' over {len(self.workers)} workers")
+            raise AttributeError(f"rollout pool: no rule to spread '{name}' over {len(self.members)} workers")
         if name == "generate":
             requests, sampling = args
-            shares: list[list[int]] = [[] for _ in self.workers]
+            shares: list[list[int]] = [[] for _ in self.members]
             for i, req in enumerate(requests):
-                shares[worker_of(req.key, len(self.workers))].append(i)
-            calls = [(w, ([requests[i] for i in idx], sampling), {}) for w, idx in zip(self.workers, shares) if idx]
-            return _Pending(name, self._send(name, calls), (requests, shares, sampling))
+                shares[worker_of(req.key, len(self.members))].append(i)
+            calls = [(w, ([requests[i] for i in idx], sampling), {}) for w, idx in zip(self.members, shares) if idx]
+            return calls, (requests, shares, sampling)
         if name == "load_state_dict":
-            states = worker_states(args[0], len(self.workers))
-            return _Pending(name, self._send(name, [(w, (st,), {}) for w, st in zip(self.workers, states)]))
-        return _Pending(name, self._send(name, [(w, args, kwargs) for w in self.workers]))
+            return [(w, (st,), {}) for w, st in zip(self.members, worker_states(args[0], len(self.members)))], None
+        return [(w, args, kwargs) for w in self.members], None
 
-    def result(self, future: Any, name: str = "a call") -> Any:
-        if not isinstance(future, _Pending):
-            return self.workers[0].result(future, name)
-        outs = [_gather(w, f, future.name, a, kw) for w, a, kw, f in future.sent]
-        return _COMBINE[future.name](outs, future.context)
-
-    def each(self, name: str, *args, **kwargs) -> list[Any]:
-        """The same call on every worker at once, one result per worker (parity checks per worker)."""
-        sent = self._send(name, [(w, args, kwargs) for w in self.workers])
-        return [_gather(w, f, name, a, kw) for w, a, kw, f in sent]
-
-    def kill(self, restart: bool = False) -> None:
-        for w in self.workers:
-            w.kill(restart) if restart else w.kill()
-
-    @staticmethod
-    def _send(name: str, calls: list[tuple[Any, tuple, dict]]) -> list[tuple[Any, tuple, dict, Any]]:
-        return [(w, a, kw, w.submit(name, *a, **kw)) for w, a, kw in calls]
-
-
-class _Pending:
-    """A pooled call in flight: per worker (handle, args, kwargs, future), and what combining needs."""
-
-    def __init__(self, name: str, sent: list, context: Any = None) -> None:
-        self.name, self.sent, self.context = name, sent, context
-
-
-def _gather(worker: Any, future: Any, name: str, args: tuple, kwargs: dict) -> Any:
-    """One worker's result; a worker that died is restarted by Ray and asked again (its share only)."""
-    try:
-        return worker.result(future, name)
-    except ActorDiedError as e:
-        if not hasattr(worker, "restarted"):
-            raise
-        worker.restarted(e)  # re-raises when Ray may not restart it (again)
-        return worker.call(name, *args, **kwargs)
+    def combine(self, name: str, outs: list[Any], context: Any) -> Any:
+        return _COMBINE[name](outs, context)
 
 
 def in_request_order(outs: list[list[Completion]], context: tuple) -> list[Completion]:
     """Completions from the workers' shares back in request order (all samples of request 0 first)."""
     requests, shares, sampling = context
     per_request: list[list[Completion]] = [[] for _ in requests]
-    for idx, out in zip([s for s in shares if s], outs):
+    for (worker, idx), out in zip([(w, s) for w, s in enumerate(shares) if s], outs):
         start = 0
         for i in idx:
             n = requests[i].n if requests[i].n is not None else sampling.n
             per_request[i], start = out[start : start + n], start + n
+            for c in per_request[i]:
+                c.worker = worker
     return [c for cs in per_request for c in cs]
 
 
