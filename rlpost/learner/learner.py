@@ -292,7 +292,9 @@ class Learner:
         """Clip and apply the accumulated gradients (summed over the group's ranks first), or skip the
         update when anything was non-finite."""
         if self.group is not None:
+            t0 = time.perf_counter()  # the all-reduce, and waiting for the slowest rank to get there
             finite = self.group.reduce_gradients(list(self.mode.trainable()), finite)
+            stats.setdefault("time/allreduce", []).append(time.perf_counter() - t0)
         grad_norm = self.mode.clip_grads(self.cfg.optim.grad_clip) if finite else torch.tensor(float("nan"))
         if not torch.isfinite(grad_norm):
             self.nan_skips += 1
