@@ -47,6 +47,20 @@ def test_math_gold_already_delimited_and_answer_key():
     assert math("\\boxed{2}", {"answer": "\\boxed{2}"})["correct"] is True
 
 
+def test_math_parses_each_distinct_completion_once(monkeypatch):
+    import verifiers.math_answer as m
+
+    calls = []
+    real = m.parse
+    monkeypatch.setattr(m, "parse", lambda text, **kw: calls.append(text) or real(text, **kw))
+    m._verdict.cache_clear()
+    math = VERIFIERS.get("math")
+    verdicts = [math(text, {"answer": "46"}) for text in ["so 46", "so 47", "so 46", "so 46"]]
+    assert [v["correct"] for v in verdicts] == [True, False, True, True]
+    assert calls.count("so 46") == 1 and calls.count("so 47") == 1  # a group's repeated answer is parsed once
+    assert math("so 46", {"answer": "45"})["correct"] is False  # the verdict is per (completion, gold)
+
+
 def test_math_gold_that_does_not_parse_raises():
     with pytest.raises(ValueError, match="gold answer '' does not parse"):
         VERIFIERS.get("math")("\\boxed{1}", {"answer": ""})

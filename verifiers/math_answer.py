@@ -37,8 +37,16 @@ def math_answer(completion: str, record: dict[str, Any], answer_key: str = "answ
 
     Parse failures of the completion count as wrong; a gold answer that does not parse raises.
     """
-    gold = _parse_gold(str(record[answer_key]))
+    correct, parsed = _verdict(completion, str(record[answer_key]))
+    return {"correct": correct, "parsed": parsed}
+
+
+# A group's samples often say the same thing (16 samples of "12+34=" hold a few distinct texts), and
+# math-verify's parse is most of a step's verification time: each distinct text is parsed once.
+@functools.lru_cache(maxsize=65536)
+def _verdict(completion: str, gold_text: str) -> tuple[bool, str]:
+    gold = _parse_gold(gold_text)
     pred = parse(completion, parsing_timeout=None)
     correct = bool(pred) and verify(gold, pred, timeout_seconds=None)
     # parse() returns [sympy object, extracted string]; the string is what the model wrote.
-    return {"correct": bool(correct), "parsed": str(pred[-1]) if pred else ""}
+    return bool(correct), str(pred[-1]) if pred else ""
