@@ -1,7 +1,7 @@
 """Scale-out on Ray: steps/s and rollout tokens/s with 1 vs 2 rollout workers, 1 vs 2 learner ranks,
 synchronous vs one-step-off, and the scaling to 8 nodes modelled from the measured per-phase times.
 
-    OMP_NUM_THREADS=1 python scripts/bench/scale_out.py [--steps 20] [--out runs/bench/scale_out.json]
+    OMP_NUM_THREADS=1 python scripts/bench/scale_out.py [--steps 20] [--repeats 3] [--model HF_FOLDER] [--out runs/bench/scale_out.json]
 
 Every configuration is the quickstart's RL phase (32 prompts x 16 samples, 6 new tokens, the math
 verifier) from one SFT checkpoint, on a fresh local Ray cluster, one torch thread per actor, in its own
@@ -28,23 +28,25 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info, median, print_table, write_json  # noqa: E402
+from common import loadavg, machine_info, median, print_table, write_json  # noqa: E402
 from rl_runs import RUN, rows, run_pair, start  # noqa: E402
 
-CONFIGS = {  # name: (rollout workers, learner ranks, one-step-off)
-    "1w-1r-sync": (1, 1, False),
-    "2w-1r-sync": (2, 1, False),
-    "1w-2r-sync": (1, 2, False),
-    "2w-2r-sync": (2, 2, False),
-    "1w-1r-async": (1, 1, True),
-    "2w-2r-async": (2, 2, True),
+CONFIGS = {  # name: (rollout workers, learner ranks, one-step-off, verifier processes)
+    "1w-1r-sync": (1, 1, False, 1),
+    "2w-1r-sync": (2, 1, False, 1),
+    "1w-2r-sync": (1, 2, False, 1),
+    "2w-2r-sync": (2, 2, False, 1),
+    "2w-2r-sync-2v": (2, 2, False, 2),
+    "1w-1r-async": (1, 1, True, 1),
+    "2w-2r-async": (2, 2, True, 1),
 }
 PHASES = ("time/step", "time/gen", "time/verify", "time/reward", "time/update", "time/allreduce", "time/sync", "time/wait")
 
 
-def overrides(workers: int, ranks: int, off: bool, steps: int, model: str) -> list[str]:
+def overrides(workers: int, ranks: int, off: bool, verifiers: int, steps: int, model: str) -> list[str]:
     return ["recipes/quickstart.yaml", *RUN, f"model.path={model}", "cluster.mode=ray", f"cluster.rollout_workers={workers}",
             f"cluster.learner_ranks={ranks}", f"cluster.num_cpus={workers + ranks}", f"train.async_rollout={str(off).lower()}",
+            f"verify.num_workers={verifiers}",
             f"train.steps={steps}", "train.eval_every=0", "train.eval_after=false", "train.parity_check_every=0"]
 
 
@@ -66,6 +68,14 @@ def summarize(name: str, metrics: list[dict], warmup: int) -> dict:
         if any(key in r for r in timed):
             out[f"mismatch_w{w}"] = median(r[key] for r in timed if key in r)
     out["accuracy"] = median(r.get("train/accuracy", float("nan")) for r in timed)
+    return out
+
+
+def combine(runs: list[dict]) -> dict:
+    """One configuration over its repeats: the median of each number, and every repeat's step time."""
+    out = {k: (median(r[k] for r in runs if k in r) if isinstance(v, float) else v) for k, v in runs[0].items()}
+    out["steps/s"] = 1 / out["step"]
+    out["step per repeat"] = [round(r["step"], 4) for r in runs]
     return out
 
 
@@ -105,7 +115,7 @@ def plot(modelled: list[dict], path: Path) -> None:
         ax.plot(ks, [m[f"sync x, {tag}"] for m in modelled], "o-", color=f"C{i}", label=f"synchronous, {tag}")
         ax.plot(ks, [m[f"async x, {tag}"] for m in modelled], "s--", color=f"C{i}", label=f"one-step-off, {tag}")
     ax.set_xlabel("nodes (1 rollout worker + 1 learner rank each)")
-    ax.set_ylabel("steps/s relative to 1 node, synchronous (measured)")
+    ax.set_ylabel("speed-up over 1 node, synchronous")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     ax.grid(alpha=0.3)
@@ -120,18 +130,27 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3, help="steps left out of the medians")
     p.add_argument("--sft-steps", type=int, default=500)
+    p.add_argument("--model", help="HF folder to start from instead of the quickstart's SFT checkpoint (with --out elsewhere)")
     p.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset of " + ", ".join(CONFIGS))
+    p.add_argument("--repeats", type=int, default=3, help="runs per configuration (same seed: the timing repeats)")
     p.add_argument("--out", default="runs/bench/scale_out.json")
     args = p.parse_args()
-    folder, load, _, ckpt = start(str(Path(args.out).with_suffix("")), "recipes/quickstart.yaml", args.sft_steps)
-    results = {}
-    for name in args.configs.split(","):
-        run_dir = folder / name
-        if not (run_dir / "metrics.jsonl").is_file() or len(rows(run_dir)) < args.steps:
-            run_pair([(Path.cwd(), run_dir, overrides(*CONFIGS[name], args.steps, ckpt))])
-        results[name] = summarize(name, rows(run_dir), args.warmup)
-    print_table("scale-out, measured (medians; seconds)", list(results.values()),
-                ["config", "steps/s", "step", "gen", "verify", "wait", "update", "allreduce", "sync", "rest", "rollout tok/s", "mismatch",
+    if args.model:  # a model of your own (an HF folder): its terms, where compute may dominate
+        folder, load, ckpt = Path(args.out).with_suffix("").resolve(), loadavg(), str(Path(args.model).resolve())
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        folder, load, _, ckpt = start(str(Path(args.out).with_suffix("")), "recipes/quickstart.yaml", args.sft_steps)
+    names = args.configs.split(",")
+    per_repeat: dict[str, list[dict]] = {name: [] for name in names}
+    for r in range(args.repeats):  # every configuration once per repeat, so they share the machine's moods
+        for name in names:
+            run_dir = folder / f"{name}-r{r}"
+            if not (run_dir / "metrics.jsonl").is_file() or len(rows(run_dir)) < args.steps:
+                run_pair([(Path.cwd(), run_dir, overrides(*CONFIGS[name], args.steps, ckpt))])
+            per_repeat[name].append(summarize(name, rows(run_dir), args.warmup))
+    results = {name: combine(runs) for name, runs in per_repeat.items()}
+    print_table(f"scale-out, measured (seconds; medians over steps, then over {args.repeats} repeats)", list(results.values()),
+                ["config", "steps/s", "step", "step per repeat", "gen", "verify", "wait", "update", "allreduce", "sync", "rest", "rollout tok/s", "mismatch",
                  "mismatch_max", "mismatch_w0", "mismatch_w1"])
     modelled = model(results, [1, 2, 4, 8]) if {"1w-1r-sync", "2w-1r-sync", "1w-2r-sync"} <= results.keys() else []
     if modelled:
