@@ -70,6 +70,9 @@ def check_placement(cfg: Config) -> None:
         if any(why.values()):
             raise ConfigError(f"cluster.learner_ranks={c.learner_ranks} cannot run with {', '.join(k for k, v in why.items() if v)}: "
                               "the ranks are Ray actors of their own, each training on its share of the whole batch")
+        if 0 < c.learner_gpus < 1:  # NCCL refuses two ranks on one device
+            raise ConfigError(f"cluster.learner_ranks={c.learner_ranks} with cluster.learner_gpus={c.learner_gpus:g}: ranks could "
+                              "share a GPU, which NCCL cannot do; give each rank a whole GPU (learner_gpus=1) or none (gloo on CPU)")
     if c.placement != "colocated":
         return
     if c.rollout_workers != 1:

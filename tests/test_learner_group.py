@@ -39,6 +39,12 @@ def test_what_a_group_cannot_do_is_one_line(setting, why):
         check_placement(cfg)
 
 
+def test_ranks_sharing_a_gpu_are_refused_in_one_line():
+    cfg = load_config("quickstart", SMALL + ["cluster.mode=ray", "cluster.learner_ranks=2", "cluster.learner_gpus=0.5"])
+    with pytest.raises(ConfigError, match="ranks could share a GPU, which NCCL cannot do"):
+        check_placement(cfg)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["full", "lora", "sparse"])
 def test_two_ranks_give_the_one_rank_update(mode, tiny_model_path, ray_session):  # noqa: F811
