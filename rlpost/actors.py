@@ -295,8 +295,6 @@ class _Pending:
 
 def _finishing_order(futures: list[Any]):
     """Indices of ``futures`` as they finish (Ray object refs), or in order (in-process results)."""
-    import sys
-
     if "ray" not in sys.modules or not futures or type(futures[0]).__name__ != "ObjectRef":
         yield from range(len(futures))
         return

@@ -71,10 +71,6 @@ class RankGroup:
                 offset += p.numel()
         return True
 
-    def close(self) -> None:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
 
 def digest(tensors: list[torch.Tensor]) -> str:
     """A hash of the tensors' bytes: equal on two ranks only if their weights are bitwise identical."""
