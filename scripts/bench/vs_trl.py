@@ -233,6 +233,7 @@ def prep_config(args):
         f"run.seed={args.seed}",
         f"data.task_kwargs={{n_train: {args.n_train}}}",
         "verify.verifiers=[{name: ex, fn: exact_numeric}]",
+        "rewards=[{name: correctness, kwargs: {verifier: ex}}]",  # the default reads 'math', which this config does not run
         "verify.num_workers=0",
         f"eval.max_new_tokens={args.max_new_tokens}",
         "eval.limit=500",
