@@ -281,9 +281,9 @@ class HandleGroup:
         sent = [(m, m.submit(name, *args, **kwargs)) for m in self.members]
         return [_gather(m, f, name, args, kwargs) for m, f in sent]
 
-    def kill(self, restart: bool = False) -> None:
+    def kill(self) -> None:
         for m in self.members:
-            m.kill(restart) if restart else m.kill()
+            m.kill()
 
 
 class _Pending:
@@ -295,11 +295,10 @@ class _Pending:
 
 def _finishing_order(futures: list[Any]):
     """Indices of ``futures`` as they finish (Ray object refs), or in order (in-process results)."""
-    if "ray" not in sys.modules or not futures or type(futures[0]).__name__ != "ObjectRef":
+    ray = sys.modules.get("ray")  # never imported in local mode
+    if ray is None or not futures or not isinstance(futures[0], ray.ObjectRef):
         yield from range(len(futures))
         return
-    import ray
-
     index = {f: i for i, f in enumerate(futures)}
     remaining = list(futures)
     while remaining:

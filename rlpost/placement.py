@@ -17,8 +17,8 @@ from typing import Any
 
 from rlpost.actors import Restartable, spawn, start_cluster
 from rlpost.config import ClusterConfig, Config, ConfigError, ModelConfig
-from rlpost.models.device import check_gpus, release_cached_memory
 from rlpost.learner.group import start_learner_group
+from rlpost.models.device import check_gpus, release_cached_memory
 from rlpost.rollout.pool import RolloutPool
 
 # Learner calls that need the device to themselves: a colocated vLLM engine sleeps through them.

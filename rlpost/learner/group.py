@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from rlpost.actors import HandleGroup, spawn
 from rlpost.config import Config, ConfigError
 
@@ -44,7 +42,7 @@ class LearnerGroup(HandleGroup):
     def combine(self, name: str, outs: list[Any], context: Any) -> Any:
         return merge_rank_metrics(outs) if name == "update" else outs[0]
 
-    def kill(self, restart: bool = False) -> None:
+    def kill(self) -> None:
         super().kill()
         if self.placement_group is not None:
             from ray.util.placement_group import remove_placement_group
@@ -54,14 +52,11 @@ class LearnerGroup(HandleGroup):
 
 
 def merge_rank_metrics(outs: list[dict[str, float]]) -> dict[str, float]:
-    """One update's metrics over the ranks: the mean of each rank's value (each saw its share of the batch),
-    the largest for ``*_max`` keys; batch-wide values (tokens, lr, grad norm) are the same on every rank."""
-    keys = {k for out in outs for k in out}
-    merged = {}
-    for k in keys:
-        values = [out[k] for out in outs if k in out]
-        merged[k] = float(np.max(values) if k.endswith("_max") else np.mean(values))
-    return merged
+    """One update's metrics over the ranks, by the rule for micro-batches (each rank saw its share of the
+    batch); batch-wide values (tokens, lr, grad norm) are the same on every rank."""
+    from rlpost.learner.learner import reduce_stats
+
+    return reduce_stats({k: [out[k] for out in outs if k in out] for k in {k for out in outs for k in out}})
 
 
 def start_learner_group(cfg: Config, policy: str) -> LearnerGroup:

@@ -62,6 +62,11 @@ class _Parts:
         )
 
 
+
+def reduce_stats(stats: dict[str, list[float]]) -> dict[str, float]:
+    """One value per metric from its values over micro-batches (or ranks): the largest for ``*_max``, else the mean."""
+    return {k: float(np.max(v) if k.endswith("_max") else np.mean(v)) for k, v in stats.items()}
+
 class Learner:
     def __init__(self, cfg: Config, model_path: str) -> None:
         torch.set_num_threads(cfg.run.threads)
@@ -327,7 +332,7 @@ class Learner:
                 stats.setdefault("learner/entropy", []).append(float((entropy * binary).sum() / binary.sum().clamp(min=1)))
 
     def _metrics(self, stats: dict[str, list[float]], samples: list[TrainSample]) -> dict[str, float]:
-        metrics = {k: float(np.max(v) if k.endswith("_max") else np.mean(v)) for k, v in stats.items()}
+        metrics = reduce_stats(stats)
         metrics.update({
             "learner/lr": self.scheduler.get_last_lr()[0],
             "learner/nan_skips": float(self.nan_skips),
