@@ -12,18 +12,21 @@ from pathlib import Path
 
 from rlpost import console
 from rlpost.actors import spawn, start_cluster
-from rlpost.config import Config, ConfigError
+from rlpost.config import Config, ConfigError, SFTConfig
 from rlpost.data import PromptDataset, render_template
 from rlpost.data.recipe import encode_prompts, load_split
 from rlpost.learner.learner import Learner
 from rlpost.placement import check_resources
 from rlpost.models.loading import load_tokenizer, resolve_model_path
+from rlpost.ranking.slots import score_slots
+from rlpost.types import SFTExample
 
 
 def sft_fingerprint(cfg: Config) -> str:
     """Hash of everything that determines the SFT result (reuse a finished SFT run if equal)."""
     blob = json.dumps(
         {"model": cfg.model.model_dump(), "data": cfg.data.model_dump(), "sft": cfg.sft.model_dump(exclude={"output_dir", "log_every"}), "seed": cfg.run.seed,
+         **({"lora": cfg.learner.lora.model_dump()} if cfg.sft.update == "lora" else {}),
          "tokenizer": 2},  # 2: the tiny models' tokenizer keeps whitespace; older SFT folders lost it
         sort_keys=True,
     )
@@ -49,14 +52,11 @@ def run_sft(cfg: Config) -> Path:
     base = str(resolve_model_path(cfg.model))
     tokenizer = load_tokenizer(base)
     _, prompt_ids = encode_prompts(cfg, records, tokenizer)
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    target_ids = [
-        tokenizer(render_template(cfg.sft.target_template, r), add_special_tokens=False).input_ids + eos
-        for r in records
-    ]
+    examples = sft_examples(cfg.sft, records, prompt_ids, tokenizer)
     sc = cfg.sft
-    prompt_ids, target_ids = within_cutoff(prompt_ids, target_ids, sc.max_length)
-    data = PromptDataset(list(range(len(prompt_ids))), seed=cfg.run.seed)
+    examples = within_cutoff(examples, sc.max_length)
+    # with the ranking term a batch holds whole ranking groups (an ERank query's candidates)
+    data = PromptDataset([{"group": e.group} for e in examples], seed=cfg.run.seed, cohort="group" if sc.rank_weight > 0 else None)
     with console.phase(f"start the SFT learner ({cfg.cluster.mode}, {sc.update} weights)", None):
         start_cluster(cfg.cluster)
         learner = spawn(Learner, cfg.cluster, "sft learner", sft_learner_config(cfg), base, num_gpus=cfg.cluster.learner_gpus)
@@ -65,8 +65,9 @@ def run_sft(cfg: Config) -> Path:
         with console.phase("sft", sc.steps, "steps", every=sc.log_every) as bar:
             for step in range(sc.steps):
                 idx = [i for i, _ in data.next_batch(sc.batch_size)]
-                m = learner.call("sft_step", [(prompt_ids[i], target_ids[i]) for i in idx])
-                bar.update(step + 1, f"loss {m['loss']:.4g}  lr {m['lr']:.3g}")
+                m = learner.call("sft_step", [examples[i] for i in idx])
+                rank = f"  rank {m['rank']:.4g} ({m['rank_pairs']} pairs)" if "rank" in m else ""
+                bar.update(step + 1, f"loss {m['loss']:.4g}{rank}  lr {m['lr']:.3g}")
         learner.call("save_hf", str(out))
     finally:
         learner.kill()
@@ -91,17 +92,36 @@ def sft_learner_config(cfg: Config) -> Config:
     })
 
 
-def within_cutoff(prompts: list[list[int]], targets: list[list[int]], max_length: int | None) -> tuple[list, list]:
+def sft_examples(sc: SFTConfig, records: list[dict], prompt_ids: list[list[int]], tokenizer) -> list[SFTExample]:
+    """Each record's prompt and rendered target (then EOS); with ``sc.rank_weight``, also the target's score
+    slots (``sc.rank_pattern``'s matches, one per ``rank_gains`` entry) and its ranking group (``rank_group``)."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    groups: dict[str, int] = {}
+    out = []
+    for i, (r, p) in enumerate(zip(records, prompt_ids)):
+        text = render_template(sc.target_template, r)
+        if sc.rank_weight <= 0:
+            out.append(SFTExample(p, tokenizer(text, add_special_tokens=False).input_ids + eos))
+            continue
+        if "rank_gains" not in r or "rank_group" not in r:
+            raise ConfigError(f"sft.rank_weight needs records with rank_gains and rank_group (a reranking task); SFT record {i} has: {', '.join(r)}")
+        ids, slots = score_slots(text, tokenizer, sc.rank_pattern, expected=len(r["rank_gains"]))
+        group = groups.setdefault(str(r["rank_group"]), len(groups))
+        out.append(SFTExample(p, ids + eos, slots, [float(g) for g in r["rank_gains"]], group))
+    return out
+
+
+def within_cutoff(examples: list[SFTExample], max_length: int | None) -> list[SFTExample]:
     """The examples whose prompt + target fit in ``max_length`` tokens; how many were left out goes to the console."""
     if max_length is None:
-        return prompts, targets
-    keep = [i for i, (p, t) in enumerate(zip(prompts, targets)) if len(p) + len(t) <= max_length]
+        return examples
+    keep = [e for e in examples if len(e.prompt_ids) + len(e.target_ids) <= max_length]
     if not keep:
-        shortest = min(len(p) + len(t) for p, t in zip(prompts, targets))
+        shortest = min(len(e.prompt_ids) + len(e.target_ids) for e in examples)
         raise ConfigError(f"sft.max_length={max_length}: every SFT example is longer (the shortest has {shortest} tokens)")
-    if len(keep) < len(prompts):
-        console.echo(f"sft: {len(prompts) - len(keep)} of {len(prompts)} examples are longer than sft.max_length={max_length} tokens, left out")
-    return [prompts[i] for i in keep], [targets[i] for i in keep]
+    if len(keep) < len(examples):
+        console.echo(f"sft: {len(examples) - len(keep)} of {len(examples)} examples are longer than sft.max_length={max_length} tokens, left out")
+    return keep
 
 
 def save_hf_folder(model, tokenizer, out: Path) -> None:

@@ -127,6 +127,17 @@ class TrainSample:
 
 
 @dataclass
+class SFTExample:
+    """One supervised example; ranking tasks also name the target's score slots (``sft.rank_weight``)."""
+
+    prompt_ids: list[int]
+    target_ids: list[int]
+    slots: list[int] = field(default_factory=list)  # target positions holding a score's first digit
+    gains: list[float] = field(default_factory=list)  # each slot's gold gain
+    group: int = -1  # slots rank against the other slots of the same group in the batch
+
+
+@dataclass
 class TrainBatch:
     samples: list[TrainSample]
     temperature: float = 1.0

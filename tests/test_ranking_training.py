@@ -134,6 +134,7 @@ def test_accuracy_evaluation_without_a_verifier_is_one_line(tmp_path, capsys, po
 
 def test_sft_micro_batches_give_the_batch_gradient_and_the_cutoff_is_counted(tmp_path, capsys, pools):
     from rlpost.sft import run_sft, within_cutoff
+    from rlpost.types import SFTExample
     from safetensors.torch import load_file
 
     base = ["recipes/erank/tiny.yaml", f"data.task_kwargs.train={json.dumps(pools)}", "sft.steps=2", "sft.batch_size=4"]
@@ -142,10 +143,32 @@ def test_sft_micro_batches_give_the_batch_gradient_and_the_cutoff_is_counted(tmp
     a, b = load_file(whole / "model.safetensors"), load_file(parts / "model.safetensors")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
 
-    kept = within_cutoff([[1] * 5, [1] * 9], [[2] * 2, [2] * 2], max_length=8)
-    assert kept == ([[1] * 5], [[2] * 2]) and "1 of 2 examples are longer than sft.max_length=8" in capsys.readouterr().out
+    kept = within_cutoff([SFTExample([1] * 5, [2] * 2), SFTExample([1] * 9, [2] * 2)], max_length=8)
+    assert kept == [SFTExample([1] * 5, [2] * 2)] and "1 of 2 examples are longer than sft.max_length=8" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="every SFT example is longer"):
-        within_cutoff([[1] * 9], [[2]], max_length=4)
+        within_cutoff([SFTExample([1] * 9, [2])], max_length=4)
+
+
+@pytest.mark.parametrize("recipe, slots_per_example", [("erank", 1), ("grouprank", 3)])
+def test_the_tiny_recipes_sft_examples_carry_score_slots_for_the_ranking_term(recipe, slots_per_example, pools):
+    from rlpost.data.recipe import encode_prompts, load_split
+    from rlpost.learner.learner import rank_pairs
+    from rlpost.models.loading import load_tokenizer, resolve_model_path
+    from rlpost.ranking.slots import digit_ids
+    from rlpost.sft import sft_examples
+
+    cfg = load_config(f"recipes/{recipe}/tiny.yaml", [f"data.task_kwargs.train={json.dumps(pools)}"])
+    assert cfg.sft.rank_weight > 0
+    records = load_split(cfg, cfg.data.train_split, sft=True)
+    tokenizer = load_tokenizer(str(resolve_model_path(cfg.model)))
+    examples = sft_examples(cfg.sft, records, encode_prompts(cfg, records, tokenizer)[1], tokenizer)
+    digits = digit_ids(tokenizer)
+    for e, r in zip(examples, records):
+        assert len(e.slots) == slots_per_example and e.gains == [float(g) for g in r["rank_gains"]]
+        assert [e.target_ids[s] for s in e.slots] == [digits[int(str(int(g))[0])] for g in (r["gold"] if recipe == "grouprank" else [r["answer"]])]
+    assert rank_pairs(examples) > 0
+    with pytest.raises(ConfigError, match="finds 0 scores"):
+        sft_examples(cfg.sft.model_copy(update={"target_template": "no score here"}), records, [[1]] * len(records), tokenizer)
 
 
 # ------------------------------------------------------------------ the tiny recipes end to end

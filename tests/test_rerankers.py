@@ -14,6 +14,7 @@ import torch
 from rlpost.cli import main
 from rlpost.config import ConfigError
 from rlpost.ranking.rerankers import ERankReranker, GroupRankReranker
+from rlpost.ranking.scores import groups
 
 REPO = Path(__file__).resolve().parent.parent
 QUERY = "do goldfish grow"
@@ -58,6 +59,27 @@ def test_grouprank_scores_every_group_and_ranks_unscored_documents_last(tiny_mod
     assert [s.docid for s in out] == ["0", "1", "2"] and all(not s.details["scored"] for s in out)
     assert out[0].details["groups_unparsed"] == 4  # 2 passes x 2 groups
     assert r.prompts_per_query(3) == 4  # 2 groups x 2 passes: how many queries `rlpost rerank` batches
+
+
+def test_grouprank_direct_reads_each_members_expected_score_where_the_answer_writes_it(tiny_model_path):
+    """Direct scoring equals the expectation of the digit distribution at each member's score slot of the
+    zero-filled answer under a full forward, and scores every document without generating."""
+    from rlpost.models.forward import completion_logits
+    from rlpost.ranking.prompts import GROUPRANK_SYSTEM, grouprank_direct, grouprank_prompt, render
+    from rlpost.ranking.slots import score_slots
+
+    r = GroupRankReranker(tiny_model_path, group_size=3, direct=True)
+    out = r.rerank(QUERY, DOCS)
+    assert all(s.details["scored"] for s in out) and out[0].details["groups_unparsed"] == 0
+    (g,) = groups(["0", "1", "2"], 3, seed="0:0:0")
+    ids, slots = score_slots(grouprank_direct(3), r.tokenizer, expected=3)
+    assert len(set(slots)) == 3 and all(ids[s] == r.digits[0] for s in slots)
+    prompt = render(r.tokenizer, grouprank_prompt(QUERY, [DOCS[int(d)] for d in g]), GROUPRANK_SYSTEM)
+    logits, _, _ = completion_logits(r.model, [prompt], [ids], r.tokenizer.pad_token_id)
+    p = torch.softmax(logits[0, slots][:, r.digits], dim=-1)
+    want = p @ torch.tensor([0.0, 10, 2, 3, 4, 5, 6, 7, 8, 9])
+    got = {s.docid: s.score for s in out}
+    assert [got[d] for d in g] == pytest.approx((want / 10).tolist(), abs=1e-4)  # merge_passes divides by 10
 
 
 def test_both_rerankers_cut_long_documents_to_max_doc_tokens(tiny_model_path):

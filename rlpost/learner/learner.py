@@ -14,13 +14,16 @@ import torch
 
 from rlpost.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
 from rlpost.algos.aggregation import aggregation_kwargs
+from rlpost.algos.logprobs import token_logprobs
+from rlpost.algos.rank_loss import digit_values, expected_scores, pairwise_logistic
 from rlpost.config import Config
 from rlpost.learner.data_parallel import RankGroup, digest, endpoint
 from rlpost.learner.modes import build_update_mode
 from rlpost.models.device import actor_device
-from rlpost.models.forward import completion_logprobs
+from rlpost.models.forward import completion_logits, completion_logprobs
 from rlpost.models.loading import load_model, load_tokenizer
-from rlpost.types import TrainBatch, TrainSample
+from rlpost.ranking.slots import digit_ids
+from rlpost.types import SFTExample, TrainBatch, TrainSample
 
 log = logging.getLogger("rlpost.learner")
 
@@ -63,6 +66,33 @@ class _Parts:
 
 
 
+def rank_pairs(examples: list[SFTExample]) -> int:
+    """Ordered pairs (better gain, worse gain) within each ranking group of a batch: the ranking term's denominator."""
+    by_group: dict[int, list[float]] = {}
+    for e in examples:
+        by_group.setdefault(e.group, []).extend(e.gains)
+    return sum(sum(a > b for a in g for b in g) for g in by_group.values())
+
+
+def sft_micro_batches(examples: list[SFTExample], size: int) -> list[list[int]]:
+    """Indices in chunks of about ``size`` examples, each ranking group whole in one chunk (a group larger
+    than ``size`` is a chunk of its own); examples without a group are chunked by length as the update does."""
+    free = [i for i, e in enumerate(examples) if e.group < 0]
+    groups: dict[int, list[int]] = {}
+    for i, e in enumerate(examples):
+        if e.group >= 0:
+            groups.setdefault(e.group, []).append(i)
+    chunks: list[list[int]] = []
+    for members in groups.values():
+        if chunks and chunks[-1] and len(chunks[-1]) + len(members) <= size and examples[chunks[-1][0]].group >= 0:
+            chunks[-1].extend(members)
+        else:
+            chunks.append(list(members))
+    if free:
+        chunks += micro_batches(free, [TrainSample(e.prompt_ids, e.target_ids, [], 0.0) for e in examples], size)
+    return chunks
+
+
 def reduce_stats(stats: dict[str, list[float]]) -> dict[str, float]:
     """One value per metric from its values over micro-batches (or ranks): the largest for ``*_max``, else the mean."""
     return {k: float(np.max(v) if k.endswith("_max") else np.mean(v)) for k, v in stats.items()}
@@ -95,24 +125,50 @@ class Learner:
 
     # ------------------------------------------------------------------ supervised
 
-    def sft_step(self, examples: list[tuple[list[int], list[int]]]) -> dict[str, float]:
-        """One supervised step on (prompt ids, target ids) pairs: cross-entropy on the target tokens, the mean
-        over the whole batch's target tokens, gradients accumulated over ``train.micro_batch_size`` chunks."""
-        samples = [TrainSample(p, t, [], 0.0) for p, t in examples]
-        tokens = sum(len(t) for _, t in examples)
+    def sft_step(self, examples: list[SFTExample]) -> dict[str, float]:
+        """One supervised step: cross-entropy on the target tokens (the mean over the whole batch's target
+        tokens) plus, with ``sft.rank_weight``, the ranking term over the examples' score slots (the mean
+        over the batch's ordered pairs); gradients accumulated over ``train.micro_batch_size`` chunks, a
+        ranking group never split."""
+        sc = self.cfg.sft
+        tokens = sum(len(e.target_ids) for e in examples)
+        ranking = sc.rank_weight > 0 and any(e.slots for e in examples)
+        pairs = rank_pairs(examples) if ranking else 0
         stats: dict[str, list[float]] = {}
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum, finite = 0.0, True
-        for chunk in micro_batches(list(range(len(samples))), samples, self.cfg.train.micro_batch_size):
-            logp, mask, _ = self._forward(self.model, [samples[i] for i in chunk], 1.0)
-            loss = -(logp * mask).sum() / tokens
+        sums, finite = {"ce": 0.0, "rank": 0.0}, True
+        for chunk in sft_micro_batches(examples, self.cfg.train.micro_batch_size):
+            part = [examples[i] for i in chunk]
+            with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32):
+                logits, targets, mask = completion_logits(self.model, [e.prompt_ids for e in part], [e.target_ids for e in part], self.pad_id)
+            ce = -(token_logprobs(logits, targets) * mask).sum() / tokens
+            loss = ce
+            if pairs:
+                rank_sum = self._rank_sum(part, logits)
+                loss = ce + sc.rank_weight * rank_sum / pairs
+                sums["rank"] += rank_sum.item() / pairs
             finite = finite and bool(torch.isfinite(loss))
             if finite:
                 loss.backward()
-            loss_sum += loss.item()
+            sums["ce"] += ce.item()
         self._step(finite, stats)
         self.version += 1
-        return {"loss": loss_sum, "lr": self.scheduler.get_last_lr()[0], "grad_norm": stats.get("learner/grad_norm", [float("nan")])[0]}
+        out = {"loss": sums["ce"] + sc.rank_weight * sums["rank"], "ce": sums["ce"], "lr": self.scheduler.get_last_lr()[0],
+               "grad_norm": stats.get("learner/grad_norm", [float("nan")])[0]}
+        if ranking:
+            out.update(rank=sums["rank"], rank_pairs=pairs)
+        return out
+
+    def _rank_sum(self, part: list[SFTExample], logits: torch.Tensor) -> torch.Tensor:
+        """The pairwise ranking loss summed over this micro-batch's pairs (its groups are whole)."""
+        if not hasattr(self, "_digit_ids"):
+            self._digit_ids = digit_ids(self.tokenizer)
+        rows = [r for r, e in enumerate(part) for _ in e.slots]
+        cols = [c for e in part for c in e.slots]
+        scores = expected_scores(logits[rows, cols], self._digit_ids, digit_values(self.cfg.sft.rank_scale_max))
+        gains = torch.tensor([g for e in part for g in e.gains])
+        groups = torch.tensor([e.group for e in part for _ in e.slots])
+        return pairwise_logistic(scores, gains.to(scores.device), groups.to(scores.device), self.cfg.sft.rank_sigma)[0]
 
     # ------------------------------------------------------------------ update
 

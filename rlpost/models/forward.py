@@ -63,6 +63,24 @@ def completion_logprobs(
     share_prefix: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-token logprobs [B, T] of the completion tokens (and their mask, and entropy)."""
+    logits, targets, mask = completion_logits(model, prompts, completions, pad_id, share_prefix)
+    logp = token_logprobs(logits, targets, temperature=temperature)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = entropy_from_logits(logits.detach(), temperature=temperature)
+    return logp, mask, entropy
+
+
+def completion_logits(
+    model,
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Sequence[int]],
+    pad_id: int,
+    share_prefix: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fp32 logits [B, T, V] predicting each completion token, the targets [B, T] and their mask [B, T]
+    (the vocabulary head runs on the completion positions only)."""
     device = next(model.parameters()).device
     unique, row_of = unique_prompts(prompts)
     if share_prefix and len(unique) < len(prompts) and supports_shared_prefix(model):
@@ -77,12 +95,7 @@ def completion_logprobs(
             logits_to_keep=targets.shape[1] + 1,
         )
         logits = out.logits[:, :-1, :].float()
-    logp = token_logprobs(logits, targets.to(device), temperature=temperature)
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = entropy_from_logits(logits.detach(), temperature=temperature)
-    return logp, mask.to(device), entropy
+    return logits, targets.to(device), mask.to(device)
 
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

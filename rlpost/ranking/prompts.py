@@ -2,6 +2,7 @@
 through the model's chat template when it has one (as one user turn, GroupRank's rubric as the system turn)."""
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 INSTRUCTIONS = {
@@ -25,6 +26,12 @@ Reason about it first, then commit to exactly one integer from 0 to 10
 Reply as: <think> your reasoning </think><answer> the integer, nothing else </answer>"""
 
 ERANK_DIRECT = "<think></think><answer>"  # the answer's prefix when scoring without reasoning
+GROUPRANK_ANSWER = "<reason></reason>\n<answer>\n```json\n{answer}\n```\n</answer>"  # an answer without reasoning
+
+
+def grouprank_direct(size: int) -> str:
+    """GroupRank's answer without reasoning for a group of ``size``, every score 0 (what direct scoring feeds)."""
+    return GROUPRANK_ANSWER.format(answer=json.dumps({f"[{k}]": 0 for k in range(1, size + 1)}))
 
 GROUPRANK_SYSTEM = """You rank documents by how much they help with the user's query.
 Judge usefulness first (does it give information, a solution or a direct answer the user can act on?)

@@ -5,7 +5,9 @@
   pass (the LM head on the last position only) gives the distribution over the score tokens 0..10; the
   score is its expectation (a two-token "10" costs one more step, on the KV cache, after "1").
 - ``GroupRankReranker``: groupwise. Candidates are shuffled into groups of ``group_size``, each group is one
-  generation whose JSON scores are read leniently, and a document's score is its mean over ``passes``."""
+  generation whose JSON scores are read leniently, and a document's score is its mean over ``passes``.
+  ``direct=True`` skips the generation: one forward over the answer with empty reasoning reads each member's
+  expected score, as ERank does (for models trained without reasoning, e.g. with SFT's ranking term)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -16,8 +18,10 @@ import torch
 
 from rlpost.config import ConfigError
 from rlpost.ranking.parsing import parse_grouprank_lenient
-from rlpost.ranking.prompts import ERANK_DIRECT, GROUPRANK_SYSTEM, erank_prompt, grouprank_prompt, render
+from rlpost.algos.rank_loss import digit_values, expected_scores
+from rlpost.ranking.prompts import ERANK_DIRECT, GROUPRANK_SYSTEM, erank_prompt, grouprank_direct, grouprank_prompt, render
 from rlpost.ranking.scores import groups, merge_passes
+from rlpost.ranking.slots import digit_ids, score_slots
 
 Doc = str | dict  # a text, or {"docid", "text", "score" (first stage, optional)}
 
@@ -131,15 +135,22 @@ class GroupRankReranker(Reranker):
     def __init__(
         self, model_path: str, dtype: str = "float32", group_size: int = 20, passes: int = 1, seed: int = 0,
         temperature: float = 0.3, top_p: float = 0.8, max_new_tokens: int = 512, batch_size: int = 8, threads: int | None = None,
-        max_doc_tokens: int | None = None, device: str = "cpu",
+        max_doc_tokens: int | None = None, device: str = "cpu", direct: bool = False,
     ) -> None:
-        from rlpost.models.loading import load_tokenizer
+        from rlpost.models.loading import load_model, load_tokenizer
         from rlpost.rollout.hf_engine import HFEngine
 
         if group_size < 1 or passes < 1:
             raise ConfigError(f"group_size and passes must be at least 1, got {group_size} and {passes}")
-        self.engine = HFEngine(model_path, dtype, seed=seed, batch_size=batch_size, threads=threads, device=device)
         self.tokenizer = load_tokenizer(model_path)
+        if direct:
+            if threads:
+                torch.set_num_threads(threads)
+            self.model = load_model(model_path, dtype, device).eval()
+            self.digits = digit_ids(self.tokenizer)
+        else:
+            self.engine = HFEngine(model_path, dtype, seed=seed, batch_size=batch_size, threads=threads, device=device)
+        self.direct, self.batch_size = direct, batch_size
         self.group_size, self.passes, self.seed, self.max_doc_tokens = group_size, passes, seed, max_doc_tokens
         self.sampling = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
 
@@ -149,8 +160,6 @@ class GroupRankReranker(Reranker):
     def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None,
                      qids: Sequence[str] | None = None) -> list[list[Scored]]:
         """``qids`` seed each query's shuffles (default: the items' positions)."""
-        from rlpost.types import Request, SamplingParams
-
         cands = [as_candidates(docs) for _, docs in items]
         jobs = []  # (query index, pass, group docids)
         for qi, cs in enumerate(cands):
@@ -159,11 +168,10 @@ class GroupRankReranker(Reranker):
                 jobs += [(qi, r, g) for g in groups([c["docid"] for c in cs], self.group_size, seed=f"{self.seed}:{qid}:{r}")]
         texts = [{c["docid"]: self.truncate(c["text"]) for c in cs} for cs in cands]
         prompts = [render(self.tokenizer, grouprank_prompt(items[qi][0], [texts[qi][d] for d in g]), GROUPRANK_SYSTEM) for qi, _, g in jobs]
-        completions = self.engine.generate([Request(prompt_ids=p, key=i) for i, p in enumerate(prompts)], SamplingParams(n=1, **self.sampling))
+        scored = self._direct_scores(prompts, [len(g) for _, _, g in jobs]) if self.direct else self._generated_scores(prompts, jobs)
         passes: list[list[dict[str, float]]] = [[] for _ in cands]
         unparsed = [0] * len(cands)
-        for (qi, _, g), c in zip(jobs, completions):
-            scores = parse_grouprank_lenient(c.text, len(g))
+        for (qi, _, g), scores in zip(jobs, scored):
             unparsed[qi] += not scores
             passes[qi].append({g[k - 1]: v for k, v in scores.items()})
         out = []
@@ -172,4 +180,28 @@ class GroupRankReranker(Reranker):
             scores = [merged.get(c["docid"], -1.0) for c in cs]  # unscored: after the scored, in first-stage order
             details = [{"scored": c["docid"] in merged, "groups_unparsed": unparsed[qi]} for c in cs]
             out.append(ranked(cs, scores, details, top_k))
+        return out
+
+    def _generated_scores(self, prompts: list[list[int]], jobs: list) -> list[dict[int, float]]:
+        """Each group's generated JSON scores, read leniently ({} when none parse)."""
+        from rlpost.types import Request, SamplingParams
+
+        completions = self.engine.generate([Request(prompt_ids=p, key=i) for i, p in enumerate(prompts)], SamplingParams(n=1, **self.sampling))
+        return [parse_grouprank_lenient(c.text, len(g)) for (_, _, g), c in zip(jobs, completions)]
+
+    @torch.no_grad()
+    def _direct_scores(self, prompts: list[list[int]], sizes: list[int]) -> list[dict[int, float]]:
+        """Without generating: the answer with empty reasoning and every score 0 is fed after each prompt, and
+        member k's score is the expectation of the digit distribution where its score is written (a leading
+        "1" reads as 10), as ERank reads its one score."""
+        from rlpost.models.forward import completion_logits
+
+        out = []
+        for start in range(0, len(prompts), self.batch_size):
+            rows = range(start, min(start + self.batch_size, len(prompts)))
+            filled = [score_slots(grouprank_direct(sizes[i]), self.tokenizer, expected=sizes[i]) for i in rows]
+            logits, _, _ = completion_logits(self.model, [prompts[i] for i in rows], [ids for ids, _ in filled], self.tokenizer.pad_token_id)
+            for b, (_, slots) in enumerate(filled):
+                values = expected_scores(logits[b, slots], self.digits, digit_values(10)).tolist()
+                out.append({k: v for k, v in enumerate(values, 1)})
         return out

@@ -79,7 +79,8 @@ def erank(
 ) -> list[Record]:
     """One record per (query, candidate): ``question`` (the ERank user message), ``answer`` (the grade's
     score), ``qid``, ``docid``, ``grade``, ``relevant`` (grade >= ``positive_grade``) and ``ref_score``
-    (the reference score of ERank's squared-error case: the grade's score, standing in for a teacher's)."""
+    (the reference score of ERank's squared-error case: the grade's score, standing in for a teacher's);
+    ``rank_gains`` ([grade]) and ``rank_group`` (the qid) for SFT's ranking term."""
     records = []
     for pool in judged_pools(_split_source("erank", split, train, test), top):
         for c in pool["candidates"]:
@@ -87,7 +88,7 @@ def erank(
             records.append({
                 "question": erank_prompt(pool["query"], c["text"][:max_doc_chars], instruction), "answer": str(score),
                 "qid": pool["qid"], "docid": c["docid"], "grade": c["grade"], "relevant": c["grade"] >= positive_grade,
-                "ref_score": float(score),
+                "ref_score": float(score), "rank_gains": [c["grade"]], "rank_group": pool["qid"],
             })
     return records
 
@@ -106,7 +107,8 @@ def grouprank(
 ) -> list[Record]:
     """One record per group: ``question`` (the GroupRank user message), ``system`` (its rubric), ``answer``
     (the target JSON object, each member's grade score), ``gold`` (the members' gains 0..10 in
-    presentation order), ``relevant`` (grade >= ``positive_grade``), ``qid`` and ``docids``.
+    presentation order), ``relevant`` (grade >= ``positive_grade``), ``qid`` and ``docids``; ``rank_gains``
+    (the members' grades) and ``rank_group`` (the group) for SFT's ranking term.
 
     Groups are cut by interval sampling (stride ``len(pool) // group_size``, a seeded offset) and shown in
     a seeded shuffled order; a query's ``groups_per_query`` groups use different offsets where the stride
@@ -130,5 +132,6 @@ def grouprank(
                 "answer": json.dumps({f"[{i}]": s for i, s in enumerate(gains, 1)}),
                 "gold": [float(s) for s in gains], "relevant": [m["grade"] >= positive_grade for m in members],
                 "qid": pool["qid"], "group": g, "docids": [m["docid"] for m in members],
+                "rank_gains": [m["grade"] for m in members], "rank_group": f"{pool['qid']}:{g}",
             })
     return records

@@ -77,9 +77,12 @@ class LoRAMode(UpdateMode):
 
         c = cfg.learner.lora
         check_targets(model, c.target_modules)
+        targets = c.target_modules
+        if c.layers is not None and targets == "all-linear":  # peft takes layer indices with a list of names only
+            targets = sorted(set(linear_names(model).values()) - {"lm_head"})
         peft_cfg = LoraConfig(
-            r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=c.target_modules, bias="none",
-            task_type="CAUSAL_LM",
+            r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=targets, bias="none",
+            task_type="CAUSAL_LM", layers_to_transform=c.layers,
         )
         super().__init__(cfg, get_peft_model(model, peft_cfg))
         self.peft_config = _jsonable(self.model.peft_config["default"].to_dict())

@@ -1,0 +1,92 @@
+"""SFT's ranking term on hand-computed numbers: expected scores over digit tokens, RankNet over a group's
+ordered pairs, the pair count that normalises it, and micro-batches that keep a ranking group whole."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rlpost.algos.rank_loss import digit_values, expected_scores, pairwise_logistic
+from rlpost.learner.learner import rank_pairs, sft_micro_batches
+from rlpost.types import SFTExample
+
+
+def test_digit_values_read_a_leading_one_as_ten_on_a_0_to_10_scale():
+    assert digit_values(10) == [0.0, 10.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    assert digit_values(3)[:4] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_expected_scores_renormalise_over_the_digit_tokens():
+    digits = list(range(2, 12))  # digit d is token d + 2; tokens 0 and 1 are not digits
+    logits = torch.full((2, 12), -math.inf)
+    logits[0, 2:] = 0.0  # uniform over the digits: (0 + 10 + 2 + ... + 9) / 10
+    logits[0, 0] = 5.0  # a non-digit's mass is left out
+    logits[1, 2 + 7], logits[1, 2 + 0] = math.log(3.0), 0.0  # P(7) = 0.75, P(0) = 0.25
+    got = expected_scores(logits, digits, digit_values(10))
+    assert torch.allclose(got, torch.tensor([5.4, 5.25]))
+
+
+def test_pairwise_logistic_sums_ranknet_over_ordered_pairs_of_one_group():
+    scores, gains = torch.tensor([2.0, 1.0, 3.0]), torch.tensor([2.0, 0.0, 1.0])
+    total, pairs = pairwise_logistic(scores, gains, torch.tensor([0, 0, 0]))
+    # (0 over 1): margin 1, (0 over 2): margin -1, (2 over 1): margin 2
+    expected = math.log1p(math.exp(-1)) + math.log1p(math.exp(1)) + math.log1p(math.exp(-2))
+    assert pairs == 3 and total.item() == pytest.approx(expected, abs=1e-6)
+    total, pairs = pairwise_logistic(scores, gains, torch.tensor([0, 0, 1]))  # the third is another group's
+    assert pairs == 1 and total.item() == pytest.approx(math.log1p(math.exp(-1)), abs=1e-6)
+    total, pairs = pairwise_logistic(scores * 2, gains, torch.tensor([0, 0, 1]), sigma=2.0)  # sigma scales the margin
+    assert total.item() == pytest.approx(math.log1p(math.exp(-1)), abs=1e-6)
+
+
+def test_pairwise_logistic_is_shift_invariant_and_zero_without_pairs():
+    scores, gains, groups = torch.tensor([1.0, 4.0]), torch.tensor([1.0, 0.0]), torch.tensor([0, 0])
+    assert pairwise_logistic(scores, gains, groups)[0] == pytest.approx(pairwise_logistic(scores + 5, gains, groups)[0])
+    s = torch.tensor([1.0, 2.0], requires_grad=True)
+    total, pairs = pairwise_logistic(s, torch.tensor([3.0, 3.0]), groups)  # equal gains: no pair
+    total.backward()
+    assert pairs == 0 and total.item() == 0.0 and s.grad.abs().sum() == 0
+
+
+def test_rank_pairs_and_micro_batches_keep_each_group_whole():
+    ex = lambda group, *gains: SFTExample([1], [2], slots=[0] * len(gains), gains=list(gains), group=group)  # noqa: E731
+    examples = [ex(0, 3.0), ex(1, 0.0, 7.0, 3.0), ex(0, 0.0), ex(0, 1.0), ex(2, 5.0)]
+    assert rank_pairs(examples) == 3 + 3 + 0  # group 0: 3 > 1 > 0; group 1: 7 > 3 > 0; group 2: one slot
+    chunks = sft_micro_batches(examples, 3)
+    assert sorted(i for c in chunks for i in c) == list(range(5))
+    assert [0, 2, 3] in chunks and all(len({examples[i].group for i in c}) == 1 or len(c) <= 3 for c in chunks)
+    plain = [SFTExample([1] * n, [2]) for n in (1, 3, 2)]
+    assert sft_micro_batches(plain, 2) == [[1, 2], [0]]  # no groups: by length, as the RL update cuts them
+
+
+@pytest.mark.parametrize("rank_weight", [1.0, 0.0])
+def test_the_ranking_term_orders_what_a_constant_target_cannot(tiny_model_path, rank_weight):
+    """Every target answers "0", so cross-entropy alone carries no order; only the ranking term can put the
+    graded document's expected score above the other one's (and it does, on the tiny model, in 30 steps)."""
+    from rlpost.config import Config
+    from rlpost.learner.learner import Learner
+    from rlpost.ranking.slots import digit_ids, score_slots
+
+    base = Config().model_dump()
+    base["sft"].update(rank_weight=rank_weight)
+    base["optim"].update(lr=3e-3, warmup_steps=0)
+    learner = Learner(Config.model_validate(base), tiny_model_path)
+    tok = learner.tokenizer
+    ids, slots = score_slots("<answer>0</answer>", tok, expected=1)
+    prompts = [tok(f"q: fish d: {d}", add_special_tokens=False).input_ids for d in ("fish tank", "stock fell")]
+    batch = [SFTExample(p, ids, slots, [g], 0) for p, g in zip(prompts, (3.0, 0.0))]
+
+    def scores() -> list[float]:
+        from rlpost.models.forward import completion_logits
+
+        with torch.no_grad():
+            logits, _, _ = completion_logits(learner.model, prompts, [ids, ids], learner.pad_id)
+        return expected_scores(logits[:, slots[0]], digit_ids(tok), digit_values(10)).tolist()
+
+    for _ in range(30):
+        m = learner.sft_step(batch)
+    good, bad = scores()
+    if rank_weight:
+        assert m["rank_pairs"] == 1 and good > bad + 0.5
+    else:
+        assert "rank" not in m and abs(good - bad) < 0.5
