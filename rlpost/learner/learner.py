@@ -84,7 +84,7 @@ def sft_micro_batches(examples: list[SFTExample], size: int) -> list[list[int]]:
             groups.setdefault(e.group, []).append(i)
     chunks: list[list[int]] = []
     for members in groups.values():
-        if chunks and chunks[-1] and len(chunks[-1]) + len(members) <= size and examples[chunks[-1][0]].group >= 0:
+        if chunks and len(chunks[-1]) + len(members) <= size:
             chunks[-1].extend(members)
         else:
             chunks.append(list(members))
@@ -122,6 +122,7 @@ class Learner:
         self.nan_skips = 0
         self._parts: _Parts | None = None  # gradients of this step's streamed parts, not yet applied
         self.group: RankGroup | None = None  # set when this learner is one rank of a data-parallel group
+        self._digit_ids: list[int] | None = None  # SFT's ranking term: the tokens of digits 0..9, on first use
 
     # ------------------------------------------------------------------ supervised
 
@@ -161,7 +162,7 @@ class Learner:
 
     def _rank_sum(self, part: list[SFTExample], logits: torch.Tensor) -> torch.Tensor:
         """The pairwise ranking loss summed over this micro-batch's pairs (its groups are whole)."""
-        if not hasattr(self, "_digit_ids"):
+        if self._digit_ids is None:
             self._digit_ids = digit_ids(self.tokenizer)
         rows = [r for r, e in enumerate(part) for _ in e.slots]
         cols = [c for e in part for c in e.slots]

@@ -3,7 +3,7 @@ then `rlpost rerank` on DL19's BM25 top K with the SFT model and with the RL mod
 ERank's hybrid), timing every phase.
 
     python scripts/bench/rerank_pipeline.py recipes/erank/smollm2.yaml --method erank --top 20
-    python scripts/bench/rerank_pipeline.py recipes/grouprank/smollm2.yaml --method grouprank --top 20 --group-size 5
+    python scripts/bench/rerank_pipeline.py recipes/grouprank/smollm2.yaml --method grouprank --top 20 --group-size 5 --direct
 
 Writes runs/bench/rerank/pipeline-<run name>.json and prints a table of nDCG@10 and minutes per phase. A
 finished training run (same run dir) is reused, so the evaluation can be rerun alone."""
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--group-size", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--hybrid", type=float, default=0.2)
+    parser.add_argument("--direct", action="store_true", help="grouprank: expected scores at the answer's slots, no generation")
     parser.add_argument("--run-dir", help="the training run's folder (default: the recipe's)")
     parser.add_argument("--out", default="runs/bench/rerank")
     args = parser.parse_args()
@@ -72,7 +73,8 @@ def main() -> None:
     rows, results = {}, {}
     for stage, model in (("SFT", run / "sft"), ("SFT + RL", run / "final")):
         trec = out / f"{cfg.run.name}-{stage.replace(' + ', '-').lower()}.trec"
-        extra = ["--group-size", str(args.group_size), "--max-new-tokens", str(cfg.rollout.max_new_tokens)] if args.method == "grouprank" else []
+        extra = ["--group-size", str(args.group_size), "--max-new-tokens", str(cfg.rollout.max_new_tokens),
+                 *(["--direct"] if args.direct else [])] if args.method == "grouprank" else []
         minutes[f"rerank DL19 ({stage})"] = timed(
             ["rerank", "--model", str(model), "--method", args.method, "--candidates", str(DL19 / "bm25_top100.rank_llm.json"),
              "--qrels", str(DL19 / "qrels.dl19-passage.txt"), "--top", str(args.top), "--out", str(trec), "--hybrid", str(args.hybrid),
@@ -89,7 +91,7 @@ def main() -> None:
                 ["ranking", "nDCG@10", "recall@100"])
     print_table("minutes per phase", [{"phase": k, "minutes": round(v, 1)} for k, v in minutes.items()], ["phase", "minutes"])
     write_json(out / f"pipeline-{cfg.run.name}.json", {
-        "recipe": args.recipe, "method": args.method, "top": args.top, "rows": rows, "minutes": minutes,
+        "recipe": args.recipe, "method": args.method, "top": args.top, "direct": args.direct, "rows": rows, "minutes": minutes,
         "results": results, "threads": args.threads, "load": load, "machine": machine_info(),
     })
 
