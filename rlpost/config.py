@@ -103,8 +103,7 @@ class SFTConfig(Section):
     target_template: str = "{answer}"
     rank_weight: float = Field(0.0, ge=0, description="weight of the ranking term (rlpost/algos/rank_loss.py) beside cross-entropy; needs records with rank_gains and rank_group (the reranking tasks)")
     rank_sigma: float = Field(1.0, gt=0, description="the ranking term's logistic scale, in score points")
-    rank_scale_max: int = Field(10, ge=1, le=10, description="the score scale's top; 10: a slot's leading '1' reads as 10")
-    rank_pattern: str = Field(r"(?<![\[\d])\d+(?![\]\d])", description="regex whose matches in the rendered target are its scores, in rank_gains' order (default: numbers not in brackets, rlpost.ranking.slots)")
+    rank_pattern: str | None = Field(None, description="regex whose matches in the rendered target are its scores, in rank_gains' order (None: numbers not in brackets, rlpost.ranking.slots.SCORE_PATTERN); a leading '1' reads as 10")
     task_kwargs: dict[str, Any] = Field({}, description="merged over data.task_kwargs for the SFT records only (e.g. other rows than RL's)")
     output_dir: str | None = Field(None, description="defaults to <run dir>/sft")
     log_every: int = Field(50, ge=1)
@@ -251,15 +250,15 @@ class LoRAConfig(Section):
     dropout: float = Field(0.0, ge=0, lt=1, description="keep 0: dropout makes learner logprobs noisy vs the rollout")
     target_modules: str | list[str] = Field("all-linear", description="linear layer names, or 'all-linear'")
     layers: list[int] | None = Field(None, description="decoder layer indices that get adapters (None: all); the top layers only cuts the backward pass short")
+    sync: Literal["adapter", "merge"] = Field(
+        "adapter", description="adapter: send A/B only; merge: send merged weights of the targeted layers"
+    )
 
     @model_validator(mode="after")
     def _layers_with_names(self) -> "LoRAConfig":
         if self.layers is not None and isinstance(self.target_modules, str) and self.target_modules != "all-linear":
             raise ValueError(f"learner.lora.layers needs target_modules as a list of names or 'all-linear', got '{self.target_modules}'")
         return self
-    sync: Literal["adapter", "merge"] = Field(
-        "adapter", description="adapter: send A/B only; merge: send merged weights of the targeted layers"
-    )
 
 
 class SparseConfig(Section):

@@ -191,3 +191,17 @@ def test_bf16_compute_keeps_fp32_master_weights(tiny_model_path):
         lp32 = learner.logprobs(seq)
     diff = max(abs(a - b) for x, y in zip(lp16, lp32) for a, b in zip(x, y))
     assert 0 < diff < 0.1  # the bf16 forward is really bf16, and close
+
+
+def test_lora_layers_adapt_only_the_chosen_decoder_layers(tiny_model_path):
+    from pydantic import ValidationError
+
+    from rlpost.config import LoRAConfig
+
+    base = Config().model_dump()
+    base["learner"].update(update="lora", lora={"layers": [3]})
+    learner = Learner(Config.model_validate(base), tiny_model_path)
+    adapted = {name.split(".layers.")[1].split(".")[0] for name in learner.mode.layers}
+    assert adapted == {"3"} and len(learner.mode.layers) > 1  # every linear of layer 3, none elsewhere
+    with pytest.raises(ValidationError, match="learner.lora.layers needs target_modules as a list"):
+        LoRAConfig(layers=[3], target_modules="q_proj")

@@ -166,7 +166,7 @@ class Learner:
             self._digit_ids = digit_ids(self.tokenizer)
         rows = [r for r, e in enumerate(part) for _ in e.slots]
         cols = [c for e in part for c in e.slots]
-        scores = expected_scores(logits[rows, cols], self._digit_ids, digit_values(self.cfg.sft.rank_scale_max))
+        scores = expected_scores(logits[rows, cols], self._digit_ids, digit_values())
         gains = torch.tensor([g for e in part for g in e.gains])
         groups = torch.tensor([e.group for e in part for _ in e.slots])
         return pairwise_logistic(scores, gains.to(scores.device), groups.to(scores.device), self.cfg.sft.rank_sigma)[0]

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
+from rlpost.algos.rank_loss import digit_values, expected_scores
 from rlpost.config import ConfigError
 from rlpost.ranking.parsing import parse_grouprank_lenient
-from rlpost.algos.rank_loss import digit_values, expected_scores
 from rlpost.ranking.prompts import ERANK_DIRECT, GROUPRANK_SYSTEM, erank_prompt, grouprank_direct, grouprank_prompt, render
 from rlpost.ranking.scores import groups, merge_passes
 from rlpost.ranking.slots import digit_ids, score_slots
@@ -196,12 +196,13 @@ class GroupRankReranker(Reranker):
         "1" reads as 10), as ERank reads its one score."""
         from rlpost.models.forward import completion_logits
 
+        answers = {n: score_slots(grouprank_direct(n), self.tokenizer, expected=n) for n in set(sizes)}
         out = []
         for start in range(0, len(prompts), self.batch_size):
             rows = range(start, min(start + self.batch_size, len(prompts)))
-            filled = [score_slots(grouprank_direct(sizes[i]), self.tokenizer, expected=sizes[i]) for i in rows]
+            filled = [answers[sizes[i]] for i in rows]
             logits, _, _ = completion_logits(self.model, [prompts[i] for i in rows], [ids for ids, _ in filled], self.tokenizer.pad_token_id)
             for b, (_, slots) in enumerate(filled):
-                values = expected_scores(logits[b, slots], self.digits, digit_values(10)).tolist()
+                values = expected_scores(logits[b, slots], self.digits, digit_values()).tolist()
                 out.append({k: v for k, v in enumerate(values, 1)})
         return out

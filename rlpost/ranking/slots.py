@@ -17,9 +17,10 @@ def digit_ids(tokenizer) -> list[int]:
     return [t[0] for t in ids]
 
 
-def score_slots(text: str, tokenizer, pattern: str = SCORE_PATTERN, expected: int | None = None) -> tuple[list[int], list[int]]:
+def score_slots(text: str, tokenizer, pattern: str | None = None, expected: int | None = None) -> tuple[list[int], list[int]]:
     """(token ids of ``text``, the position of the first digit of each ``pattern`` match); ConfigError when
     the count differs from ``expected`` or a match's first digit is not a token of its own."""
+    pattern = pattern or SCORE_PATTERN
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     starts = [m.start() for m in re.finditer(pattern, text)]
     if expected is not None and len(starts) != expected:
