@@ -310,8 +310,10 @@ def cmd_rerank(args) -> int:
 
     if args.top < 1 or args.batch_size < 1:
         raise ConfigError(f"--top and --batch-size must be at least 1, got {args.top} and {args.batch_size}")
-    if not 0 <= args.hybrid < 1:
-        raise ConfigError(f"--hybrid is the first stage's weight, from 0 (off) to below 1, got {args.hybrid}")
+    bad = [w for w in args.hybrid if not 0 <= w < 1]
+    if bad:
+        raise ConfigError(f"--hybrid takes the first stage's weights, each from 0 (off) to below 1, got {bad[0]:g}")
+    weights = list(dict.fromkeys(w for w in args.hybrid if w > 0))  # the first is the run file's
     items = _rerank_inputs(args)
     qrels = read_qrels(args.qrels) if args.qrels else None
     if qrels is not None and not set(qrels) & {i["qid"] for i in items}:
@@ -338,8 +340,7 @@ def cmd_rerank(args) -> int:
                                      device=device, direct=args.direct)
     label = f"{args.method} top {args.top}"
     runs: dict[str, dict[str, list]] = {"first stage": {}, label: {}}
-    if args.hybrid:
-        runs[f"hybrid {args.hybrid:g}"] = {}
+    runs.update({f"hybrid {w:g}": {} for w in weights})
     # queries per call: enough prompts to fill a batch (GroupRank's generations batch only within a call)
     chunk = -(-args.batch_size // reranker.prompts_per_query(args.top))
     with console.phase(f"rerank ({args.method}, top {args.top})", len(items), "queries", every=max(1, len(items) // 10)) as bar:
@@ -350,15 +351,15 @@ def cmd_rerank(args) -> int:
                 head, rest = item["candidates"][: args.top], item["candidates"][args.top :]
                 runs["first stage"][item["qid"]] = [(c["docid"], -i) for i, c in enumerate(item["candidates"])]
                 runs[label][item["qid"]] = below([(s.docid, s.score) for s in scored], rest)
-                if args.hybrid:
-                    first = {c["docid"]: c["score"] for c in head}
-                    fused = hybrid([first[s.docid] for s in scored], [s.score for s in scored], args.hybrid)
+                first = {c["docid"]: c["score"] for c in head}
+                for w in weights:
+                    fused = hybrid([first[s.docid] for s in scored], [s.score for s in scored], w)
                     ordered = sorted(zip((s.docid for s in scored), map(float, fused)), key=lambda p: -p[1])
-                    runs[f"hybrid {args.hybrid:g}"][item["qid"]] = below(ordered, rest)
+                    runs[f"hybrid {w:g}"][item["qid"]] = below(ordered, rest)
             bar.update(at + len(part))
-    final = list(runs)[-1]
-    write_run(runs[final], out, tag=f"rlpost-{args.method}" + ("-hybrid" if args.hybrid else ""))
-    console.echo(f"wrote {out} ({len(items)} queries)")
+    final = f"hybrid {weights[0]:g}" if weights else label
+    write_run(runs[final], out, tag=f"rlpost-{args.method}" + ("-hybrid" if weights else ""))
+    console.echo(f"wrote {out} ({len(items)} queries, {final})")
     if qrels is not None:
         rows = {}
         for label, run in runs.items():
@@ -452,8 +453,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--direct", action="store_true",
                    help="grouprank: no generation; each member's expected score where the answer writes it (models trained without reasoning)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hybrid", type=float, default=0.0, metavar="W",
-                   help="write W z(first stage) + (1 - W) z(rerank) over the reranked head (ERank's BM25 hybrid uses 0.2; 0: off)")
+    p.add_argument("--hybrid", type=float, nargs="+", default=[0.0], metavar="W",
+                   help="write W z(first stage) + (1 - W) z(rerank) over the reranked head (ERank's BM25 hybrid uses 0.2; 0: off); "
+                   "several weights are each scored with --qrels (to choose one on queries of your own), the run file holds the first")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--relevance-level", type=int, default=1, help="binary measures count relevance >= this (TREC DL: 2)")
     p.set_defaults(fn=cmd_rerank, overrides=[])

@@ -172,6 +172,29 @@ def test_out_may_not_be_a_folder_and_metrics_never_overwrite_the_run(dl, tiny_mo
     assert out.read_text().startswith("q1 Q0 ") and json.loads((tmp_path / "run.json.json").read_text())["top"] == 20
 
 
+def test_several_hybrid_weights_are_each_scored_and_the_first_is_written(dl, tiny_model_path, tmp_path, capsys):
+    from rlpost.ranking.scores import hybrid
+
+    out = tmp_path / "run.trec"
+    argv = ["rerank", "--model", tiny_model_path, "--candidates", str(dl["candidates"]), "--qrels", str(dl["qrels"]), "--out", str(out)]
+    assert main([*argv, "--hybrid", "0.5", "0.2", "0.5"]) == 0
+    metrics = json.loads(out.with_name(out.name + ".json").read_text())
+    assert [k for k in metrics if k.startswith("hybrid")] == ["hybrid 0.5", "hybrid 0.2"]
+    assert "hybrid 0.5)" in capsys.readouterr().out
+    # the run file is the first weight's fusion of the first stage's scores and the reranker's
+    rerank_only = tmp_path / "alone.trec"
+    assert main(["rerank", "--model", tiny_model_path, "--candidates", str(dl["candidates"]), "--out", str(rerank_only)]) == 0
+    first = {h["docid"]: h["score"] for item in json.loads(dl["candidates"].read_text()) for h in item["hits"]}
+    written = [line.split() for line in out.read_text().splitlines()]
+    alone = {cols[2]: float(cols[4]) for cols in (line.split() for line in rerank_only.read_text().splitlines())}
+    for qid in ("q1", "q2"):
+        docs = [cols[2] for cols in written if cols[0] == qid]
+        fused = hybrid([first[d] for d in docs], [alone[d] for d in docs], 0.5)
+        assert list(fused) == sorted(fused, reverse=True), qid
+    assert main([*argv, "--hybrid", "0.2", "1"]) == 2
+    assert "--hybrid takes the first stage's weights, each from 0 (off) to below 1, got 1" in capsys.readouterr().err
+
+
 def test_bm25_first_stage_over_a_corpus(dl, tiny_model_path, tmp_path):
     """Without --run, BM25 over --corpus gives each topic its candidates (with --top 1 the reranker keeps BM25's
     order): "do goldfish grow" finds "Goldfish grow." first; the run is written and scored. In a subprocess:

@@ -1,6 +1,7 @@
 """The whole reranker pipeline on this machine (issue 14): `rlpost train` on a recipe (SFT on DL20, then GRPO),
 then `rlpost rerank` on DL19's BM25 top K with the SFT model and with the RL model (each also fused with BM25,
-ERank's hybrid), timing every phase.
+ERank's hybrid), timing every phase. With --tune-hybrid each model also reranks its training queries (DL20), and
+the fusion weight that scores best there is reported on DL19: a weight chosen without looking at the test set.
 
     python scripts/bench/rerank_pipeline.py recipes/erank/smollm2.yaml --method erank --top 20
     python scripts/bench/rerank_pipeline.py recipes/grouprank/smollm2.yaml --method grouprank --top 20 --group-size 5 --direct
@@ -20,7 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import loadavg, machine_info, print_table, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-DL19 = REPO.parent / "shared" / "data" / "retrieval" / "trec-dl-2019-passage"
+DATA = REPO.parent / "shared" / "data" / "retrieval"
+SETS = {"DL19": (DATA / "trec-dl-2019-passage", "qrels.dl19-passage.txt"), "DL20": (DATA / "trec-dl-2020-passage", "qrels.dl20-passage.txt")}
+GRID = [round(0.1 * i, 1) for i in range(1, 10)]  # --tune-hybrid's fusion weights (0: the reranker alone)
 
 
 def timed(argv: list[str], log: Path) -> float:
@@ -44,6 +47,10 @@ def phase_minutes(log: Path) -> dict[str, float]:
     return out
 
 
+def row(metrics: dict) -> dict:
+    return {"nDCG@10": metrics["ndcg_cut_10"], "recall@100": metrics.get("recall_100")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipe")
@@ -53,6 +60,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--hybrid", type=float, default=0.2)
     parser.add_argument("--direct", action="store_true", help="grouprank: expected scores at the answer's slots, no generation")
+    parser.add_argument("--tune-hybrid", action="store_true", help="choose the fusion weight on the training queries (DL20)")
     parser.add_argument("--run-dir", help="the training run's folder (default: the recipe's)")
     parser.add_argument("--out", default="runs/bench/rerank")
     args = parser.parse_args()
@@ -72,26 +80,37 @@ def main() -> None:
         minutes.update(phase_minutes(train_log))
     rows, results = {}, {}
     for stage, model in (("SFT", run / "sft"), ("SFT + RL", run / "final")):
-        trec = out / f"{cfg.run.name}-{stage.replace(' + ', '-').lower()}.trec"
+        name = f"{cfg.run.name}-{stage.replace(' + ', '-').lower()}"
         extra = ["--group-size", str(args.group_size), "--max-new-tokens", str(cfg.rollout.max_new_tokens),
                  *(["--direct"] if args.direct else [])] if args.method == "grouprank" else []
-        minutes[f"rerank DL19 ({stage})"] = timed(
-            ["rerank", "--model", str(model), "--method", args.method, "--candidates", str(DL19 / "bm25_top100.rank_llm.json"),
-             "--qrels", str(DL19 / "qrels.dl19-passage.txt"), "--top", str(args.top), "--out", str(trec), "--hybrid", str(args.hybrid),
-             "--relevance-level", "2", "--threads", str(args.threads), *extra],
-            out / f"{cfg.run.name}-{stage.replace(' + ', '-').lower()}-rerank.log")
-        metrics = json.loads(trec.with_name(trec.name + ".json").read_text())
-        results[stage] = metrics
-        for label, m in metrics.items():
-            if isinstance(m, dict) and "ndcg_cut_10" in m:
-                name = "BM25" if label == "first stage" else f"{stage}: {label}"
-                rows[name] = {"nDCG@10": m["ndcg_cut_10"], "recall@100": m.get("recall_100")}
+        weights = [args.hybrid, *(GRID if args.tune_hybrid else [])]
+
+        def rerank(dataset: str) -> dict:
+            folder, qrels = SETS[dataset]
+            stem = name + ("" if dataset == "DL19" else f"-{dataset.lower()}")
+            trec = out / f"{stem}.trec"
+            minutes[f"rerank {dataset} ({stage})"] = timed(
+                ["rerank", "--model", str(model), "--method", args.method, "--candidates", str(folder / "bm25_top100.rank_llm.json"),
+                 "--qrels", str(folder / qrels), "--top", str(args.top), "--out", str(trec), "--hybrid", *map(str, weights),
+                 "--relevance-level", "2", "--threads", str(args.threads), *extra], out / f"{stem}-rerank.log")
+            return json.loads(trec.with_name(trec.name + ".json").read_text())
+
+        results[stage] = metrics = rerank("DL19")
+        label = f"{args.method} top {args.top}"
+        rows["BM25"] = row(metrics["first stage"])
+        rows[f"{stage}: {label}"] = row(metrics[label])
+        if args.hybrid:
+            rows[f"{stage}: hybrid {args.hybrid:g}"] = row(metrics[f"hybrid {args.hybrid:g}"])
+        if args.tune_hybrid:
+            results[f"{stage} on DL20"] = train = rerank("DL20")
+            best = max([label, *(f"hybrid {w:g}" for w in GRID)], key=lambda k: train[k]["ndcg_cut_10"])
+            rows[f"{stage}: {best} (chosen on DL20: {train[best]['ndcg_cut_10']:.4f})"] = row(metrics[best])
     load["after"] = loadavg()
     print_table(f"{cfg.run.name}: DL19, BM25 top {args.top} reranked", [{"ranking": k, **v} for k, v in rows.items()],
                 ["ranking", "nDCG@10", "recall@100"])
     print_table("minutes per phase", [{"phase": k, "minutes": round(v, 1)} for k, v in minutes.items()], ["phase", "minutes"])
     write_json(out / f"pipeline-{cfg.run.name}.json", {
-        "recipe": args.recipe, "method": args.method, "top": args.top, "direct": args.direct, "rows": rows, "minutes": minutes,
+        "recipe": args.recipe, "method": args.method, "top": args.top, "direct": args.direct, "tune_hybrid": args.tune_hybrid, "rows": rows, "minutes": minutes,
         "results": results, "threads": args.threads, "load": load, "machine": machine_info(),
     })
 
