@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any, Callable
@@ -109,7 +110,7 @@ class RayHandle:
                     raise ActorDiedError(f"{e}; Ray did not restart it within {RESTART_TIMEOUT_S} s", e.label, e.cause) from None
                 time.sleep(0.5)
             except ray.exceptions.RayActorError as dead:
-                raise ActorDiedError(f"{e}; then its restart failed: {' '.join(str(dead).split())[:300]}", e.label, e.cause) from dead
+                raise ActorDiedError(f"{e}; then its restart failed: {ray_error_line(dead)}", e.label, e.cause) from dead
         if self.on_restart is not None:
             self.on_restart()
 
@@ -120,10 +121,9 @@ class RayHandle:
         try:
             out = ray.get(future)
         except RayActorError as e:
-            cause = " ".join(str(e).split())[:400]
-            raise ActorDiedError(
-                f"the {self.label} actor died during {name}: {cause}", self.label, cause
-            ) from e
+            cause = ray_error_line(e)
+            what = "could not start" if e.actor_init_failed else f"died during {name}"
+            raise ActorDiedError(f"the {self.label} actor {what}: {cause}", self.label, cause) from e
         if not self.max_restarts:
             return out
         incarnation, out = out
@@ -139,6 +139,35 @@ class RayHandle:
         import ray
 
         ray.kill(self.actor, no_restart=not restart)
+
+
+# Bad input an actor's constructor rejects: the driver names it in one line (ray_error_line), so the actor's
+# own log of the traceback is left out (quiet_creation_errors). Any other constructor error keeps it.
+INPUT_ERRORS = re.compile(r"^(?:[\w.]+\.)?(?:ValueError|ConfigError|DataError): ")
+
+
+class _InputErrorFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if not text.startswith("Exception raised in creation task"):
+            return True
+        lines = text.strip().splitlines()
+        return not INPUT_ERRORS.match(lines[-1].strip())
+
+
+def quiet_creation_errors() -> None:
+    """Ray's worker setup hook (start_cluster): an actor whose constructor rejects its input does not log the
+    traceback that Ray would forward to the console before rlpost's one-line error."""
+    logging.getLogger("ray._raylet").addFilter(_InputErrorFilter())
+
+
+def ray_error_line(e: Exception, limit: int = 400) -> str:
+    """Ray's error as one line. An actor whose constructor raised carries that exception's traceback,
+    whose last line is the exception itself (e.g. "ValueError: learner.lora.target_modules: ...")."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if getattr(e, "actor_init_failed", False) and lines:
+        return lines[-1][:limit]
+    return " ".join(lines)[:limit]
 
 
 def start_cluster(cfg: ClusterConfig) -> None:
@@ -158,7 +187,7 @@ def start_cluster(cfg: ClusterConfig) -> None:
     if "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ:  # a Ray job's actors get the job's runtime env (rlpost submit)
         repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = {**actor_env(), "PYTHONPATH": os.pathsep.join(filter(None, [repo_root, os.environ.get("PYTHONPATH")]))}
-        kwargs["runtime_env"] = {"env_vars": env}
+        kwargs["runtime_env"] = {"env_vars": env, "worker_process_setup_hook": "rlpost.actors.quiet_creation_errors"}
     if cfg.address:
         check_reachable(cfg.address)
         kwargs["address"] = cfg.address

@@ -16,6 +16,7 @@ from rlpost.config import Config, ConfigError, SFTConfig
 from rlpost.data import PromptDataset, render_template
 from rlpost.data.recipe import encode_prompts, load_split
 from rlpost.learner.learner import Learner
+from rlpost.learner.modes import check_update_mode
 from rlpost.placement import check_resources
 from rlpost.models.loading import load_tokenizer, resolve_model_path
 from rlpost.ranking.slots import score_slots
@@ -50,6 +51,10 @@ def run_sft(cfg: Config) -> Path:
     records = load_split(cfg, cfg.data.train_split, sft=True)
     check_resources(cfg.cluster, cfg.model, actors=1)
     base = str(resolve_model_path(cfg.model))
+    try:
+        check_update_mode(sft_learner_config(cfg), base)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     tokenizer = load_tokenizer(base)
     _, prompt_ids = encode_prompts(cfg, records, tokenizer)
     examples = sft_examples(cfg.sft, records, prompt_ids, tokenizer)

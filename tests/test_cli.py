@@ -31,6 +31,7 @@ def rlpost(*args: str, cwd: Path = REPO, timeout: float = 120) -> subprocess.Com
         (["train", "recipes/quickstart.yaml", "rollout.engine=tpu"], "unknown rollout engine 'tpu'"),
         (["train", "recipes/quickstart.yaml", "learner.update=lora", "learner.lora.target_modules=[nope_proj]"], "'nope_proj' matches no linear layer"),
         (["train", "recipes/quickstart.yaml", "learner.update=sparse", "learner.sparse.density=0"], "'learner.sparse.density'"),
+        (["sft", "recipes/erank/tiny.yaml", "sft.update=lora", "learner.lora.target_modules=[nope_proj]"], "'nope_proj' matches no linear layer"),
         (["train", "recipes/quickstart.yaml", "learner.update=sparse", "learner.sparse.mask=file", "learner.sparse.file=/none.safetensors"], "mask file not found: /none.safetensors"),
     ],
 )
@@ -52,6 +53,30 @@ def test_a_real_process_exits_2_without_traceback():
     assert proc.stderr.strip().splitlines()[-1] == (
         "rlpost: error: recipes/quickstart.yaml + overrides: unknown key 'model.hiden_size'"
     )
+
+
+def test_an_actor_constructors_input_error_is_one_line_without_its_traceback():
+    """Errors only an actor's constructor can see (it has the weights) reach the console as the exception's
+    own line; the actor's log of the traceback is dropped for input errors and kept for anything else."""
+    import logging
+
+    from ray.exceptions import RayActorError
+
+    from rlpost.actors import _InputErrorFilter, ray_error_line
+
+    trace = "ray::Learner.__init__() (pid=1)\n  File \"learner.py\", line 107, in __init__\n    raise ValueError(\n"
+    died = RayActorError(error_msg=f"The actor died because of an error raised in its creation task, {trace}ValueError: bad lora",
+                         actor_init_failed=True)
+    assert ray_error_line(died) == "ValueError: bad lora"
+    assert ray_error_line(RayActorError(error_msg="The actor died\n\tpid: 7")) == "The actor died pid: 7"
+
+    def kept(last: str) -> bool:
+        record = logging.LogRecord("ray._raylet", logging.ERROR, "", 0, f"Exception raised in creation task: {trace}{last}", None, None)
+        return _InputErrorFilter().filter(record)
+
+    assert not kept("ValueError: bad lora") and not kept("rlpost.config.ConfigError: bad key")
+    assert kept("AttributeError: 'NoneType' object has no attribute 'x'")  # a bug: its traceback stays
+    assert _InputErrorFilter().filter(logging.LogRecord("ray._raylet", logging.ERROR, "", 0, "ValueError: elsewhere", None, None))
 
 
 def test_missing_column_is_named(tmp_path, capsys, monkeypatch):
