@@ -141,10 +141,15 @@ def test_bad_rerank_input_is_one_line_before_the_model_loads(dl, capsys, change,
     assert err.startswith("rlpost: error: ") and expected in err and len(err.splitlines()) == 1, err
 
 
-def test_an_empty_candidate_list_and_missing_inputs_are_one_line(dl, capsys):
+def test_an_empty_candidate_list_and_missing_inputs_are_one_line(dl, capsys, tmp_path):
     dl["candidates"].write_text(json.dumps([{"query": "q", "hits": []}]))
+    empty_list, no_topics = tmp_path / "none.json", tmp_path / "none.tsv"
+    empty_list.write_text("[]")
+    no_topics.write_text("\n")
     for argv, expected in (
         (["--candidates", str(dl["candidates"])], "has an empty candidate list"),
+        (["--candidates", str(empty_list)], "no queries (expected a JSON list of {query, hits} objects, got an empty list)"),
+        (["--topics", str(no_topics), "--corpus", str(dl["corpus"])], "no topics (expected 'qid<TAB>query' lines)"),
         ([], "rerank needs --candidates FILE.json, or --topics"),
         (["--run", str(dl["run"])], "rerank needs --candidates FILE.json, or --topics"),
         (["--candidates", str(dl["candidates"]), "--corpus", str(dl["corpus"])], "not both"),

@@ -62,6 +62,8 @@ def read_topics(path: str | Path) -> dict[str, str]:
         if not sep or not text.strip():
             raise DataError(f"{path} line {n}: expected 'qid<TAB>query'")
         topics[qid.strip()] = text.strip()
+    if not topics:
+        raise DataError(f"{path}: no topics (expected 'qid<TAB>query' lines)")
     return topics
 
 
@@ -77,6 +79,8 @@ def read_candidates(path: str | Path) -> list[dict[str, Any]]:
         raise DataError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(items, list):
         raise DataError(f"{path}: expected a JSON list of {{query, hits}} objects")
+    if not items:
+        raise DataError(f"{path}: no queries (expected a JSON list of {{query, hits}} objects, got an empty list)")
     out, seen = [], set()
     for i, item in enumerate(items):
         hits = item.get("hits") if isinstance(item, dict) else None
