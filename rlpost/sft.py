@@ -99,7 +99,10 @@ def sft_learner_config(cfg: Config) -> Config:
 
 def sft_examples(sc: SFTConfig, records: list[dict], prompt_ids: list[list[int]], tokenizer) -> list[SFTExample]:
     """Each record's prompt and rendered target (then EOS); with ``sc.rank_weight``, also the target's score
-    slots (``sc.rank_pattern``'s matches, one per ``rank_gains`` entry) and its ranking group (``rank_group``)."""
+    slots (``sc.rank_pattern``'s matches, one per ``rank_gains`` entry) and its ranking group (``rank_group``).
+    A record with ``rank_answer`` has its slots read in that answer, rendered with the same template, instead:
+    the answer inference reads scores from (GroupRank's direct scoring fills every score with 0; under the
+    gold answer each score would follow the gold scores before it, which inference never sees)."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     groups: dict[str, int] = {}
     out = []
@@ -111,8 +114,12 @@ def sft_examples(sc: SFTConfig, records: list[dict], prompt_ids: list[list[int]]
         if "rank_gains" not in r or "rank_group" not in r:
             raise ConfigError(f"sft.rank_weight needs records with rank_gains and rank_group (a reranking task); SFT record {i} has: {', '.join(r)}")
         ids, slots = score_slots(text, tokenizer, sc.rank_pattern, expected=len(r["rank_gains"]))
+        rank_ids = []
+        if "rank_answer" in r:
+            ranked = render_template(sc.target_template, {**r, "answer": r["rank_answer"]})
+            rank_ids, slots = score_slots(ranked, tokenizer, sc.rank_pattern, expected=len(r["rank_gains"]))
         group = groups.setdefault(str(r["rank_group"]), len(groups))
-        out.append(SFTExample(p, ids + eos, slots, [float(g) for g in r["rank_gains"]], group))
+        out.append(SFTExample(p, ids + eos, slots, [float(g) for g in r["rank_gains"]], group, rank_ids))
     return out
 
 

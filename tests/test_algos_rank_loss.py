@@ -90,3 +90,35 @@ def test_the_ranking_term_orders_what_a_constant_target_cannot(tiny_model_path, 
         assert m["rank_pairs"] == 1 and good > bad + 0.5
     else:
         assert "rank" not in m and abs(good - bad) < 0.5
+
+
+def test_the_ranking_term_reads_the_scores_in_rank_ids_when_given(tiny_model_path):
+    """GroupRank's SFT examples carry rank_ids, the zero-filled answer direct scoring reads: the ranking term
+    is RankNet on the expected scores at the slots of that completion (one forward shares the prompt), not
+    on the gold answer's, where each score follows the gold scores before it."""
+    from rlpost.config import Config
+    from rlpost.learner.learner import Learner
+    from rlpost.models.forward import completion_logits
+    from rlpost.ranking.slots import digit_ids, score_slots
+
+    base = Config().model_dump()
+    base["sft"].update(rank_weight=1.0)
+    base["optim"].update(lr=0.0, warmup_steps=0)
+    learner = Learner(Config.model_validate(base), tiny_model_path)
+    tok = learner.tokenizer
+    gold, gold_slots = score_slots("<answer>7 0</answer>", tok, expected=2)
+    zero, zero_slots = score_slots("<answer>0 0</answer>", tok, expected=2)
+    prompt = tok("q: fish d1: fish tank d2: stock fell", add_special_tokens=False).input_ids
+
+    def ranknet(ids: list[int], slots: list[int]) -> float:
+        with torch.no_grad():
+            logits, _, _ = completion_logits(learner.model, [prompt], [ids], learner.pad_id)
+        s = expected_scores(logits[0, slots], digit_ids(tok), digit_values(10))
+        return pairwise_logistic(s, torch.tensor([2.0, 0.0]), torch.tensor([0, 0]))[0].item()
+
+    read_zero = learner.sft_step([SFTExample(prompt, gold, zero_slots, [2.0, 0.0], 0, rank_ids=zero)])
+    read_gold = learner.sft_step([SFTExample(prompt, gold, gold_slots, [2.0, 0.0], 0)])
+    assert read_zero["rank"] == pytest.approx(ranknet(zero, zero_slots), abs=1e-4)
+    assert read_gold["rank"] == pytest.approx(ranknet(gold, gold_slots), abs=1e-4)
+    assert abs(read_zero["rank"] - read_gold["rank"]) > 1e-3  # the two contexts give the second slot different scores
+    assert read_zero["ce"] == pytest.approx(read_gold["ce"], abs=1e-5)  # cross-entropy is on the gold answer either way

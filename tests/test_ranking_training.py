@@ -154,6 +154,7 @@ def test_the_tiny_recipes_sft_examples_carry_score_slots_for_the_ranking_term(re
     from rlpost.data.recipe import encode_prompts, load_split
     from rlpost.learner.learner import rank_pairs
     from rlpost.models.loading import load_tokenizer, resolve_model_path
+    from rlpost.ranking.prompts import grouprank_direct
     from rlpost.ranking.slots import digit_ids
     from rlpost.sft import sft_examples
 
@@ -165,7 +166,11 @@ def test_the_tiny_recipes_sft_examples_carry_score_slots_for_the_ranking_term(re
     digits = digit_ids(tokenizer)
     for e, r in zip(examples, records):
         assert len(e.slots) == slots_per_example and e.gains == [float(g) for g in r["rank_gains"]]
-        assert [e.target_ids[s] for s in e.slots] == [digits[int(str(int(g))[0])] for g in (r["gold"] if recipe == "grouprank" else [r["answer"]])]
+        if recipe == "grouprank":  # read where direct scoring reads them: the answer with every score 0
+            assert [e.rank_ids[s] for s in e.slots] == [digits[0]] * slots_per_example
+            assert e.rank_ids == tokenizer(grouprank_direct(3), add_special_tokens=False).input_ids  # the recipe's template is that answer's
+        else:
+            assert [e.target_ids[s] for s in e.slots] == [digits[int(r["answer"][0])]] and not e.rank_ids
     assert rank_pairs(examples) > 0
     with pytest.raises(ConfigError, match="finds 0 scores"):
         sft_examples(cfg.sft.model_copy(update={"target_template": "no score here"}), records, [[1]] * len(records), tokenizer)

@@ -140,12 +140,18 @@ class Learner:
         sums, finite = {"ce": 0.0, "rank": 0.0}, True
         for chunk in sft_micro_batches(examples, self.cfg.train.micro_batch_size):
             part = [examples[i] for i in chunk]
+            # examples whose scores are read in another completion (rank_ids) add it as a row of the same forward,
+            # sharing the prompt's pass
+            extra = [e for e in part if e.rank_ids] if pairs else []
             with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32):
-                logits, targets, mask = completion_logits(self.model, [e.prompt_ids for e in part], [e.target_ids for e in part], self.pad_id)
-            ce = -(token_logprobs(logits, targets) * mask).sum() / tokens
+                logits, targets, mask = completion_logits(
+                    self.model, [e.prompt_ids for e in part + extra], [e.target_ids for e in part] + [e.rank_ids for e in extra], self.pad_id)
+            n = len(part)
+            ce = -(token_logprobs(logits[:n], targets[:n]) * mask[:n]).sum() / tokens
             loss = ce
             if pairs:
-                rank_sum = self._rank_sum(part, logits)
+                row = iter(range(n, n + len(extra)))
+                rank_sum = self._rank_sum(part, logits, [next(row) if e.rank_ids else r for r, e in enumerate(part)])
                 loss = ce + sc.rank_weight * rank_sum / pairs
                 sums["rank"] += rank_sum.item() / pairs
             finite = finite and bool(torch.isfinite(loss))
@@ -160,11 +166,12 @@ class Learner:
             out.update(rank=sums["rank"], rank_pairs=pairs)
         return out
 
-    def _rank_sum(self, part: list[SFTExample], logits: torch.Tensor) -> torch.Tensor:
-        """The pairwise ranking loss summed over this micro-batch's pairs (its groups are whole)."""
+    def _rank_sum(self, part: list[SFTExample], logits: torch.Tensor, rows_of: list[int]) -> torch.Tensor:
+        """The pairwise ranking loss summed over this micro-batch's pairs (its groups are whole); example i's
+        slots are read in row ``rows_of[i]`` of ``logits``."""
         if self._digit_ids is None:
             self._digit_ids = digit_ids(self.tokenizer)
-        rows = [r for r, e in enumerate(part) for _ in e.slots]
+        rows = [rows_of[i] for i, e in enumerate(part) for _ in e.slots]
         cols = [c for e in part for c in e.slots]
         scores = expected_scores(logits[rows, cols], self._digit_ids, digit_values())
         gains = torch.tensor([g for e in part for g in e.gains])

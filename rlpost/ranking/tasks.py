@@ -108,7 +108,8 @@ def grouprank(
     """One record per group: ``question`` (the GroupRank user message), ``system`` (its rubric), ``answer``
     (the target JSON object, each member's grade score), ``gold`` (the members' gains 0..10 in
     presentation order), ``relevant`` (grade >= ``positive_grade``), ``qid`` and ``docids``; ``rank_gains``
-    (the members' grades) and ``rank_group`` (the group) for SFT's ranking term.
+    (the members' grades), ``rank_group`` (the group) and ``rank_answer`` (every score 0: the answer direct
+    scoring reads) for SFT's ranking term.
 
     Groups are cut by interval sampling (stride ``len(pool) // group_size``, a seeded offset) and shown in
     a seeded shuffled order; a query's ``groups_per_query`` groups use different offsets where the stride
@@ -133,5 +134,6 @@ def grouprank(
                 "gold": [float(s) for s in gains], "relevant": [m["grade"] >= positive_grade for m in members],
                 "qid": pool["qid"], "group": g, "docids": [m["docid"] for m in members],
                 "rank_gains": [m["grade"] for m in members], "rank_group": f"{pool['qid']}:{g}",
+                "rank_answer": json.dumps({f"[{i}]": 0 for i in range(1, size + 1)}),  # as direct scoring reads it
             })
     return records
