@@ -17,8 +17,8 @@ from rlpost.data import PromptDataset, render_template
 from rlpost.data.recipe import encode_prompts, load_split
 from rlpost.learner.learner import Learner
 from rlpost.learner.modes import check_update_mode
-from rlpost.placement import check_resources
 from rlpost.models.loading import load_tokenizer, resolve_model_path
+from rlpost.placement import check_resources
 from rlpost.ranking.slots import score_slots
 from rlpost.types import SFTExample
 
@@ -28,6 +28,8 @@ def sft_fingerprint(cfg: Config) -> str:
     blob = json.dumps(
         {"model": cfg.model.model_dump(), "data": cfg.data.model_dump(), "sft": cfg.sft.model_dump(exclude={"output_dir", "log_every"}), "seed": cfg.run.seed,
          **({"lora": cfg.learner.lora.model_dump()} if cfg.sft.update == "lora" else {}),
+         # 2: the ranking term reads a record's rank_answer where it has one (GroupRank's zero-filled answer)
+         **({"rank_reads": 2} if cfg.sft.rank_weight > 0 else {}),
          "tokenizer": 2},  # 2: the tiny models' tokenizer keeps whitespace; older SFT folders lost it
         sort_keys=True,
     )
