@@ -56,7 +56,8 @@ def submit(recipe: str, overrides: list[str], address: str | None = None, workin
     url = job_address(address)
     client = JobSubmissionClient(url)
     runtime_env = {"working_dir": str(Path(working_dir).resolve()), "excludes": EXCLUDES, "env_vars": actor_env()}
-    job = client.submit_job(entrypoint=entrypoint(recipe, overrides, python), runtime_env=runtime_env, submission_id=job_id)
+    job = when_agent_ready(lambda: client.submit_job(entrypoint=entrypoint(recipe, overrides, python), runtime_env=runtime_env,
+                                                     submission_id=job_id), url)
     echo(f"submitted job {job} to {url}")
     if not wait:
         echo(f"watch it: ray job logs -f {job} --address {url}; stop it: ray job stop {job} --address {url}")
@@ -73,6 +74,25 @@ def submit(recipe: str, overrides: list[str], address: str | None = None, workin
         return 1
     echo(f"job {job} succeeded")
     return 0
+
+
+AGENT_WAIT_S = 60.0  # a head started moments ago answers "No available agent to submit job" until its agent is up
+
+
+def when_agent_ready(send, url: str, wait_s: float = AGENT_WAIT_S, poll_s: float = 1.0):
+    """``send()`` (a job submission), tried again while the job server has no agent to take it yet."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return send()
+        except RuntimeError as e:
+            if "No available agent" not in str(e):
+                raise
+            if time.monotonic() > deadline:
+                raise ConfigError(f"--address {url}: the Ray job server had no agent to take the job for {wait_s:g} s; "
+                                  "is the head node's dashboard agent running (its dashboard_agent.log; another Ray cluster on that machine "
+                                  "holding the agent's port, 52365 by default, stops it: `ray start --dashboard-agent-listen-port`)?") from None
+            time.sleep(poll_s)
 
 
 async def _stream_logs(client, job: str, echo) -> None:

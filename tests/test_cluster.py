@@ -58,11 +58,15 @@ def two_nodes():
     gcs = f"127.0.0.1:{port}"
     procs = []
     try:
+        # each node's dashboard agent on a free port: Ray's default (52365) is taken by any other cluster on this machine,
+        # and a head whose agent cannot bind it refuses every job ("No available agent to submit job")
         head = [RAY, "start", "--head", f"--port={port}", f"--dashboard-port={dash}", "--include-dashboard=true", "--num-cpus=2",
+                f"--dashboard-agent-listen-port={free_port()}",
                 f"--temp-dir={tempfile.mkdtemp(prefix='rh', dir='/tmp')}", "--block"]
         procs.append(subprocess.Popen(head, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         wait_for(lambda: answers(dash), "the head's job server")
-        node = [RAY, "start", f"--address={gcs}", "--num-cpus=2", f"--temp-dir={tempfile.mkdtemp(prefix='rn', dir='/tmp')}", "--block"]
+        node = [RAY, "start", f"--address={gcs}", "--num-cpus=2", f"--dashboard-agent-listen-port={free_port()}",
+                f"--temp-dir={tempfile.mkdtemp(prefix='rn', dir='/tmp')}", "--block"]
         procs.append(subprocess.Popen(node, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         wait_for(lambda: nodes_alive(gcs, env) == 2, "the second node")
         os.environ["RAY_AUTH_MODE"] = "disabled"  # the client side of this cluster
@@ -99,3 +103,24 @@ def test_a_run_submitted_to_a_two_node_cluster_trains_with_two_workers_and_two_r
     rc = submit("quickstart", base + [f"run.output_dir={tmp_path / 'big'}", "cluster.rollout_workers=4"],
                 address=two_nodes, working_dir=str(REPO), python=sys.executable, echo=log.append)
     assert rc == 1 and "the run starts 5 actors" in log[-1] and "has 4 CPUs" in log[-1]
+
+
+def test_a_submission_waits_for_the_job_servers_agent_then_says_why_in_one_line():
+    """A head started moments ago refuses jobs ("No available agent to submit job, please try again later")
+    until its agent is up: submit tries again for a while; any other error is raised at once."""
+    from rlpost.config import ConfigError
+    from rlpost.submit import when_agent_ready
+
+    answers = iter([RuntimeError("Request failed with status code 500: No available agent to submit job, please try again later.")] * 2 + ["job-1"])
+
+    def send():
+        a = next(answers)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    assert when_agent_ready(send, "http://h:8265", wait_s=5, poll_s=0.01) == "job-1"
+    with pytest.raises(ConfigError, match="had no agent to take the job for 0.05 s"):
+        when_agent_ready(lambda: (_ for _ in ()).throw(RuntimeError("No available agent")), "http://h:8265", wait_s=0.05, poll_s=0.01)
+    with pytest.raises(RuntimeError, match="status code 400"):
+        when_agent_ready(lambda: (_ for _ in ()).throw(RuntimeError("Request failed with status code 400")), "http://h:8265", wait_s=5)
