@@ -53,8 +53,9 @@ def run_sft(cfg: Config) -> Path:
     records = load_split(cfg, cfg.data.train_split, sft=True)
     check_resources(cfg.cluster, cfg.model, actors=1)
     base = str(resolve_model_path(cfg.model))
+    learner_cfg = sft_learner_config(cfg)
     try:
-        check_update_mode(sft_learner_config(cfg), base)
+        check_update_mode(learner_cfg, base)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     tokenizer = load_tokenizer(base)
@@ -66,7 +67,7 @@ def run_sft(cfg: Config) -> Path:
     data = PromptDataset([{"group": e.group} for e in examples], seed=cfg.run.seed, cohort="group" if sc.rank_weight > 0 else None)
     with console.phase(f"start the SFT learner ({cfg.cluster.mode}, {sc.update} weights)", None):
         start_cluster(cfg.cluster)
-        learner = spawn(Learner, cfg.cluster, "sft learner", sft_learner_config(cfg), base, num_gpus=cfg.cluster.learner_gpus)
+        learner = spawn(Learner, cfg.cluster, "sft learner", learner_cfg, base, num_gpus=cfg.cluster.learner_gpus)
         learner.call("ready")
     try:
         with console.phase("sft", sc.steps, "steps", every=sc.log_every) as bar:

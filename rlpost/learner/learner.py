@@ -140,18 +140,22 @@ class Learner:
         sums, finite = {"ce": 0.0, "rank": 0.0}, True
         for chunk in sft_micro_batches(examples, self.cfg.train.micro_batch_size):
             part = [examples[i] for i in chunk]
-            # examples whose scores are read in another completion (rank_ids) add it as a row of the same forward,
-            # sharing the prompt's pass
-            extra = [e for e in part if e.rank_ids] if pairs else []
+            # an example whose scores are read in another completion (rank_ids) adds it as a row of the same forward,
+            # sharing the prompt's pass; rank_row[i]: the row where example i's slots are
+            n, extra, rank_row = len(part), [], []
+            for r, e in enumerate(part):
+                if pairs and e.rank_ids:
+                    rank_row.append(n + len(extra))
+                    extra.append(e)
+                else:
+                    rank_row.append(r)
             with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32):
                 logits, targets, mask = completion_logits(
                     self.model, [e.prompt_ids for e in part + extra], [e.target_ids for e in part] + [e.rank_ids for e in extra], self.pad_id)
-            n = len(part)
             ce = -(token_logprobs(logits[:n], targets[:n]) * mask[:n]).sum() / tokens
             loss = ce
             if pairs:
-                row = iter(range(n, n + len(extra)))
-                rank_sum = self._rank_sum(part, logits, [next(row) if e.rank_ids else r for r, e in enumerate(part)])
+                rank_sum = self._rank_sum(part, logits, rank_row)
                 loss = ce + sc.rank_weight * rank_sum / pairs
                 sums["rank"] += rank_sum.item() / pairs
             finite = finite and bool(torch.isfinite(loss))

@@ -29,9 +29,14 @@ ERANK_DIRECT = "<think></think><answer>"  # the answer's prefix when scoring wit
 GROUPRANK_ANSWER = "<reason></reason>\n<answer>\n```json\n{answer}\n```\n</answer>"  # an answer without reasoning
 
 
+def grouprank_json(scores: Sequence[int]) -> str:
+    """GroupRank's answer object: member ``[k]``'s score, k from 1 in presentation order."""
+    return json.dumps({f"[{k}]": s for k, s in enumerate(scores, 1)})
+
+
 def grouprank_direct(size: int) -> str:
     """GroupRank's answer without reasoning for a group of ``size``, every score 0 (what direct scoring feeds)."""
-    return GROUPRANK_ANSWER.format(answer=json.dumps({f"[{k}]": 0 for k in range(1, size + 1)}))
+    return GROUPRANK_ANSWER.format(answer=grouprank_json([0] * size))
 
 GROUPRANK_SYSTEM = """You rank documents by how much they help with the user's query.
 Judge usefulness first (does it give information, a solution or a direct answer the user can act on?)

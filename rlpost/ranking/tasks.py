@@ -12,7 +12,6 @@ grade g maps to the score ``scores[g]`` (ERank answers it; GroupRank's JSON give
 """
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from rlpost.data.errors import DataError
 from rlpost.data.paths import shared_data_path
 from rlpost.data.tasks import TASKS, Record, _check_split
-from rlpost.ranking.prompts import GROUPRANK_SYSTEM, erank_prompt, grouprank_prompt
+from rlpost.ranking.prompts import GROUPRANK_SYSTEM, erank_prompt, grouprank_json, grouprank_prompt
 from rlpost.ranking.trec import read_candidates, read_qrels
 
 DATASETS = {
@@ -130,10 +129,10 @@ def grouprank(
             gains = [_score(m["grade"], scores) for m in members]
             records.append({
                 "question": grouprank_prompt(pool["query"], [m["text"] for m in members]), "system": GROUPRANK_SYSTEM,
-                "answer": json.dumps({f"[{i}]": s for i, s in enumerate(gains, 1)}),
+                "answer": grouprank_json(gains),
                 "gold": [float(s) for s in gains], "relevant": [m["grade"] >= positive_grade for m in members],
                 "qid": pool["qid"], "group": g, "docids": [m["docid"] for m in members],
                 "rank_gains": [m["grade"] for m in members], "rank_group": f"{pool['qid']}:{g}",
-                "rank_answer": json.dumps({f"[{i}]": 0 for i in range(1, size + 1)}),  # as direct scoring reads it
+                "rank_answer": grouprank_json([0] * size),  # as direct scoring reads it
             })
     return records

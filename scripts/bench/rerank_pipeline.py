@@ -47,6 +47,18 @@ def phase_minutes(log: Path) -> dict[str, float]:
     return out
 
 
+def rerank(args, model: Path, dataset: str, stem: str, weights: list[float], extra: list[str], out: Path) -> tuple[float, dict]:
+    """`rlpost rerank` of ``dataset``'s BM25 top ``args.top`` with ``model``, fused at each of ``weights``;
+    (minutes, the metrics it wrote beside <out>/<stem>.trec)."""
+    folder, qrels = SETS[dataset]
+    trec = out / f"{stem}.trec"
+    minutes = timed(
+        ["rerank", "--model", str(model), "--method", args.method, "--candidates", str(folder / "bm25_top100.rank_llm.json"),
+         "--qrels", str(folder / qrels), "--top", str(args.top), "--out", str(trec), "--hybrid", *map(str, weights),
+         "--relevance-level", "2", "--threads", str(args.threads), *extra], out / f"{stem}-rerank.log")
+    return minutes, json.loads(trec.with_name(trec.name + ".json").read_text())
+
+
 def row(metrics: dict) -> dict:
     return {"nDCG@10": metrics["ndcg_cut_10"], "recall@100": metrics.get("recall_100")}
 
@@ -79,30 +91,21 @@ def main() -> None:
     if train_log.is_file():  # also when a finished run is reused
         minutes.update(phase_minutes(train_log))
     rows, results = {}, {}
+    extra = ["--group-size", str(args.group_size), "--max-new-tokens", str(cfg.rollout.max_new_tokens),
+             *(["--direct"] if args.direct else [])] if args.method == "grouprank" else []
+    weights = [args.hybrid, *(GRID if args.tune_hybrid else [])]
+    label = f"{args.method} top {args.top}"
     for stage, model in (("SFT", run / "sft"), ("SFT + RL", run / "final")):
         name = f"{cfg.run.name}-{stage.replace(' + ', '-').lower()}"
-        extra = ["--group-size", str(args.group_size), "--max-new-tokens", str(cfg.rollout.max_new_tokens),
-                 *(["--direct"] if args.direct else [])] if args.method == "grouprank" else []
-        weights = [args.hybrid, *(GRID if args.tune_hybrid else [])]
-
-        def rerank(dataset: str) -> dict:
-            folder, qrels = SETS[dataset]
-            stem = name + ("" if dataset == "DL19" else f"-{dataset.lower()}")
-            trec = out / f"{stem}.trec"
-            minutes[f"rerank {dataset} ({stage})"] = timed(
-                ["rerank", "--model", str(model), "--method", args.method, "--candidates", str(folder / "bm25_top100.rank_llm.json"),
-                 "--qrels", str(folder / qrels), "--top", str(args.top), "--out", str(trec), "--hybrid", *map(str, weights),
-                 "--relevance-level", "2", "--threads", str(args.threads), *extra], out / f"{stem}-rerank.log")
-            return json.loads(trec.with_name(trec.name + ".json").read_text())
-
-        results[stage] = metrics = rerank("DL19")
-        label = f"{args.method} top {args.top}"
+        minutes[f"rerank DL19 ({stage})"], metrics = rerank(args, model, "DL19", name, weights, extra, out)
+        results[stage] = metrics
         rows["BM25"] = row(metrics["first stage"])
         rows[f"{stage}: {label}"] = row(metrics[label])
         if args.hybrid:
             rows[f"{stage}: hybrid {args.hybrid:g}"] = row(metrics[f"hybrid {args.hybrid:g}"])
         if args.tune_hybrid:
-            results[f"{stage} on DL20"] = train = rerank("DL20")
+            minutes[f"rerank DL20 ({stage})"], train = rerank(args, model, "DL20", f"{name}-dl20", weights, extra, out)
+            results[f"{stage} on DL20"] = train
             best = max([label, *(f"hybrid {w:g}" for w in GRID)], key=lambda k: train[k]["ndcg_cut_10"])
             rows[f"{stage}: {best} (chosen on DL20: {train[best]['ndcg_cut_10']:.4f})"] = row(metrics[best])
     load["after"] = loadavg()
