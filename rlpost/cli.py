@@ -331,13 +331,14 @@ def cmd_rerank(args) -> int:
     if args.method == "erank":
         from rlpost.ranking.rerankers import ERankReranker
 
-        reranker = ERankReranker(model, args.dtype, args.instruction, args.batch_size, args.max_doc_tokens, args.threads, device)
+        reranker = ERankReranker(model, args.dtype, args.instruction, args.batch_size, args.max_doc_tokens, args.threads, device,
+                                 layout=args.layout)
     else:
         from rlpost.ranking.rerankers import GroupRankReranker
 
         reranker = GroupRankReranker(model, args.dtype, args.group_size, args.passes, args.seed, batch_size=args.batch_size,
                                      max_new_tokens=args.max_new_tokens, threads=args.threads, max_doc_tokens=args.max_doc_tokens,
-                                     device=device, direct=args.direct)
+                                     device=device, direct=args.direct, layout=args.layout)
     label = f"{args.method} top {args.top}"
     runs: dict[str, dict[str, list]] = {"first stage": {}, label: {}}
     runs.update({f"hybrid {w:g}": {} for w in weights})
@@ -399,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """The command line as a Namespace (``fn``: the command), or UsageError."""
+    from rlpost.ranking.prompts import LAYOUTS  # a constant: imports nothing heavy
+
     parser = _Parser(prog="rlpost", description="RL post-training for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("recipes", help="list recipes").set_defaults(fn=cmd_recipes)
@@ -446,6 +449,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: CUDA when this machine has it")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward (erank) or generations per batch (grouprank)")
     p.add_argument("--instruction", default="semantic", help="erank: relevance definition, or a key: semantic, followir, bright_stackexchange")
+    p.add_argument("--layout", default="query-first", choices=LAYOUTS,
+                   help="the prompt's order of query and document(s), as the model was trained (the task's layout)")
     p.add_argument("--max-doc-tokens", type=int, default=256, help="documents cut to this many tokens")
     p.add_argument("--group-size", type=int, default=20, help="grouprank: documents per prompt")
     p.add_argument("--passes", type=int, default=1, help="grouprank: shuffled passes averaged (test-time scaling)")

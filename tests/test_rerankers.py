@@ -13,6 +13,7 @@ import torch
 
 from rlpost.cli import main
 from rlpost.config import ConfigError
+from rlpost.data import DataError
 from rlpost.ranking.rerankers import ERankReranker, GroupRankReranker
 from rlpost.ranking.scores import groups
 
@@ -49,6 +50,34 @@ def test_rerank_returns_every_document_best_first(tiny_model_path):
     assert batch[1][0].docid == "x"
     with pytest.raises(ConfigError, match="the candidate list is empty"):
         r.rerank(QUERY, [])
+
+
+def test_the_query_last_layout_is_the_prompt_the_task_trains_on(tiny_model_path, tmp_path):
+    """An ERank reranker with layout query-last scores the erank task's user message with that layout (the
+    document block before the query block, the rest unchanged), which changes the scores; GroupRank's task
+    puts its documents before the query; an unknown layout is one line before the model loads."""
+    from rlpost.data.tasks import load_task
+    from rlpost.ranking.prompts import ERANK_DIRECT, erank_prompt, render
+
+    (tmp_path / "c.json").write_text(json.dumps([{"query": QUERY, "hits": [{"qid": 1, "docid": "a", "score": 1, "content": DOCS[0]}]}]))
+    (tmp_path / "q.txt").write_text("1 0 a 1\n")
+    record = load_task("erank", "train", train={"candidates": str(tmp_path / "c.json"), "qrels": str(tmp_path / "q.txt")},
+                       layout="query-last")[0]
+    last, first = ERankReranker(tiny_model_path, layout="query-last", max_doc_tokens=None), ERankReranker(tiny_model_path)
+    assert last.prompt(QUERY, DOCS[0]) == render(last.tokenizer, record["question"], answer_prefix=ERANK_DIRECT)
+    text = record["question"]
+    swapped = text.replace(f"Document:\n{DOCS[0]}\n\nQuery:\n{QUERY}", f"Query:\n{QUERY}\n\nDocument:\n{DOCS[0]}")
+    assert text.index("Document:") < text.index("Query:") and swapped == erank_prompt(QUERY, DOCS[0])
+    assert not torch.allclose(last.distributions([(QUERY, DOCS[0])]), first.distributions([(QUERY, DOCS[0])]))
+    with pytest.raises(ConfigError, match="erank layout 'sideways' is unknown"):
+        ERankReranker("/nowhere", layout="sideways")
+    with pytest.raises(DataError, match="erank layout 'sideways' is unknown"):
+        load_task("erank", "train", train={"candidates": str(tmp_path / "c.json"), "qrels": str(tmp_path / "q.txt")}, layout="sideways")
+    group = load_task("grouprank", "train", train={"candidates": str(tmp_path / "c.json"), "qrels": str(tmp_path / "q.txt")},
+                      group_size=1, groups_per_query=1, layout="query-last")[0]["question"]
+    assert group.index("Documents:\n[1]. Goldfish") < group.index(f"Query:\n{QUERY}")
+    with pytest.raises(ConfigError, match="grouprank layout 'sideways' is unknown"):
+        GroupRankReranker("/nowhere", layout="sideways")
 
 
 def test_grouprank_scores_every_group_and_ranks_unscored_documents_last(tiny_model_path):

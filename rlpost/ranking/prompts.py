@@ -25,6 +25,24 @@ Reason about it first, then commit to exactly one integer from 0 to 10
 (0 = unrelated, 10 = fully relevant).
 Reply as: <think> your reasoning </think><answer> the integer, nothing else </answer>"""
 
+# Each prompt in two layouts: the papers' (the query first), and the same message with the document block(s)
+# before the query block, so the query sits next to where the scores are read (our proposal for small models:
+# linear probes on SmolLM2-135M's hidden states at ERank's score position read relevance with the query last
+# and hardly any with it first; docs/benchmarks.md). Train and rerank with the same layout.
+LAYOUTS = ("query-first", "query-last")
+
+
+def unknown_layout(layout: str) -> str | None:
+    """The one-line complaint about a layout that is not one of LAYOUTS, else None."""
+    return None if layout in LAYOUTS else f"layout {layout!r} is unknown (known: {', '.join(LAYOUTS)})"
+
+
+def _query_last(template: str, block: str) -> str:
+    return template.replace(f"Query:\n{{query}}\n\n{block}", f"{block}\n\nQuery:\n{{query}}")
+
+
+ERANK_LAYOUTS = {"query-first": ERANK, "query-last": _query_last(ERANK, "Document:\n{document}")}
+
 ERANK_DIRECT = "<think></think><answer>"  # the answer's prefix when scoring without reasoning
 GROUPRANK_ANSWER = "<reason></reason>\n<answer>\n```json\n{answer}\n```\n</answer>"  # an answer without reasoning
 
@@ -70,18 +88,20 @@ Answer in two parts and write nothing outside them:
 Every one of the {c} documents must appear as a key, and every value must be an integer from 0 to 10."""
 
 GROUP_DOC_CHARS = 3000
+GROUPRANK_LAYOUTS = {"query-first": GROUPRANK, "query-last": _query_last(GROUPRANK, "Documents:\n{docs}")}
 
 
-def erank_prompt(query: str, document: str, instruction: str = "semantic") -> str:
-    """ERank's user message; ``instruction``: a key of INSTRUCTIONS or the relevance definition itself."""
-    return ERANK.format(instruction=INSTRUCTIONS.get(instruction, instruction), query=query, document=document)
+def erank_prompt(query: str, document: str, instruction: str = "semantic", layout: str = "query-first") -> str:
+    """ERank's user message; ``instruction``: a key of INSTRUCTIONS or the relevance definition itself;
+    ``layout``: one of LAYOUTS (checked by the callers)."""
+    return ERANK_LAYOUTS[layout].format(instruction=INSTRUCTIONS.get(instruction, instruction), query=query, document=document)
 
 
-def grouprank_prompt(query: str, documents: Sequence[str]) -> str:
+def grouprank_prompt(query: str, documents: Sequence[str], layout: str = "query-first") -> str:
     """GroupRank's user message: documents numbered [1].. in presentation order, newlines collapsed, each cut
-    at GROUP_DOC_CHARS characters."""
+    at GROUP_DOC_CHARS characters; ``layout``: one of LAYOUTS (checked by the callers)."""
     docs = "".join(f"[{i}]. {' '.join(d.split())[:GROUP_DOC_CHARS]}\n\n" for i, d in enumerate(documents, 1))
-    return GROUPRANK.format(c=len(documents), query=query, docs=docs.rstrip())
+    return GROUPRANK_LAYOUTS[layout].format(c=len(documents), query=query, docs=docs.rstrip())
 
 
 def render(tokenizer, user: str, system: str | None = None, answer_prefix: str = "") -> list[int]:

@@ -19,7 +19,7 @@ import torch
 from rlpost.algos.rank_loss import digit_values, expected_scores
 from rlpost.config import ConfigError
 from rlpost.ranking.parsing import parse_grouprank_lenient
-from rlpost.ranking.prompts import ERANK_DIRECT, GROUPRANK_SYSTEM, erank_prompt, grouprank_direct, grouprank_prompt, render
+from rlpost.ranking.prompts import ERANK_DIRECT, GROUPRANK_SYSTEM, unknown_layout, erank_prompt, grouprank_direct, grouprank_prompt, render
 from rlpost.ranking.scores import groups, merge_passes
 from rlpost.ranking.slots import digit_ids, score_slots
 
@@ -76,15 +76,17 @@ class Reranker:
 class ERankReranker(Reranker):
     def __init__(
         self, model_path: str, dtype: str = "float32", instruction: str = "semantic", batch_size: int = 16,
-        max_doc_tokens: int | None = 256, threads: int | None = None, device: str = "cpu",
+        max_doc_tokens: int | None = 256, threads: int | None = None, device: str = "cpu", layout: str = "query-first",
     ) -> None:
         from rlpost.models.loading import load_model, load_tokenizer
 
+        if problem := unknown_layout(layout):
+            raise ConfigError(f"erank {problem}; use the one the model was trained with")
         if threads:
             torch.set_num_threads(threads)
         self.model = load_model(model_path, dtype, device).eval()
         self.tokenizer = load_tokenizer(model_path)
-        self.instruction, self.batch_size, self.max_doc_tokens = instruction, batch_size, max_doc_tokens
+        self.instruction, self.layout, self.batch_size, self.max_doc_tokens = instruction, layout, batch_size, max_doc_tokens
         self.digits = [self._single_token(str(d)) for d in range(10)]
         ten = self.tokenizer("10", add_special_tokens=False).input_ids
         self.ten = ten[0] if len(ten) == 1 else None  # None: "1" then "0"
@@ -95,11 +97,16 @@ class ERankReranker(Reranker):
             raise ConfigError(f"ERank scoring needs each digit as one token; this tokenizer splits {text!r} into {ids}")
         return ids[0]
 
+    def prompt(self, query: str, document: str) -> list[int]:
+        """Token ids of one pair's prompt, ending in the answer prefix the score follows."""
+        return render(self.tokenizer, erank_prompt(query, self.truncate(document), self.instruction, self.layout),
+                      answer_prefix=ERANK_DIRECT)
+
     def distributions(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
         """P(score = 0..10) [B, 11] after each (query, document) prompt, normalised over the 11 scores."""
         from rlpost.models.forward import next_token_logprobs
 
-        prompts = [render(self.tokenizer, erank_prompt(q, self.truncate(d), self.instruction), answer_prefix=ERANK_DIRECT) for q, d in pairs]
+        prompts = [self.prompt(q, d) for q, d in pairs]
         then = self.digits[1] if self.ten is None else None  # "10" is "1" then "0": what follows "1" splits P("1")
         first, after_one = next_token_logprobs(self.model, prompts, self.tokenizer.pad_token_id, self.batch_size, then)
         probs = first.exp()
@@ -135,13 +142,15 @@ class GroupRankReranker(Reranker):
     def __init__(
         self, model_path: str, dtype: str = "float32", group_size: int = 20, passes: int = 1, seed: int = 0,
         temperature: float = 0.3, top_p: float = 0.8, max_new_tokens: int = 512, batch_size: int = 8, threads: int | None = None,
-        max_doc_tokens: int | None = None, device: str = "cpu", direct: bool = False,
+        max_doc_tokens: int | None = None, device: str = "cpu", direct: bool = False, layout: str = "query-first",
     ) -> None:
         from rlpost.models.loading import load_model, load_tokenizer
         from rlpost.rollout.hf_engine import HFEngine
 
         if group_size < 1 or passes < 1:
             raise ConfigError(f"group_size and passes must be at least 1, got {group_size} and {passes}")
+        if problem := unknown_layout(layout):
+            raise ConfigError(f"grouprank {problem}; use the one the model was trained with")
         self.tokenizer = load_tokenizer(model_path)
         if direct:
             if threads:
@@ -150,7 +159,7 @@ class GroupRankReranker(Reranker):
             self.digits = digit_ids(self.tokenizer)
         else:
             self.engine = HFEngine(model_path, dtype, seed=seed, batch_size=batch_size, threads=threads, device=device)
-        self.direct, self.batch_size = direct, batch_size
+        self.direct, self.batch_size, self.layout = direct, batch_size, layout
         self.group_size, self.passes, self.seed, self.max_doc_tokens = group_size, passes, seed, max_doc_tokens
         self.sampling = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
 
@@ -167,7 +176,7 @@ class GroupRankReranker(Reranker):
             for r in range(self.passes):
                 jobs += [(qi, r, g) for g in groups([c["docid"] for c in cs], self.group_size, seed=f"{self.seed}:{qid}:{r}")]
         texts = [{c["docid"]: self.truncate(c["text"]) for c in cs} for cs in cands]
-        prompts = [render(self.tokenizer, grouprank_prompt(items[qi][0], [texts[qi][d] for d in g]), GROUPRANK_SYSTEM) for qi, _, g in jobs]
+        prompts = [render(self.tokenizer, grouprank_prompt(items[qi][0], [texts[qi][d] for d in g], self.layout), GROUPRANK_SYSTEM) for qi, _, g in jobs]
         scored = self._direct_scores(prompts, [len(g) for _, _, g in jobs]) if self.direct else self._generated_scores(prompts, jobs)
         passes: list[list[dict[str, float]]] = [[] for _ in cands]
         unparsed = [0] * len(cands)

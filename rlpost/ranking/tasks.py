@@ -23,7 +23,7 @@ from typing import Any
 from rlpost.data.errors import DataError
 from rlpost.data.paths import shared_data_path
 from rlpost.data.tasks import TASKS, Record, _check_split
-from rlpost.ranking.prompts import GROUPRANK_SYSTEM, erank_prompt, grouprank_json, grouprank_prompt
+from rlpost.ranking.prompts import GROUPRANK_SYSTEM, erank_prompt, unknown_layout, grouprank_json, grouprank_prompt
 from rlpost.ranking.trec import Run, read_candidates, read_qrels, read_run
 
 DATASETS = {
@@ -114,17 +114,21 @@ def erank(
     max_doc_chars: int = 2000,
     teacher: str | None = None,
     teacher_weight: float = 1.0,
+    layout: str = "query-first",
 ) -> list[Record]:
-    """One record per (query, candidate): ``question`` (the ERank user message), ``answer`` (the target
+    """One record per (query, candidate): ``question`` (the ERank user message in ``layout``, one of
+    LAYOUTS; rerank with the same), ``answer`` (the target
     score), ``qid``, ``docid``, ``grade``, ``relevant`` (grade >= ``positive_grade``) and ``ref_score``
     (the reference score of ERank's squared-error case: the target, standing in for a teacher's);
     ``rank_gains`` ([the unrounded target]) and ``rank_group`` (the qid) for SFT's ranking term."""
+    if problem := unknown_layout(layout):
+        raise DataError(f"erank {problem}")
     records, scaled = [], read_teacher(teacher, teacher_weight)
     for pool in judged_pools(_split_source("erank", split, train, test), top):
         for c, target in zip(pool["candidates"], targets(pool, scores, scaled, teacher_weight)):
             score = written(target)
             records.append({
-                "question": erank_prompt(pool["query"], c["text"][:max_doc_chars], instruction), "answer": str(score),
+                "question": erank_prompt(pool["query"], c["text"][:max_doc_chars], instruction, layout), "answer": str(score),
                 "qid": pool["qid"], "docid": c["docid"], "grade": c["grade"], "relevant": c["grade"] >= positive_grade,
                 "ref_score": float(score), "rank_gains": [target], "rank_group": pool["qid"],
             })
@@ -144,8 +148,9 @@ def grouprank(
     seed: int = 0,
     teacher: str | None = None,
     teacher_weight: float = 1.0,
+    layout: str = "query-first",
 ) -> list[Record]:
-    """One record per group: ``question`` (the GroupRank user message), ``system`` (its rubric), ``answer``
+    """One record per group: ``question`` (the GroupRank user message in ``layout``), ``system`` (its rubric), ``answer``
     (the target JSON object, each member's target score), ``gold`` (the members' gains 0..10 in
     presentation order), ``relevant`` (grade >= ``positive_grade``), ``qid`` and ``docids``; ``rank_gains``
     (the members' unrounded targets), ``rank_group`` (the group) and ``rank_answer`` (every score 0: the answer direct
@@ -156,6 +161,8 @@ def grouprank(
     allows."""
     if group_size < 1 or groups_per_query < 1:
         raise DataError(f"group_size and groups_per_query must be >= 1, got {group_size} and {groups_per_query}")
+    if problem := unknown_layout(layout):
+        raise DataError(f"grouprank {problem}")
     records, scaled = [], read_teacher(teacher, teacher_weight)
     for pool in judged_pools(_split_source("grouprank", split, train, test), top):
         cands = [{**c, "target": t} for c, t in zip(pool["candidates"], targets(pool, scores, scaled, teacher_weight))]
@@ -169,7 +176,7 @@ def grouprank(
             rng.shuffle(members)
             gains = [written(m["target"]) for m in members]
             records.append({
-                "question": grouprank_prompt(pool["query"], [m["text"] for m in members]), "system": GROUPRANK_SYSTEM,
+                "question": grouprank_prompt(pool["query"], [m["text"] for m in members], layout), "system": GROUPRANK_SYSTEM,
                 "answer": grouprank_json(gains),
                 "gold": [float(s) for s in gains], "relevant": [m["grade"] >= positive_grade for m in members],
                 "qid": pool["qid"], "group": g, "docids": [m["docid"] for m in members],

@@ -93,6 +93,7 @@ def main() -> None:
     rows, results = {}, {}
     extra = ["--group-size", str(args.group_size), "--max-new-tokens", str(cfg.rollout.max_new_tokens),
              *(["--direct"] if args.direct else [])] if args.method == "grouprank" else []
+    extra += ["--layout", cfg.data.task_kwargs.get("layout", "query-first")]  # the prompt the model was trained on
     weights = [args.hybrid, *(GRID if args.tune_hybrid else [])]
     label = f"{args.method} top {args.top}"
     for stage, model in (("SFT", run / "sft"), ("SFT + RL", run / "final")):

@@ -1,0 +1,150 @@
+"""Does a model's ERank score position carry relevance? Linear probes on frozen hidden states (issue 14).
+
+For every (query, passage) pair of the BM25 top K of TREC DL20 (training) and DL19 (test), one forward pass
+over ERank's prompt and answer prefix keeps the last position's hidden state after every layer. Per layer, a
+ridge regression on the qrels grade is fitted on DL20 (its penalty chosen by 6-fold cross-validation over
+DL20's queries) and its scores rerank DL19. The table puts each layer's DL19 nDCG@10 beside BM25's and a
+random order's (the mean of 200 shuffles of the same candidates): a probe near the random order says the
+representation holds no relevance that 54 training queries can read linearly.
+
+    python scripts/bench/rerank_probe.py --model runs/erank-smollm2/sft --threads 2
+    python scripts/bench/rerank_probe.py --model ~/.cache/rlpost/gguf/SmolLM2-135M-Instruct.Q4_1 --prompt short-query-last
+
+Features are cached beside the JSON (<out>/<label>-<split>.npz); --label names them (default: the model
+folder's name and the prompt)."""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import loadavg, machine_info, print_table, write_json  # noqa: E402
+
+# The query after the passage, nearer the score position: the first wording tried, shorter than the
+# ERank message in layout query-last (rlpost.ranking.prompts), which swaps the blocks and keeps the rest.
+QUERY_LAST = """Rate how relevant the document below is to the query, using a whole number from 0 to 10.
+
+Document:
+{document}
+
+Query:
+{query}
+
+How relevant is the document to this query? Reply as: <think> your reasoning </think><answer> the integer from 0 to 10 </answer>"""
+
+
+def features(model_path: str, prompt: str, split: str, top: int, cache: Path) -> dict[str, np.ndarray]:
+    """{x [pairs, layers + 1, hidden], qid, docid, grade} for a split's judged queries, cached in ``cache``."""
+    if cache.exists():
+        return dict(np.load(cache))
+    import torch
+
+    from rlpost.models.forward import left_pad
+    from rlpost.models.loading import load_model, load_tokenizer
+    from rlpost.ranking.prompts import ERANK_DIRECT, erank_prompt, render
+    from rlpost.ranking.tasks import judged_pools
+
+    model, tok = load_model(model_path, "bfloat16", "cpu").eval(), load_tokenizer(model_path)
+
+    def text(query: str, doc: str) -> str:
+        ids = tok(doc, add_special_tokens=False).input_ids
+        doc = doc if len(ids) <= 256 else tok.decode(ids[:256])  # as ERankReranker's max_doc_tokens
+        return QUERY_LAST.format(query=query, document=doc) if prompt == "short-query-last" else erank_prompt(query, doc, layout=prompt)
+
+    meta, prompts = [], []
+    for pool in judged_pools(split, top):
+        for c in pool["candidates"]:
+            meta.append((pool["qid"], c["docid"], c["grade"]))
+            prompts.append(render(tok, text(pool["query"], c["text"]), answer_prefix=ERANK_DIRECT))
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(prompts), 16):
+            ids, mask = left_pad(prompts[start : start + 16], tok.pad_token_id)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                        output_hidden_states=True, logits_to_keep=1)
+            rows.append(torch.stack([h[:, -1, :] for h in out.hidden_states], 1).float().numpy())
+    data = {"x": np.concatenate(rows), "qid": np.array([m[0] for m in meta]), "docid": np.array([m[1] for m in meta]),
+            "grade": np.array([m[2] for m in meta])}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **data)
+    return data
+
+
+def ndcg(data: dict[str, np.ndarray], scores: np.ndarray, qrels: dict) -> float:
+    from rlpost.ranking.trec import evaluate
+
+    run: dict[str, dict[str, float]] = {}
+    for qid, docid, s in zip(data["qid"], data["docid"], scores):
+        run.setdefault(str(qid), {})[str(docid)] = float(s)
+    return evaluate(run, qrels)["ndcg_cut_10"]
+
+
+def ridge(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
+    return np.linalg.solve(x.T @ x + alpha * np.eye(x.shape[1]), x.T @ y)
+
+
+def probe(train: dict, test: dict, layer: int, qrels: dict) -> tuple[float, float, float]:
+    """(alpha, DL20 cross-validated nDCG@10, DL19 nDCG@10) of a ridge probe on one layer."""
+    x, z = train["x"][:, layer], test["x"][:, layer]
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    x, z = np.c_[(x - mu) / sd, np.ones(len(x))], np.c_[(z - mu) / sd, np.ones(len(z))]
+    y = train["grade"].astype(float)
+    folds = np.array_split(np.random.default_rng(0).permutation(np.unique(train["qid"])), 6)
+    best = (-1.0, 0.0)
+    for alpha in (1, 10, 100, 1000, 10000):
+        pred = np.zeros(len(y))
+        for fold in folds:
+            held = np.isin(train["qid"], fold)
+            pred[held] = x[held] @ ridge(x[~held], y[~held], alpha)
+        best = max(best, (ndcg(train, pred, qrels["dl20"]), alpha))
+    return best[1], best[0], ndcg(test, z @ ridge(x, y, best[1]), qrels["dl19"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--prompt", choices=("query-first", "query-last", "short-query-last"), default="query-first",
+                        help="ERank's message in either layout, or the shorter query-last wording first probed")
+    parser.add_argument("--label")
+    parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="runs/bench/rerank_probe")
+    args = parser.parse_args()
+
+    import torch
+
+    from rlpost.ranking.tasks import judged_pools
+    from rlpost.ranking.trec import read_qrels
+    from rlpost.data.paths import shared_data_path
+
+    torch.set_num_threads(args.threads)
+    load, t = loadavg(), time.perf_counter()
+    label = args.label or f"{Path(args.model).name}-{args.prompt}"
+    out = Path(args.out)
+    qrels = {s: read_qrels(shared_data_path("retrieval", f"trec-dl-20{y}-passage", f"qrels.dl{y}-passage.txt"))
+             for s, y in (("dl19", "19"), ("dl20", "20"))}
+    train, test = (features(args.model, args.prompt, s, args.top, out / f"{label}-{s}.npz") for s in ("dl20", "dl19"))
+    pools = judged_pools("dl19", args.top)
+    bm25 = ndcg(test, np.concatenate([[c["score"] for c in p["candidates"]] for p in pools]), qrels["dl19"])
+    shuffled = [ndcg(test, np.array(random.Random(s).sample(range(len(test["qid"])), len(test["qid"]))), qrels["dl19"])
+                for s in range(200)]
+    rows = [{"system": "BM25 (first stage)", "dl19": round(bm25, 4)},
+            {"system": f"random order (200 shuffles, sd {np.std(shuffled):.4f})", "dl19": round(float(np.mean(shuffled)), 4)}]
+    for layer in range(1, train["x"].shape[1]):  # 0 is the embedding of the prefix's last token: the same for every pair
+        alpha, cv, dl19 = probe(train, test, layer, qrels)
+        rows.append({"system": f"probe, layer {layer}", "alpha": alpha, "dl20 cv": round(cv, 4), "dl19": round(dl19, 4)})
+    print_table(f"{label}: ridge probes at the score position, DL19 nDCG@10 over BM25's top {args.top}",
+                rows, ["system", "alpha", "dl20 cv", "dl19"])
+    path = write_json(out / f"{label}.json", {"rows": rows, "model": args.model, "prompt": args.prompt, "top": args.top,
+                                               "seconds": round(time.perf_counter() - t, 1),
+                                               "machine": machine_info(load, args.threads)})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
