@@ -15,6 +15,7 @@ folder's name and the prompt)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import random
 import sys
 import time
@@ -38,6 +39,13 @@ Query:
 How relevant is the document to this query? Reply as: <think> your reasoning </think><answer> the integer from 0 to 10 </answer>"""
 
 
+@functools.cache
+def loaded(model_path: str) -> tuple:
+    from rlpost.models.loading import load_model, load_tokenizer
+
+    return load_model(model_path, "bfloat16", "cpu").eval(), load_tokenizer(model_path)
+
+
 def features(model_path: str, prompt: str, split: str, top: int, cache: Path) -> dict[str, np.ndarray]:
     """{x [pairs, layers + 1, hidden], qid, docid, grade} for a split's judged queries, cached in ``cache``."""
     if cache.exists():
@@ -45,11 +53,10 @@ def features(model_path: str, prompt: str, split: str, top: int, cache: Path) ->
     import torch
 
     from rlpost.models.forward import left_pad
-    from rlpost.models.loading import load_model, load_tokenizer
     from rlpost.ranking.prompts import ERANK_DIRECT, erank_prompt, render
     from rlpost.ranking.tasks import judged_pools
 
-    model, tok = load_model(model_path, "bfloat16", "cpu").eval(), load_tokenizer(model_path)
+    model, tok = loaded(model_path)
 
     def text(query: str, doc: str) -> str:
         ids = tok(doc, add_special_tokens=False).input_ids
