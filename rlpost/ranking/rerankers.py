@@ -19,7 +19,9 @@ import torch
 from rlpost.algos.rank_loss import digit_values, expected_scores
 from rlpost.config import ConfigError
 from rlpost.ranking.parsing import parse_grouprank_lenient
-from rlpost.ranking.prompts import ERANK_DIRECT, GROUPRANK_SYSTEM, unknown_layout, erank_prompt, grouprank_direct, grouprank_prompt, render
+from rlpost.ranking.prompts import (
+    ERANK_DIRECT, GROUPRANK_SYSTEM, erank_prompt, grouprank_direct, grouprank_prompt, render, unknown_layout,
+)
 from rlpost.ranking.scores import groups, merge_passes
 from rlpost.ranking.slots import digit_ids, score_slots
 

@@ -23,7 +23,7 @@ from typing import Any
 from rlpost.data.errors import DataError
 from rlpost.data.paths import shared_data_path
 from rlpost.data.tasks import TASKS, Record, _check_split
-from rlpost.ranking.prompts import GROUPRANK_SYSTEM, erank_prompt, unknown_layout, grouprank_json, grouprank_prompt
+from rlpost.ranking.prompts import GROUPRANK_SYSTEM, erank_prompt, grouprank_json, grouprank_prompt, unknown_layout
 from rlpost.ranking.trec import Run, read_candidates, read_qrels, read_run
 
 DATASETS = {
@@ -117,9 +117,9 @@ def erank(
     layout: str = "query-first",
 ) -> list[Record]:
     """One record per (query, candidate): ``question`` (the ERank user message in ``layout``, one of
-    LAYOUTS; rerank with the same), ``answer`` (the target
-    score), ``qid``, ``docid``, ``grade``, ``relevant`` (grade >= ``positive_grade``) and ``ref_score``
-    (the reference score of ERank's squared-error case: the target, standing in for a teacher's);
+    LAYOUTS; rerank with the same), ``answer`` (the target score), ``qid``, ``docid``, ``grade``,
+    ``relevant`` (grade >= ``positive_grade``) and ``ref_score`` (the reference score of ERank's
+    squared-error case: the target, standing in for a teacher's);
     ``rank_gains`` ([the unrounded target]) and ``rank_group`` (the qid) for SFT's ranking term."""
     if problem := unknown_layout(layout):
         raise DataError(f"erank {problem}")
@@ -150,11 +150,11 @@ def grouprank(
     teacher_weight: float = 1.0,
     layout: str = "query-first",
 ) -> list[Record]:
-    """One record per group: ``question`` (the GroupRank user message in ``layout``), ``system`` (its rubric), ``answer``
-    (the target JSON object, each member's target score), ``gold`` (the members' gains 0..10 in
-    presentation order), ``relevant`` (grade >= ``positive_grade``), ``qid`` and ``docids``; ``rank_gains``
-    (the members' unrounded targets), ``rank_group`` (the group) and ``rank_answer`` (every score 0: the answer direct
-    scoring reads) for SFT's ranking term.
+    """One record per group: ``question`` (the GroupRank user message in ``layout``), ``system`` (its
+    rubric), ``answer`` (the target JSON object, each member's target score), ``gold`` (those scores, 0..10
+    in presentation order), ``relevant`` (grade >= ``positive_grade``), ``qid`` and ``docids``;
+    ``rank_gains`` (the members' unrounded targets), ``rank_group`` (the group) and ``rank_answer`` (every
+    score 0: the answer direct scoring reads) for SFT's ranking term.
 
     Groups are cut by interval sampling (stride ``len(pool) // group_size``, a seeded offset) and shown in
     a seeded shuffled order; a query's ``groups_per_query`` groups use different offsets where the stride
