@@ -26,10 +26,15 @@ def needed_columns(cfg: Config, sft: bool = False) -> list[str]:
     return sorted(cols)
 
 
+def task_kwargs(cfg: Config, sft: bool = False) -> dict[str, Any]:
+    """The task's keyword arguments for the RL records, or (``sft``) with ``sft.task_kwargs`` merged in."""
+    return {**cfg.data.task_kwargs, **(cfg.sft.task_kwargs if sft else {})}
+
+
 def load_split(cfg: Config, split: str, limit: int | None = None, sft: bool = False) -> list[dict[str, Any]]:
     """Records of `split` for the recipe's task, with every column the recipe needs checked (``sft``:
     the SFT records, with ``sft.task_kwargs`` merged in and the target template's columns checked too)."""
-    kwargs = {**cfg.data.task_kwargs, **(cfg.sft.task_kwargs if sft else {})}
+    kwargs = task_kwargs(cfg, sft)
     task_limit = kwargs.pop("limit", None)  # load_task applies it, whatever the task takes
     where = "data.task_kwargs" + (" + sft.task_kwargs" if sft and cfg.sft.task_kwargs else "")
     kwargs = check_task_kwargs(cfg.data.task, kwargs, where)

@@ -78,6 +78,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from rlpost.config import load_config
+    from rlpost.data.recipe import task_kwargs
 
     cfg = load_config(args.recipe, [f"run.output_dir={args.run_dir}"] if args.run_dir else [])
     run = Path(args.run_dir) if args.run_dir else cfg.output_dir
@@ -93,19 +94,20 @@ def main() -> None:
     rows, results = {}, {}
     extra = ["--group-size", str(args.group_size), "--max-new-tokens", str(cfg.rollout.max_new_tokens),
              *(["--direct"] if args.direct else [])] if args.method == "grouprank" else []
-    extra += ["--layout", cfg.data.task_kwargs.get("layout", "query-first")]  # the prompt the model was trained on
     weights = [args.hybrid, *(GRID if args.tune_hybrid else [])]
     label = f"{args.method} top {args.top}"
     for stage, model in (("SFT", run / "sft"), ("SFT + RL", run / "final")):
         name = f"{cfg.run.name}-{stage.replace(' + ', '-').lower()}"
-        minutes[f"rerank DL19 ({stage})"], metrics = rerank(args, model, "DL19", name, weights, extra, out)
+        # the prompt layout the stage last trained on (SFT's records may set their own)
+        layout = ["--layout", task_kwargs(cfg, sft=stage == "SFT").get("layout", "query-first")]
+        minutes[f"rerank DL19 ({stage})"], metrics = rerank(args, model, "DL19", name, weights, extra + layout, out)
         results[stage] = metrics
         rows["BM25"] = row(metrics["first stage"])
         rows[f"{stage}: {label}"] = row(metrics[label])
         if args.hybrid:
             rows[f"{stage}: hybrid {args.hybrid:g}"] = row(metrics[f"hybrid {args.hybrid:g}"])
         if args.tune_hybrid:
-            minutes[f"rerank DL20 ({stage})"], train = rerank(args, model, "DL20", f"{name}-dl20", weights, extra, out)
+            minutes[f"rerank DL20 ({stage})"], train = rerank(args, model, "DL20", f"{name}-dl20", weights, extra + layout, out)
             results[f"{stage} on DL20"] = train
             best = max([label, *(f"hybrid {w:g}" for w in GRID)], key=lambda k: train[k]["ndcg_cut_10"])
             rows[f"{stage}: {best} (chosen on DL20: {train[best]['ndcg_cut_10']:.4f})"] = row(metrics[best])

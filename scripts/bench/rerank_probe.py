@@ -40,10 +40,11 @@ How relevant is the document to this query? Reply as: <think> your reasoning </t
 
 
 @functools.cache
-def loaded(model_path: str) -> tuple:
-    from rlpost.models.loading import load_model, load_tokenizer
+def reranker(model_path: str, layout: str):
+    """The model, tokenizer, document cut (256 tokens) and prompt as ``rlpost rerank`` uses them (bf16)."""
+    from rlpost.ranking.rerankers import ERankReranker
 
-    return load_model(model_path, "bfloat16", "cpu").eval(), load_tokenizer(model_path)
+    return ERankReranker(model_path, "bfloat16", layout=layout)
 
 
 def features(model_path: str, prompt: str, split: str, top: int, cache: Path) -> dict[str, np.ndarray]:
@@ -53,27 +54,23 @@ def features(model_path: str, prompt: str, split: str, top: int, cache: Path) ->
     import torch
 
     from rlpost.models.forward import left_pad
-    from rlpost.ranking.prompts import ERANK_DIRECT, erank_prompt, render
+    from rlpost.ranking.prompts import ERANK_DIRECT, render
     from rlpost.ranking.tasks import judged_pools
 
-    model, tok = loaded(model_path)
-
-    def text(query: str, doc: str) -> str:
-        ids = tok(doc, add_special_tokens=False).input_ids
-        doc = doc if len(ids) <= 256 else tok.decode(ids[:256])  # as ERankReranker's max_doc_tokens
-        return QUERY_LAST.format(query=query, document=doc) if prompt == "short-query-last" else erank_prompt(query, doc, layout=prompt)
-
+    short = prompt == "short-query-last"
+    r = reranker(model_path, "query-last" if short else prompt)
     meta, prompts = [], []
     for pool in judged_pools(split, top):
         for c in pool["candidates"]:
             meta.append((pool["qid"], c["docid"], c["grade"]))
-            prompts.append(render(tok, text(pool["query"], c["text"]), answer_prefix=ERANK_DIRECT))
+            prompts.append(render(r.tokenizer, QUERY_LAST.format(query=pool["query"], document=r.truncate(c["text"])),
+                                  answer_prefix=ERANK_DIRECT) if short else r.prompt(pool["query"], c["text"]))
     rows = []
     with torch.no_grad():
         for start in range(0, len(prompts), 16):
-            ids, mask = left_pad(prompts[start : start + 16], tok.pad_token_id)
-            out = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                        output_hidden_states=True, logits_to_keep=1)
+            ids, mask = left_pad(prompts[start : start + 16], r.tokenizer.pad_token_id)
+            out = r.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                          output_hidden_states=True, logits_to_keep=1)
             rows.append(torch.stack([h[:, -1, :] for h in out.hidden_states], 1).float().numpy())
     data = {"x": np.concatenate(rows), "qid": np.array([m[0] for m in meta]), "docid": np.array([m[1] for m in meta]),
             "grade": np.array([m[2] for m in meta])}
