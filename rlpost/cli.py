@@ -313,7 +313,7 @@ def cmd_rerank(args) -> int:
     bad = [w for w in args.hybrid if not 0 <= w < 1]
     if bad:
         raise ConfigError(f"--hybrid takes the first stage's weights, each from 0 (off) to below 1, got {bad[0]:g}")
-    weights = list(dict.fromkeys(w for w in args.hybrid if w > 0))  # the first is the run file's
+    weights = list(dict.fromkeys(w for w in args.hybrid if w > 0))
     items = _rerank_inputs(args)
     qrels = read_qrels(args.qrels) if args.qrels else None
     if qrels is not None and not set(qrels) & {i["qid"] for i in items}:
@@ -358,8 +358,8 @@ def cmd_rerank(args) -> int:
                     ordered = sorted(zip((s.docid for s in scored), map(float, fused)), key=lambda p: -p[1])
                     runs[f"hybrid {w:g}"][item["qid"]] = below(ordered, rest)
             bar.update(at + len(part))
-    final = f"hybrid {weights[0]:g}" if weights else label
-    write_run(runs[final], out, tag=f"rlpost-{args.method}" + ("-hybrid" if weights else ""))
+    final = f"hybrid {args.hybrid[0]:g}" if args.hybrid[0] > 0 else label  # the run file holds the first weight given
+    write_run(runs[final], out, tag=f"rlpost-{args.method}" + ("-hybrid" if final != label else ""))
     console.echo(f"wrote {out} ({len(items)} queries, {final})")
     if qrels is not None:
         rows = {}

@@ -225,6 +225,11 @@ def test_several_hybrid_weights_are_each_scored_and_the_first_is_written(dl, tin
         docs = [cols[2] for cols in written if cols[0] == qid]
         fused = hybrid([first[d] for d in docs], [alone[d] for d in docs], 0.5)
         assert list(fused) == sorted(fused, reverse=True), qid
+    # a first weight of 0 writes the reranker alone, the later weights are still scored
+    argv[-1] = str(tmp_path / "first-off.trec")
+    assert main([*argv, "--hybrid", "0", "0.5"]) == 0
+    assert (tmp_path / "first-off.trec").read_text() == rerank_only.read_text()
+    assert "hybrid 0.5" in json.loads((tmp_path / "first-off.trec.json").read_text())
     assert main([*argv, "--hybrid", "0.2", "1"]) == 2
     assert "--hybrid takes the first stage's weights, each from 0 (off) to below 1, got 1" in capsys.readouterr().err
 
