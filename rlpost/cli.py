@@ -338,7 +338,7 @@ def cmd_rerank(args) -> int:
 
         reranker = GroupRankReranker(model, args.dtype, args.group_size, args.passes, args.seed, batch_size=args.batch_size,
                                      max_new_tokens=args.max_new_tokens, threads=args.threads, max_doc_tokens=args.max_doc_tokens,
-                                     device=device, direct=args.direct, layout=args.layout)
+                                     device=device, direct=args.direct, layout=args.layout, echo_words=args.echo_words)
     label = f"{args.method} top {args.top}"
     runs: dict[str, dict[str, list]] = {"first stage": {}, label: {}}
     runs.update({f"hybrid {w:g}": {} for w in weights})
@@ -457,6 +457,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, default=512, help="grouprank: generation budget per group")
     p.add_argument("--direct", action="store_true",
                    help="grouprank: no generation; each member's expected score where the answer writes it (models trained without reasoning)")
+    p.add_argument("--echo-words", type=int, default=0, metavar="N",
+                   help="grouprank: the answer's keys repeat each document's first N words, as the model was trained (the task's echo_words)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hybrid", type=float, nargs="+", default=[0.0], metavar="W",
                    help="write W z(first stage) + (1 - W) z(rerank) over the reranked head (ERank's BM25 hybrid uses 0.2; 0: off); "

@@ -141,6 +141,22 @@ def test_tg7_groups_and_test_time_scaling_merge():
     assert groups("abcde", 3, stride=2) == [["a", "b", "c"], ["c", "d", "e"], ["e"]]
 
 
+def test_answer_keys_may_repeat_each_documents_first_words():
+    """Keys "[k] <the document's first words>" (echo_words) parse as "[k]", in either parser; a number used twice,
+    or a key whose text does not start "[k] ", is still an invalid object."""
+    from rlpost.ranking.prompts import GROUPRANK_ANSWER, grouprank_json, opening
+
+    docs = ['The "Manhattan" Project, 1942 to 1946', "Apollo 11 landed", "no", "C:\\ drive"]
+    assert opening(docs[0], 3) == "The Manhattan Project," and opening(docs[3], 5) == "C: drive"
+    body = grouprank_json(GOLD, docs, echo_words=3)
+    assert body == '{"[1] The Manhattan Project,": 10, "[2] Apollo 11 landed": 6, "[3] no": 2, "[4] C: drive": 0}'
+    text = GROUPRANK_ANSWER.format(answer=body)
+    assert parse_grouprank(text, 4) == (True, GOLD) and grouprank_reward(text, GOLD) == pytest.approx(1.3)
+    assert parse_grouprank_lenient(text, 4) == dict(enumerate(map(float, GOLD), 1))
+    swapped = text.replace('"[1] The', '"[2] The')
+    assert parse_grouprank(swapped, 4) == (True, None) and parse_grouprank(text.replace('"[3] no"', '"[3]no"'), 4) == (True, None)
+
+
 @pytest.mark.parametrize("text, scores", [
     ('{"[7]]": 5}', {7: 5.0}), ('<answer>{"[1]": 3, "[2]": 4</answer>', {1: 3.0, 2: 4.0}), ('{"3": 2}', {3: 2.0}),
     ('{"[1]": "11"}', {1: 10.0}), ('{"[1]": 2.5, "[99]": 3}', {1: 2.5}), ("no scores here", {}), ('{1: 7, "[2]": -1}', {1: 7.0, 2: 0.0}),

@@ -13,6 +13,7 @@ from rlpost.config import ConfigError, load_config
 from rlpost.data import DataError, PromptDataset
 from rlpost.data.tasks import load_task
 from rlpost.ranking.parsing import parse_grouprank
+from rlpost.ranking.prompts import grouprank_json
 from rlpost.ranking.rewards import erank_rewards
 from rewards.ranking import erank
 
@@ -51,6 +52,12 @@ def test_grouprank_task_groups_by_interval_and_aligns_gold_with_the_shown_order(
         assert parse_grouprank(f"<reason></reason><answer>{r['answer']}</answer>", 3) == (True, [int(g) for g in r["gold"]])
         assert r["system"].startswith("You rank documents")
     assert load_task("grouprank", "test", test=pools, top=3, group_size=3, seed=1) == records[::1][:len(records)]  # seeded
+    echoed = load_task("grouprank", "test", test=pools, top=3, group_size=3, groups_per_query=2, seed=1, echo_words=6)
+    for r, e in zip(records, echoed):  # the same groups; each key repeats its document's first 6 words (numbers too)
+        q = QUERIES[r["qid"]]
+        assert e["answer"] == grouprank_json([int(g) for g in r["gold"]], [f"{q} passage {d[-1]}" for d in r["docids"]], 6)
+        assert f'"[1] {" ".join(f"{q} passage".split()[:6])}' in e["answer"] and "first 6 words" in e["question"]
+        assert parse_grouprank(f"<reason></reason><answer>{e['answer']}</answer>", 3) == (True, [int(g) for g in r["gold"]])
 
 
 def test_a_teacher_run_mixes_into_the_targets(pools, tmp_path):
@@ -177,8 +184,9 @@ def test_sft_micro_batches_give_the_batch_gradient_and_the_cutoff_is_counted(tmp
         within_cutoff([SFTExample([1] * 9, [2])], max_length=4)
 
 
-@pytest.mark.parametrize("recipe, slots_per_example", [("erank", 1), ("grouprank", 3)])
-def test_the_tiny_recipes_sft_examples_carry_score_slots_for_the_ranking_term(recipe, slots_per_example, pools):
+@pytest.mark.parametrize("recipe, slots_per_example, echo", [("erank", 1, 0), ("grouprank", 3, 0), ("grouprank", 3, 8)])
+def test_the_tiny_recipes_sft_examples_carry_score_slots_for_the_ranking_term(recipe, slots_per_example, echo, pools):
+    """With echo_words the keys hold the documents' words ("... passage 2"): their numbers are no score slots."""
     from rlpost.data.recipe import encode_prompts, load_split
     from rlpost.learner.learner import rank_pairs
     from rlpost.models.loading import load_tokenizer, resolve_model_path
@@ -186,7 +194,8 @@ def test_the_tiny_recipes_sft_examples_carry_score_slots_for_the_ranking_term(re
     from rlpost.ranking.slots import digit_ids
     from rlpost.sft import sft_examples
 
-    cfg = load_config(f"recipes/{recipe}/tiny.yaml", [f"data.task_kwargs.train={json.dumps(pools)}"])
+    cfg = load_config(f"recipes/{recipe}/tiny.yaml", [f"data.task_kwargs.train={json.dumps(pools)}",
+                                                       *([f"data.task_kwargs.echo_words={echo}"] if echo else [])])
     assert cfg.sft.rank_weight > 0
     records = load_split(cfg, cfg.data.train_split, sft=True)
     tokenizer = load_tokenizer(str(resolve_model_path(cfg.model)))
@@ -196,7 +205,8 @@ def test_the_tiny_recipes_sft_examples_carry_score_slots_for_the_ranking_term(re
         assert len(e.slots) == slots_per_example and e.gains == [float(g) for g in r["rank_gains"]]
         if recipe == "grouprank":  # read where direct scoring reads them: the answer with every score 0
             assert [e.rank_ids[s] for s in e.slots] == [digits[0]] * slots_per_example
-            assert e.rank_ids == tokenizer(grouprank_direct(3), add_special_tokens=False).input_ids  # the recipe's template is that answer's
+            docs = [f"{QUERIES[r['qid']]} passage {d[-1]}" for d in r["docids"]]
+            assert e.rank_ids == tokenizer(grouprank_direct(docs, echo), add_special_tokens=False).input_ids  # the recipe's template is that answer's
         else:
             assert [e.target_ids[s] for s in e.slots] == [digits[int(r["answer"][0])]] and not e.rank_ids
     assert rank_pairs(examples) > 0

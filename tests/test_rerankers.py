@@ -55,9 +55,10 @@ def test_rerank_returns_every_document_best_first(tiny_model_path):
 def test_the_query_last_layout_is_the_prompt_the_task_trains_on(tiny_model_path, tmp_path):
     """An ERank reranker with layout query-last scores the erank task's user message with that layout (the
     document block before the query block, the rest unchanged), which changes the scores; GroupRank's task
-    puts its documents before the query; an unknown layout is one line before the model loads."""
+    puts its documents before the query, and with query-each the query after each document too; an unknown
+    layout is one line before the model loads."""
     from rlpost.data.tasks import load_task
-    from rlpost.ranking.prompts import ERANK_DIRECT, erank_prompt, render
+    from rlpost.ranking.prompts import ERANK_DIRECT, erank_prompt, grouprank_prompt, render
 
     (tmp_path / "c.json").write_text(json.dumps([{"query": QUERY, "hits": [{"qid": 1, "docid": "a", "score": 1, "content": DOCS[0]}]}]))
     (tmp_path / "q.txt").write_text("1 0 a 1\n")
@@ -76,6 +77,10 @@ def test_the_query_last_layout_is_the_prompt_the_task_trains_on(tiny_model_path,
     group = load_task("grouprank", "train", train={"candidates": str(tmp_path / "c.json"), "qrels": str(tmp_path / "q.txt")},
                       group_size=1, groups_per_query=1, layout="query-last")[0]["question"]
     assert group.index("Documents:\n[1]. Goldfish") < group.index(f"Query:\n{QUERY}")
+    each = grouprank_prompt(QUERY, DOCS[:2], "query-each")  # the query also after every document; one document: query-last
+    assert each == grouprank_prompt(QUERY, DOCS[:2], "query-last").replace(f"{DOCS[0]}\n", f"{DOCS[0]}\nQuery: {QUERY}\n").replace(
+        f"{DOCS[1]}\n", f"{DOCS[1]}\nQuery: {QUERY}\n") and each.count(QUERY) == 3
+    assert erank_prompt(QUERY, DOCS[0], layout="query-each") == text
     with pytest.raises(ConfigError, match="grouprank layout 'sideways' is unknown"):
         GroupRankReranker("/nowhere", layout="sideways")
 
@@ -90,20 +95,23 @@ def test_grouprank_scores_every_group_and_ranks_unscored_documents_last(tiny_mod
     assert r.prompts_per_query(3) == 4  # 2 groups x 2 passes: how many queries `rlpost rerank` batches
 
 
-def test_grouprank_direct_reads_each_members_expected_score_where_the_answer_writes_it(tiny_model_path):
+@pytest.mark.parametrize("echo", [0, 2])
+def test_grouprank_direct_reads_each_members_expected_score_where_the_answer_writes_it(tiny_model_path, echo):
     """Direct scoring equals the expectation of the digit distribution at each member's score slot of the
-    zero-filled answer under a full forward, and scores every document without generating."""
+    zero-filled answer (its keys repeating each member's first ``echo`` words) under a full forward, and scores
+    every document without generating."""
     from rlpost.models.forward import completion_logits
     from rlpost.ranking.prompts import GROUPRANK_SYSTEM, grouprank_direct, grouprank_prompt, render
     from rlpost.ranking.slots import score_slots
 
-    r = GroupRankReranker(tiny_model_path, group_size=3, direct=True)
+    r = GroupRankReranker(tiny_model_path, group_size=3, direct=True, echo_words=echo)
     out = r.rerank(QUERY, DOCS)
     assert all(s.details["scored"] for s in out) and out[0].details["groups_unparsed"] == 0
     (g,) = groups(["0", "1", "2"], 3, seed="0:0:0")
-    ids, slots = score_slots(grouprank_direct(3), r.tokenizer, expected=3)
+    members = [DOCS[int(d)] for d in g]
+    ids, slots = score_slots(grouprank_direct(members, echo), r.tokenizer, expected=3)
     assert len(set(slots)) == 3 and all(ids[s] == r.digits[0] for s in slots)
-    prompt = render(r.tokenizer, grouprank_prompt(QUERY, [DOCS[int(d)] for d in g]), GROUPRANK_SYSTEM)
+    prompt = render(r.tokenizer, grouprank_prompt(QUERY, members, echo_words=echo), GROUPRANK_SYSTEM)
     logits, _, _ = completion_logits(r.model, [prompt], [ids], r.tokenizer.pad_token_id)
     p = torch.softmax(logits[0, slots][:, r.digits], dim=-1)
     want = p @ torch.tensor([0.0, 10, 2, 3, 4, 5, 6, 7, 8, 9])
@@ -246,3 +254,15 @@ def test_bm25_first_stage_over_a_corpus(dl, tiny_model_path, tmp_path):
     lines = [line.split() for line in out.read_text().splitlines()]
     assert {cols[0] for cols in lines} == {"q1", "q2"} and next(c[2] for c in lines if c[0] == "q1") == "d1"
     assert "BM25 over 6 documents: done in" in proc.stdout
+
+
+def test_a_negative_echo_words_is_one_line_before_the_model_loads(dl, tiny_model_path, tmp_path, capsys):
+    from rlpost.data.tasks import load_task
+
+    argv = ["rerank", "--model", tiny_model_path, "--method", "grouprank", "--echo-words", "-1",
+            "--candidates", str(dl["candidates"]), "--out", str(tmp_path / "run.trec")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "echo_words at least 0, got 20, 1 and -1" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(DataError, match="echo_words >= 0"):
+        load_task("grouprank", "train", train={"candidates": str(dl["candidates"]), "qrels": str(dl["qrels"])}, echo_words=-1)

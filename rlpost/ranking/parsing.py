@@ -13,7 +13,8 @@ _ERANK_SCORE = re.compile(r"(10|[0-9])")
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 _GROUP_TAGS = re.compile(r"<reason>.*?</reason>\s*<answer>(.*?)</answer>", re.S)
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)
-_KEY = re.compile(r"^\[?(\d+)\]?$")
+_KEY = re.compile(r"^\[?(\d+)\]?(?:\s.*)?$", re.S)  # "[k]", "k", or either then the document's first words
+_STRICT_KEY = re.compile(r"^\[(\d+)\](?: .*)?$", re.S)
 
 
 def parse_erank(text: str) -> int | None:
@@ -31,16 +32,21 @@ def parse_erank(text: str) -> int | None:
 def parse_grouprank(text: str, size: int) -> tuple[bool, list[int] | None]:
     """Strict: (tags ok, the scores of documents 1..size or None). Tags ok: one ``<reason>`` then one
     ``<answer>`` block and nothing but whitespace outside them. Scores: the answer's last json fence (else its
-    last ``{...}``) is an object whose keys are exactly "[1]".."[size]", each once, with integers 0..10."""
+    last ``{...}``) is an object whose keys are exactly "[1]".."[size]", each once, with integers 0..10 (a key
+    may go on with a space and the document's first words: "[3] The Manhattan Project")."""
     text = text.strip()
     tags = all(text.count(t) == 1 for t in ("<reason>", "</reason>", "<answer>", "</answer>"))
     match = _GROUP_TAGS.fullmatch(text) if tags else None
     if match is None:
         return False, None
     obj = _json_object(_last_object(match.group(1)), strict=True)
-    if not isinstance(obj, dict) or set(obj) != {f"[{i}]" for i in range(1, size + 1)}:
+    if not isinstance(obj, dict):
         return True, None
-    values = [obj[f"[{i}]"] for i in range(1, size + 1)]
+    keys = [_STRICT_KEY.match(k) for k in obj]
+    numbers = [int(k.group(1)) if k else 0 for k in keys]
+    if sorted(numbers) != list(range(1, size + 1)):
+        return True, None
+    values = [v for _, v in sorted(zip(numbers, obj.values()))]
     if not all(type(v) is int and 0 <= v <= 10 for v in values):
         return True, None
     return True, values

@@ -25,11 +25,13 @@ Reason about it first, then commit to exactly one integer from 0 to 10
 (0 = unrelated, 10 = fully relevant).
 Reply as: <think> your reasoning </think><answer> the integer, nothing else </answer>"""
 
-# Each prompt in two layouts: the papers' (the query first), and the same message with the document block(s)
-# before the query block, so the query sits next to where the scores are read (our proposal for small models:
-# linear probes on SmolLM2-135M's hidden states at ERank's score position read relevance with the query last
-# and hardly any with it first; docs/benchmarks.md). Train and rerank with the same layout.
-LAYOUTS = ("query-first", "query-last")
+# Each prompt in three layouts: the papers' (the query first); the same message with the document block(s)
+# before the query block, so the query sits next to where the scores are read; and, for GroupRank, the query
+# last and also repeated after every document (with one document, ERank's, that is the query last). Our
+# proposals for small models: linear probes on SmolLM2-135M's hidden states read relevance at ERank's score
+# position with the query last and hardly any with it first, and in a GroupRank prompt at the end of each
+# document only when the query follows it (docs/benchmarks.md). Train and rerank with the same layout.
+LAYOUTS = ("query-first", "query-last", "query-each")
 
 
 def unknown_layout(layout: str) -> str | None:
@@ -42,19 +44,30 @@ def _query_last(template: str, block: str) -> str:
 
 
 ERANK_LAYOUTS = {"query-first": ERANK, "query-last": _query_last(ERANK, "Document:\n{document}")}
+ERANK_LAYOUTS["query-each"] = ERANK_LAYOUTS["query-last"]
 
 ERANK_DIRECT = "<think></think><answer>"  # the answer's prefix when scoring without reasoning
 GROUPRANK_ANSWER = "<reason></reason>\n<answer>\n```json\n{answer}\n```\n</answer>"  # an answer without reasoning
 
 
-def grouprank_json(scores: Sequence[int]) -> str:
-    """GroupRank's answer object: member ``[k]``'s score, k from 1 in presentation order."""
-    return json.dumps({f"[{k}]": s for k, s in enumerate(scores, 1)})
+def opening(document: str, words: int) -> str:
+    """A document's first ``words`` words, without quotes or backslashes (so the JSON key holds them as they are)."""
+    return " ".join(document.replace('"', "").replace("\\", "").split()[:words])
 
 
-def grouprank_direct(size: int) -> str:
-    """GroupRank's answer without reasoning for a group of ``size``, every score 0 (what direct scoring feeds)."""
-    return GROUPRANK_ANSWER.format(answer=grouprank_json([0] * size))
+def grouprank_json(scores: Sequence[int], documents: Sequence[str] = (), echo_words: int = 0) -> str:
+    """GroupRank's answer object: member ``[k]``'s score, k from 1 in presentation order. With ``echo_words``
+    each key also repeats the first words of its document, ``"[k] <words>"`` (our proposal for small models:
+    a linear probe on SmolLM2-135M's hidden state where the score is written reads relevance only then;
+    docs/benchmarks.md)."""
+    if not echo_words:
+        return json.dumps({f"[{k}]": s for k, s in enumerate(scores, 1)})
+    return json.dumps({f"[{k}] {opening(d, echo_words)}": s for k, (s, d) in enumerate(zip(scores, documents, strict=True), 1)})
+
+
+def grouprank_direct(documents: Sequence[str], echo_words: int = 0) -> str:
+    """GroupRank's answer without reasoning for a group of ``documents``, every score 0 (what direct scoring feeds)."""
+    return GROUPRANK_ANSWER.format(answer=grouprank_json([0] * len(documents), documents, echo_words))
 
 GROUPRANK_SYSTEM = """You rank documents by how much they help with the user's query.
 Judge usefulness first (does it give information, a solution or a direct answer the user can act on?)
@@ -82,13 +95,17 @@ Answer in two parts and write nothing outside them:
 <reason> a short analysis of each document and why it gets its score </reason>
 <answer>
 ```json
-{{"[1]": <int>, "[2]": <int>, ..., "[{c}]": <int>}}
+{keys}
 ```
 </answer>
 Every one of the {c} documents must appear as a key, and every value must be an integer from 0 to 10."""
+GROUPRANK_KEYS = '{{"[1]": <int>, "[2]": <int>, ..., "[{c}]": <int>}}'
+GROUPRANK_ECHO_KEYS = ('{{"[1] <the first {w} words of document [1]>": <int>, ..., '
+                       '"[{c}] <the first {w} words of document [{c}]>": <int>}}')
 
 GROUP_DOC_CHARS = 3000
 GROUPRANK_LAYOUTS = {"query-first": GROUPRANK, "query-last": _query_last(GROUPRANK, "Documents:\n{docs}")}
+GROUPRANK_LAYOUTS["query-each"] = GROUPRANK_LAYOUTS["query-last"]  # and grouprank_prompt adds the query to each document
 
 
 def erank_prompt(query: str, document: str, instruction: str = "semantic", layout: str = "query-first") -> str:
@@ -97,11 +114,15 @@ def erank_prompt(query: str, document: str, instruction: str = "semantic", layou
     return ERANK_LAYOUTS[layout].format(instruction=INSTRUCTIONS.get(instruction, instruction), query=query, document=document)
 
 
-def grouprank_prompt(query: str, documents: Sequence[str], layout: str = "query-first") -> str:
+def grouprank_prompt(query: str, documents: Sequence[str], layout: str = "query-first", echo_words: int = 0) -> str:
     """GroupRank's user message: documents numbered [1].. in presentation order, newlines collapsed, each cut
-    at GROUP_DOC_CHARS characters; ``layout``: one of LAYOUTS (checked by the callers)."""
-    docs = "".join(f"[{i}]. {' '.join(d.split())[:GROUP_DOC_CHARS]}\n\n" for i, d in enumerate(documents, 1))
-    return GROUPRANK_LAYOUTS[layout].format(c=len(documents), query=query, docs=docs.rstrip())
+    at GROUP_DOC_CHARS characters; ``layout``: one of LAYOUTS (checked by the callers); ``echo_words``: the
+    answer's keys repeat that many of each document's first words (grouprank_json)."""
+    after = f"\nQuery: {query}" if layout == "query-each" else ""
+    docs = "".join(f"[{i}]. {' '.join(d.split())[:GROUP_DOC_CHARS]}{after}\n\n" for i, d in enumerate(documents, 1))
+    c = len(documents)
+    keys = GROUPRANK_ECHO_KEYS.format(c=c, w=echo_words) if echo_words else GROUPRANK_KEYS.format(c=c)
+    return GROUPRANK_LAYOUTS[layout].format(c=c, query=query, docs=docs.rstrip(), keys=keys)
 
 
 def render(tokenizer, user: str, system: str | None = None, answer_prefix: str = "") -> list[int]:

@@ -145,12 +145,13 @@ class GroupRankReranker(Reranker):
         self, model_path: str, dtype: str = "float32", group_size: int = 20, passes: int = 1, seed: int = 0,
         temperature: float = 0.3, top_p: float = 0.8, max_new_tokens: int = 512, batch_size: int = 8, threads: int | None = None,
         max_doc_tokens: int | None = None, device: str = "cpu", direct: bool = False, layout: str = "query-first",
+        echo_words: int = 0,
     ) -> None:
         from rlpost.models.loading import load_model, load_tokenizer
         from rlpost.rollout.hf_engine import HFEngine
 
-        if group_size < 1 or passes < 1:
-            raise ConfigError(f"group_size and passes must be at least 1, got {group_size} and {passes}")
+        if group_size < 1 or passes < 1 or echo_words < 0:
+            raise ConfigError(f"group_size and passes must be at least 1 and echo_words at least 0, got {group_size}, {passes} and {echo_words}")
         if problem := unknown_layout(layout):
             raise ConfigError(f"grouprank {problem}; use the one the model was trained with")
         self.tokenizer = load_tokenizer(model_path)
@@ -161,7 +162,7 @@ class GroupRankReranker(Reranker):
             self.digits = digit_ids(self.tokenizer)
         else:
             self.engine = HFEngine(model_path, dtype, seed=seed, batch_size=batch_size, threads=threads, device=device)
-        self.direct, self.batch_size, self.layout = direct, batch_size, layout
+        self.direct, self.batch_size, self.layout, self.echo_words = direct, batch_size, layout, echo_words
         self.group_size, self.passes, self.seed, self.max_doc_tokens = group_size, passes, seed, max_doc_tokens
         self.sampling = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
 
@@ -178,8 +179,9 @@ class GroupRankReranker(Reranker):
             for r in range(self.passes):
                 jobs += [(qi, r, g) for g in groups([c["docid"] for c in cs], self.group_size, seed=f"{self.seed}:{qid}:{r}")]
         texts = [{c["docid"]: self.truncate(c["text"]) for c in cs} for cs in cands]
-        prompts = [render(self.tokenizer, grouprank_prompt(items[qi][0], [texts[qi][d] for d in g], self.layout), GROUPRANK_SYSTEM) for qi, _, g in jobs]
-        scored = self._direct_scores(prompts, [len(g) for _, _, g in jobs]) if self.direct else self._generated_scores(prompts, jobs)
+        members = [[texts[qi][d] for d in g] for qi, _, g in jobs]
+        prompts = [self.prompt(items[qi][0], m) for (qi, _, _), m in zip(jobs, members)]
+        scored = self._direct_scores(prompts, members) if self.direct else self._generated_scores(prompts, jobs)
         passes: list[list[dict[str, float]]] = [[] for _ in cands]
         unparsed = [0] * len(cands)
         for (qi, _, g), scores in zip(jobs, scored):
@@ -193,6 +195,14 @@ class GroupRankReranker(Reranker):
             out.append(ranked(cs, scores, details, top_k))
         return out
 
+    def prompt(self, query: str, members: Sequence[str]) -> list[int]:
+        """Token ids of one group's prompt (documents already cut), ending where the answer starts."""
+        return render(self.tokenizer, grouprank_prompt(query, members, self.layout, self.echo_words), GROUPRANK_SYSTEM)
+
+    def direct_answer(self, members: Sequence[str]) -> tuple[list[int], list[int]]:
+        """(token ids of the zero-filled answer direct scoring feeds after a group's prompt, each member's score slot)."""
+        return score_slots(grouprank_direct(members, self.echo_words), self.tokenizer, expected=len(members))
+
     def _generated_scores(self, prompts: list[list[int]], jobs: list) -> list[dict[int, float]]:
         """Each group's generated JSON scores, read leniently ({} when none parse)."""
         from rlpost.types import Request, SamplingParams
@@ -201,17 +211,17 @@ class GroupRankReranker(Reranker):
         return [parse_grouprank_lenient(c.text, len(g)) for (_, _, g), c in zip(jobs, completions)]
 
     @torch.no_grad()
-    def _direct_scores(self, prompts: list[list[int]], sizes: list[int]) -> list[dict[int, float]]:
-        """Without generating: the answer with empty reasoning and every score 0 is fed after each prompt, and
-        member k's score is the expectation of the digit distribution where its score is written (a leading
-        "1" reads as 10), as ERank reads its one score."""
+    def _direct_scores(self, prompts: list[list[int]], members: list[list[str]]) -> list[dict[int, float]]:
+        """Without generating: the answer with empty reasoning and every score 0 is fed after each prompt (its
+        keys repeating the members' first words with ``echo_words``), and member k's score is the expectation
+        of the digit distribution where its score is written (a leading "1" reads as 10), as ERank reads its
+        one score."""
         from rlpost.models.forward import completion_logits
 
-        answers = {n: score_slots(grouprank_direct(n), self.tokenizer, expected=n) for n in set(sizes)}
         out = []
         for start in range(0, len(prompts), self.batch_size):
             rows = range(start, min(start + self.batch_size, len(prompts)))
-            filled = [answers[sizes[i]] for i in rows]
+            filled = [self.direct_answer(members[i]) for i in rows]
             logits, _, _ = completion_logits(self.model, [prompts[i] for i in rows], [ids for ids, _ in filled], self.tokenizer.pad_token_id)
             for b, (_, slots) in enumerate(filled):
                 values = expected_scores(logits[b, slots], self.digits, digit_values()).tolist()

@@ -6,7 +6,9 @@ import re
 
 from rlpost.config import ConfigError
 
-SCORE_PATTERN = r"(?<![\[\d])\d+(?![\]\d])"  # numbers not in brackets: the values of {"[1]": 7, ...} or <answer>7</answer>
+# Numbers neither in brackets nor in a JSON key: the values of {"[1]": 7, ...} or {"[1] In 1990 the": 7, ...},
+# or <answer>7</answer>.
+SCORE_PATTERN = r'(?<![\[\d])\d+(?![\]\d])(?![^"]*":)'
 
 
 def digit_ids(tokenizer) -> list[int]:

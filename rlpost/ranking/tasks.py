@@ -149,8 +149,10 @@ def grouprank(
     teacher: str | None = None,
     teacher_weight: float = 1.0,
     layout: str = "query-first",
+    echo_words: int = 0,
 ) -> list[Record]:
-    """One record per group: ``question`` (the GroupRank user message in ``layout``), ``system`` (its
+    """One record per group: ``question`` (the GroupRank user message in ``layout``, its answer keys repeating
+    ``echo_words`` of each document's first words: prompts.grouprank_json), ``system`` (its
     rubric), ``answer`` (the target JSON object, each member's target score), ``gold`` (those scores, 0..10
     in presentation order), ``relevant`` (grade >= ``positive_grade``), ``qid`` and ``docids``;
     ``rank_gains`` (the members' unrounded targets), ``rank_group`` (the group) and ``rank_answer`` (every
@@ -159,8 +161,8 @@ def grouprank(
     Groups are cut by interval sampling (stride ``len(pool) // group_size``, a seeded offset) and shown in
     a seeded shuffled order; a query's ``groups_per_query`` groups use different offsets where the stride
     allows."""
-    if group_size < 1 or groups_per_query < 1:
-        raise DataError(f"group_size and groups_per_query must be >= 1, got {group_size} and {groups_per_query}")
+    if group_size < 1 or groups_per_query < 1 or echo_words < 0:
+        raise DataError(f"group_size and groups_per_query must be >= 1 and echo_words >= 0, got {group_size}, {groups_per_query} and {echo_words}")
     if problem := unknown_layout(layout):
         raise DataError(f"grouprank {problem}")
     records, scaled = [], read_teacher(teacher, teacher_weight)
@@ -175,12 +177,13 @@ def grouprank(
             members = [cands[offset + k * stride] for k in range(size)]
             rng.shuffle(members)
             gains = [written(m["target"]) for m in members]
+            texts = [m["text"] for m in members]
             records.append({
-                "question": grouprank_prompt(pool["query"], [m["text"] for m in members], layout), "system": GROUPRANK_SYSTEM,
-                "answer": grouprank_json(gains),
+                "question": grouprank_prompt(pool["query"], texts, layout, echo_words), "system": GROUPRANK_SYSTEM,
+                "answer": grouprank_json(gains, texts, echo_words),
                 "gold": [float(s) for s in gains], "relevant": [m["grade"] >= positive_grade for m in members],
                 "qid": pool["qid"], "group": g, "docids": [m["docid"] for m in members],
                 "rank_gains": [m["target"] for m in members], "rank_group": f"{pool['qid']}:{g}",
-                "rank_answer": grouprank_json([0] * size),  # as direct scoring reads it
+                "rank_answer": grouprank_json([0] * size, texts, echo_words),  # as direct scoring reads it
             })
     return records
