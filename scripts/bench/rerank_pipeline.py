@@ -98,8 +98,10 @@ def main() -> None:
     label = f"{args.method} top {args.top}"
     for stage, model in (("SFT", run / "sft"), ("SFT + RL", run / "final")):
         name = f"{cfg.run.name}-{stage.replace(' + ', '-').lower()}"
-        # the prompt layout the stage last trained on (SFT's records may set their own)
-        layout = ["--layout", task_kwargs(cfg, sft=stage == "SFT").get("layout", "query-first")]
+        # the prompt layout (and GroupRank's answer keys) the stage last trained on (SFT's records may set their own)
+        kwargs = task_kwargs(cfg, sft=stage == "SFT")
+        layout = ["--layout", kwargs.get("layout", "query-first"),
+                  *(["--echo-words", str(kwargs.get("echo_words", 0))] if args.method == "grouprank" else [])]
         minutes[f"rerank DL19 ({stage})"], metrics = rerank(args, model, "DL19", name, weights, extra + layout, out)
         results[stage] = metrics
         rows["BM25"] = row(metrics["first stage"])

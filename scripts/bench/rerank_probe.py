@@ -1,4 +1,4 @@
-"""Does a model's ERank score position carry relevance? Linear probes on frozen hidden states (issue 14).
+"""Does a model's ERank or GroupRank score position carry relevance? Linear probes on frozen hidden states (issue 14).
 
 For every (query, passage) pair of the BM25 top K of TREC DL20 (training) and DL19 (test), one forward pass
 over ERank's prompt and answer prefix keeps the last position's hidden state after every layer. Per layer, a
@@ -9,6 +9,15 @@ representation holds no relevance that 54 training queries can read linearly.
 
     python scripts/bench/rerank_probe.py --model runs/erank-smollm2/sft --threads 2
     python scripts/bench/rerank_probe.py --model ~/.cache/rlpost/gguf/SmolLM2-135M-Instruct.Q4_1 --prompt short-query-last
+
+With ``--prompt grouprank`` each judged query's top K are shuffled into groups of 5 as ``rlpost rerank``
+shuffles them (seed 0, one pass), and a document's features are read in its group's forward: where the
+zero-filled answer writes its score (``--where slot``: the token before the digit, whose output predicts it;
+``--echo-words`` as the task's) or at the last token of its block in the prompt (``--where end``: with
+``--layout query-each`` the query repeated after it):
+
+    python scripts/bench/rerank_probe.py --model M --prompt grouprank --layout query-last --echo-words 8
+    python scripts/bench/rerank_probe.py --model M --prompt grouprank --layout query-each --where end
 
 Features are cached beside the JSON (<out>/<label>-<split>.npz); --label names them (default: the model
 folder's name and the prompt)."""
@@ -79,6 +88,75 @@ def features(model_path: str, prompt: str, split: str, top: int, cache: Path) ->
     return data
 
 
+@functools.cache
+def group_reranker(model_path: str, layout: str, echo_words: int):
+    from rlpost.ranking.rerankers import GroupRankReranker
+
+    return GroupRankReranker(model_path, "bfloat16", group_size=5, direct=True, layout=layout, echo_words=echo_words)
+
+
+def block_ends(r, query: str, members: list[str], prompt: list[int]) -> list[int]:
+    """The token position of each member's block's last character in ``prompt`` (its text, or with
+    query-each the query after it)."""
+    from rlpost.data.prompts import format_prompt
+    from rlpost.ranking.prompts import GROUPRANK_SYSTEM, grouprank_prompt
+
+    user = grouprank_prompt(query, members, r.layout, r.echo_words)
+    text = format_prompt({"question": user}, r.tokenizer, system_prompt=GROUPRANK_SYSTEM)
+    enc = r.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    assert list(enc.input_ids) == prompt, "the prompt's text does not tokenize to the prompt"
+    base, ends, at = text.index(user), [], 0
+    for k in range(1, len(members) + 1):
+        at = user.index(f"\n\n[{k + 1}]. " if k < len(members) else "\n\nQuery:\n", user.index(f"[{k}]. ", at))
+        char = base + at - 1
+        ends.append(next(t for t, (a, b) in enumerate(enc.offset_mapping) if a <= char < b))
+    return ends
+
+
+def grouprank_features(model_path: str, layout: str, echo_words: int, where: str, split: str, top: int,
+                       cache: Path) -> dict[str, np.ndarray]:
+    """As ``features``, one row per document, read in its group's forward (bf16, 4 groups a batch)."""
+    if cache.exists():
+        return dict(np.load(cache))
+    import torch
+
+    from rlpost.models.forward import left_pad
+    from rlpost.ranking.scores import groups
+    from rlpost.ranking.tasks import judged_pools
+
+    r = group_reranker(model_path, layout, echo_words)
+    meta, seqs, positions = [], [], []
+    for pool in judged_pools(split, top):
+        byid = {c["docid"]: c for c in pool["candidates"]}
+        for g in groups(list(byid), 5, seed=f"0:{pool['qid']}:0"):
+            members = [byid[d]["text"] for d in g]
+            prompt = r.prompt(pool["query"], members)
+            if where == "slot":
+                answer, slots = r.direct_answer(members)
+                seqs.append(prompt + answer)
+                positions.append([len(prompt) + s - 1 for s in slots])
+            else:
+                seqs.append(prompt)
+                positions.append(block_ends(r, pool["query"], members, prompt))
+            meta += [(pool["qid"], d, byid[d]["grade"]) for d in g]
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(seqs), 4):
+            batch = seqs[start : start + 4]
+            ids, mask = left_pad(batch, r.tokenizer.pad_token_id)
+            out = r.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                          output_hidden_states=True, logits_to_keep=1)
+            states = torch.stack(out.hidden_states, 1)  # [B, layers + 1, T, hidden]
+            for b, seq in enumerate(batch):
+                at = [ids.shape[1] - len(seq) + p for p in positions[start + b]]
+                rows.append(states[b][:, at].permute(1, 0, 2).float().numpy())
+    data = {"x": np.concatenate(rows), "qid": np.array([m[0] for m in meta]), "docid": np.array([m[1] for m in meta]),
+            "grade": np.array([m[2] for m in meta])}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **data)
+    return data
+
+
 def ndcg(data: dict[str, np.ndarray], scores: np.ndarray, qrels: dict) -> float:
     from rlpost.ranking.trec import evaluate
 
@@ -112,8 +190,11 @@ def probe(train: dict, test: dict, layer: int, qrels: dict) -> tuple[float, floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--prompt", choices=("query-first", "query-last", "short-query-last"), default="query-first",
-                        help="ERank's message in either layout, or the shorter query-last wording first probed")
+    parser.add_argument("--prompt", choices=("query-first", "query-last", "short-query-last", "grouprank"), default="query-first",
+                        help="ERank's message in either layout, the shorter query-last wording first probed, or GroupRank's")
+    parser.add_argument("--layout", default="query-last", help="grouprank: the prompt's layout")
+    parser.add_argument("--echo-words", type=int, default=0, help="grouprank: the answer's keys repeat this many first words")
+    parser.add_argument("--where", choices=("slot", "end"), default="slot", help="grouprank: the score slot or the block's end")
     parser.add_argument("--label")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
@@ -128,23 +209,29 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     load, t = loadavg(), time.perf_counter()
-    label = args.label or f"{Path(args.model).name}-{args.prompt}"
+    group = args.prompt == "grouprank"
+    label = args.label or f"{Path(args.model).name}-{args.prompt}" + (f"-{args.layout}-echo{args.echo_words}-{args.where}" if group else "")
     out = Path(args.out)
     qrels = {s: read_qrels(shared_data_path("retrieval", f"trec-dl-20{y}-passage", f"qrels.dl{y}-passage.txt"))
              for s, y in (("dl19", "19"), ("dl20", "20"))}
-    train, test = (features(args.model, args.prompt, s, args.top, out / f"{label}-{s}.npz") for s in ("dl20", "dl19"))
-    pools = judged_pools("dl19", args.top)
-    bm25 = ndcg(test, np.concatenate([[c["score"] for c in p["candidates"]] for p in pools]), qrels["dl19"])
-    shuffled = [ndcg(test, np.array(random.Random(s).sample(range(len(test["qid"])), len(test["qid"]))), qrels["dl19"])
-                for s in range(200)]
-    rows = [{"system": "BM25 (first stage)", "dl19": round(bm25, 4)},
-            {"system": f"random order (200 shuffles, sd {np.std(shuffled):.4f})", "dl19": round(float(np.mean(shuffled)), 4)}]
+    train, test = ((grouprank_features(args.model, args.layout, args.echo_words, args.where, s, args.top, out / f"{label}-{s}.npz")
+                    if group else features(args.model, args.prompt, s, args.top, out / f"{label}-{s}.npz")) for s in ("dl20", "dl19"))
+    first = {(p["qid"], c["docid"]): c["score"] for s in ("dl19", "dl20") for p in judged_pools(s, args.top) for c in p["candidates"]}
+    bm25, shuffled = {}, {}
+    for split, data in (("dl19", test), ("dl20", train)):  # rows in group order for grouprank: look the scores up
+        bm25[split] = ndcg(data, np.array([first[(str(q), str(d))] for q, d in zip(data["qid"], data["docid"])]), qrels[split])
+        n = len(data["qid"])
+        shuffled[split] = [ndcg(data, np.array(random.Random(s).sample(range(n), n)), qrels[split]) for s in range(200)]
+    rows = [{"system": "BM25 (first stage)", "dl20 cv": round(bm25["dl20"], 4), "dl19": round(bm25["dl19"], 4)},
+            {"system": f"random order (200 shuffles, DL19 sd {np.std(shuffled['dl19']):.4f})",
+             "dl20 cv": round(float(np.mean(shuffled["dl20"])), 4), "dl19": round(float(np.mean(shuffled["dl19"])), 4)}]
     for layer in range(1, train["x"].shape[1]):  # 0 is the embedding of the prefix's last token: the same for every pair
         alpha, cv, dl19 = probe(train, test, layer, qrels)
         rows.append({"system": f"probe, layer {layer}", "alpha": alpha, "dl20 cv": round(cv, 4), "dl19": round(dl19, 4)})
-    print_table(f"{label}: ridge probes at the score position, DL19 nDCG@10 over BM25's top {args.top}",
+    print_table(f"{label}: ridge probes at the score position, nDCG@10 over BM25's top {args.top} (DL20: cross-validated)",
                 rows, ["system", "alpha", "dl20 cv", "dl19"])
     path = write_json(out / f"{label}.json", {"rows": rows, "model": args.model, "prompt": args.prompt, "top": args.top,
+                                               **({"layout": args.layout, "echo_words": args.echo_words, "where": args.where} if group else {}),
                                                "seconds": round(time.perf_counter() - t, 1),
                                                "machine": machine_info(load, args.threads)})
     print(f"wrote {path}")
