@@ -58,8 +58,8 @@ def opening(document: str, words: int) -> str:
 def grouprank_json(scores: Sequence[int], documents: Sequence[str] = (), echo_words: int = 0) -> str:
     """GroupRank's answer object: member ``[k]``'s score, k from 1 in presentation order. With ``echo_words``
     each key also repeats the first words of its document, ``"[k] <words>"`` (our proposal for small models:
-    a linear probe on SmolLM2-135M's hidden state where the score is written reads relevance only then;
-    docs/benchmarks.md)."""
+    a linear probe on SmolLM2-135M's hidden state where the score is written reads some relevance then and
+    none without; docs/benchmarks.md)."""
     if not echo_words:
         return json.dumps({f"[{k}]": s for k, s in enumerate(scores, 1)})
     return json.dumps({f"[{k}] {opening(d, echo_words)}": s for k, (s, d) in enumerate(zip(scores, documents, strict=True), 1)})
