@@ -56,13 +56,40 @@ def reranker(model_path: str, layout: str):
     return ERankReranker(model_path, "bfloat16", layout=layout)
 
 
+def hidden_states(r, seqs: list[list[int]], positions: list[list[int]], batch: int) -> np.ndarray:
+    """[rows, layers + 1, hidden]: every layer's hidden state at each sequence's ``positions`` (bf16 forwards
+    of ``batch`` left-padded sequences through reranker ``r``'s model), in order."""
+    import torch
+
+    from rlpost.models.forward import left_pad
+
+    rows = []
+    with torch.no_grad():
+        for start in range(0, len(seqs), batch):
+            chunk = seqs[start : start + batch]
+            ids, mask = left_pad(chunk, r.tokenizer.pad_token_id)
+            out = r.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                          output_hidden_states=True, logits_to_keep=1)
+            states = torch.stack(out.hidden_states, 1)  # [B, layers + 1, T, hidden]
+            for b, seq in enumerate(chunk):
+                at = [ids.shape[1] - len(seq) + q for q in positions[start + b]]
+                rows.append(states[b][:, at].permute(1, 0, 2).float().numpy())
+    return np.concatenate(rows)
+
+
+def save(cache: Path, x: np.ndarray, meta: list[tuple]) -> dict[str, np.ndarray]:
+    """The features with their (qid, docid, grade) rows, cached in ``cache``."""
+    data = {"x": x, "qid": np.array([m[0] for m in meta]), "docid": np.array([m[1] for m in meta]),
+            "grade": np.array([m[2] for m in meta])}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **data)
+    return data
+
+
 def features(model_path: str, prompt: str, split: str, top: int, cache: Path) -> dict[str, np.ndarray]:
     """{x [pairs, layers + 1, hidden], qid, docid, grade} for a split's judged queries, cached in ``cache``."""
     if cache.exists():
         return dict(np.load(cache))
-    import torch
-
-    from rlpost.models.forward import left_pad
     from rlpost.ranking.prompts import ERANK_DIRECT, render
     from rlpost.ranking.tasks import judged_pools
 
@@ -74,18 +101,7 @@ def features(model_path: str, prompt: str, split: str, top: int, cache: Path) ->
             meta.append((pool["qid"], c["docid"], c["grade"]))
             prompts.append(render(r.tokenizer, QUERY_LAST.format(query=pool["query"], document=r.truncate(c["text"])),
                                   answer_prefix=ERANK_DIRECT) if short else r.prompt(pool["query"], c["text"]))
-    rows = []
-    with torch.no_grad():
-        for start in range(0, len(prompts), 16):
-            ids, mask = left_pad(prompts[start : start + 16], r.tokenizer.pad_token_id)
-            out = r.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                          output_hidden_states=True, logits_to_keep=1)
-            rows.append(torch.stack([h[:, -1, :] for h in out.hidden_states], 1).float().numpy())
-    data = {"x": np.concatenate(rows), "qid": np.array([m[0] for m in meta]), "docid": np.array([m[1] for m in meta]),
-            "grade": np.array([m[2] for m in meta])}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **data)
-    return data
+    return save(cache, hidden_states(r, prompts, [[len(p) - 1] for p in prompts], 16), meta)
 
 
 @functools.cache
@@ -118,9 +134,6 @@ def grouprank_features(model_path: str, layout: str, echo_words: int, where: str
     """As ``features``, one row per document, read in its group's forward (bf16, 4 groups a batch)."""
     if cache.exists():
         return dict(np.load(cache))
-    import torch
-
-    from rlpost.models.forward import left_pad
     from rlpost.ranking.scores import groups
     from rlpost.ranking.tasks import judged_pools
 
@@ -139,22 +152,7 @@ def grouprank_features(model_path: str, layout: str, echo_words: int, where: str
                 seqs.append(prompt)
                 positions.append(block_ends(r, pool["query"], members, prompt))
             meta += [(pool["qid"], d, byid[d]["grade"]) for d in g]
-    rows = []
-    with torch.no_grad():
-        for start in range(0, len(seqs), 4):
-            batch = seqs[start : start + 4]
-            ids, mask = left_pad(batch, r.tokenizer.pad_token_id)
-            out = r.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                          output_hidden_states=True, logits_to_keep=1)
-            states = torch.stack(out.hidden_states, 1)  # [B, layers + 1, T, hidden]
-            for b, seq in enumerate(batch):
-                at = [ids.shape[1] - len(seq) + p for p in positions[start + b]]
-                rows.append(states[b][:, at].permute(1, 0, 2).float().numpy())
-    data = {"x": np.concatenate(rows), "qid": np.array([m[0] for m in meta]), "docid": np.array([m[1] for m in meta]),
-            "grade": np.array([m[2] for m in meta])}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **data)
-    return data
+    return save(cache, hidden_states(r, seqs, positions, 4), meta)
 
 
 def ndcg(data: dict[str, np.ndarray], scores: np.ndarray, qrels: dict) -> float:
