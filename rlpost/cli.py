@@ -338,7 +338,8 @@ def cmd_rerank(args) -> int:
 
         reranker = GroupRankReranker(model, args.dtype, args.group_size, args.passes, args.seed, batch_size=args.batch_size,
                                      max_new_tokens=args.max_new_tokens, threads=args.threads, max_doc_tokens=args.max_doc_tokens,
-                                     device=device, direct=args.direct, layout=args.layout, echo_words=args.echo_words)
+                                     device=device, direct=args.direct, layout=args.layout, echo_words=args.echo_words,
+                                     score_at=args.score_at)
     label = f"{args.method} top {args.top}"
     runs: dict[str, dict[str, list]] = {"first stage": {}, label: {}}
     runs.update({f"hybrid {w:g}": {} for w in weights})
@@ -400,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """The command line as a Namespace (``fn``: the command), or UsageError."""
-    from rlpost.ranking.prompts import LAYOUTS  # a constant: imports nothing heavy
+    from rlpost.ranking.prompts import LAYOUTS, SCORE_AT  # a constant: imports nothing heavy
 
     parser = _Parser(prog="rlpost", description="RL post-training for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -459,6 +460,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="grouprank: no generation; each member's expected score where the answer writes it (models trained without reasoning)")
     p.add_argument("--echo-words", type=int, default=0, metavar="N",
                    help="grouprank: the answer's keys repeat each document's first N words, as the model was trained (the task's echo_words)")
+    p.add_argument("--score-at", default="answer", choices=SCORE_AT,
+                   help="grouprank with --direct: read each member's score in the answer or at its block's end in the prompt (the task's score_at)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hybrid", type=float, nargs="+", default=[0.0], metavar="W",
                    help="write W z(first stage) + (1 - W) z(rerank) over the reranked head (ERank's BM25 hybrid uses 0.2; 0: off); "

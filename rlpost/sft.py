@@ -19,7 +19,7 @@ from rlpost.learner.learner import Learner
 from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
 from rlpost.placement import check_resources
-from rlpost.ranking.slots import score_slots
+from rlpost.ranking.slots import mark_positions, score_slots
 from rlpost.types import SFTExample
 
 
@@ -59,8 +59,8 @@ def run_sft(cfg: Config) -> Path:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     tokenizer = load_tokenizer(base)
-    _, prompt_ids = encode_prompts(cfg, records, tokenizer)
-    examples = sft_examples(cfg.sft, records, prompt_ids, tokenizer)
+    prompt_texts, prompt_ids = encode_prompts(cfg, records, tokenizer)
+    examples = sft_examples(cfg.sft, records, prompt_ids, tokenizer, prompt_texts)
     sc = cfg.sft
     examples = within_cutoff(examples, sc.max_length)
     # with the ranking term a batch holds whole ranking groups (an ERank query's candidates)
@@ -100,12 +100,15 @@ def sft_learner_config(cfg: Config) -> Config:
     })
 
 
-def sft_examples(sc: SFTConfig, records: list[dict], prompt_ids: list[list[int]], tokenizer) -> list[SFTExample]:
+def sft_examples(sc: SFTConfig, records: list[dict], prompt_ids: list[list[int]], tokenizer,
+                 prompt_texts: list[str] | None = None) -> list[SFTExample]:
     """Each record's prompt and rendered target (then EOS); with ``sc.rank_weight``, also the target's score
     slots (``sc.rank_pattern``'s matches, one per ``rank_gains`` entry) and its ranking group (``rank_group``).
     A record with ``rank_answer`` has its slots read in that answer, rendered with the same template, instead:
     the answer inference reads scores from (GroupRank's direct scoring fills every score with 0; under the
-    gold answer each score would follow the gold scores before it, which inference never sees)."""
+    gold answer each score would follow the gold scores before it, which inference never sees). A record
+    with ``rank_marks`` (character offsets in its ``question``, e.g. GroupRank's block ends) has them read in
+    the prompt (``prompt_texts``, the rendered prompts): slots <= 0, counted from the target's first token."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     groups: dict[str, int] = {}
     out = []
@@ -118,7 +121,12 @@ def sft_examples(sc: SFTConfig, records: list[dict], prompt_ids: list[list[int]]
             raise ConfigError(f"sft.rank_weight needs records with rank_gains and rank_group (a reranking task); SFT record {i} has: {', '.join(r)}")
         ids, slots = score_slots(text, tokenizer, sc.rank_pattern, expected=len(r["rank_gains"]))
         rank_ids = []
-        if "rank_answer" in r:
+        if "rank_marks" in r:
+            marked, positions = mark_positions(prompt_texts[i], tokenizer, r["question"], r["rank_marks"])
+            if marked != list(p):
+                raise ConfigError(f"SFT record {i}: its prompt tokenizes differently with offsets; rank_marks cannot be placed")
+            slots = [q + 1 - len(p) for q in positions]  # the position predicting token q + 1, from the target's start
+        elif "rank_answer" in r:
             ranked = render_template(sc.target_template, {**r, "answer": r["rank_answer"]})
             rank_ids, slots = score_slots(ranked, tokenizer, sc.rank_pattern, expected=len(r["rank_gains"]))
         group = groups.setdefault(str(r["rank_group"]), len(groups))

@@ -132,7 +132,7 @@ class SFTExample:
 
     prompt_ids: list[int]
     target_ids: list[int]
-    slots: list[int] = field(default_factory=list)  # positions holding a score's first digit (in rank_ids, else the target)
+    slots: list[int] = field(default_factory=list)  # positions holding a score's first digit (in rank_ids, else the target; <= 0: the prompt's)
     gains: list[float] = field(default_factory=list)  # each slot's gold gain
     group: int = -1  # slots rank against the other slots of the same group in the batch
     rank_ids: list[int] = field(default_factory=list)  # the completion the ranking term reads, where not the target

@@ -122,3 +122,44 @@ def test_the_ranking_term_reads_the_scores_in_rank_ids_when_given(tiny_model_pat
     assert read_gold["rank"] == pytest.approx(ranknet(gold, gold_slots), abs=1e-4)
     assert abs(read_zero["rank"] - read_gold["rank"]) > 1e-3  # the two contexts give the second slot different scores
     assert read_zero["ce"] == pytest.approx(read_gold["ce"], abs=1e-5)  # cross-entropy is on the gold answer either way
+
+
+@pytest.mark.parametrize("rank_weight", [1.0, 0.0])
+def test_the_ranking_term_reads_slots_in_the_prompt(tiny_model_path, rank_weight):
+    """GroupRank with score_at: block reads member k's score at its block's last prompt token (slots <= 0,
+    counted from the target's first token): the term is RankNet on the expected scores there under a plain
+    forward, cross-entropy is the target's as without slots, and only the term puts the graded block's score
+    above the other's (on the tiny model, in 30 steps)."""
+    from rlpost.config import Config
+    from rlpost.learner.learner import Learner
+    from rlpost.ranking.slots import digit_ids
+
+    def learner_at(lr: float) -> Learner:
+        base = Config().model_dump()
+        base["sft"].update(rank_weight=rank_weight)
+        base["optim"].update(lr=lr, warmup_steps=0)
+        return Learner(Config.model_validate(base), tiny_model_path)
+
+    learner = learner_at(0.0)
+    tok = learner.tokenizer
+    text = "q: fish [1] fish tank [2] stock fell answer:"
+    prompt = tok(text, add_special_tokens=False).input_ids
+    ends = [len(tok(text[: text.index(s) + len(s)], add_special_tokens=False).input_ids) - 1 for s in ("fish tank", "stock fell")]
+    target = tok("<answer>0 0</answer>", add_special_tokens=False).input_ids
+    example = SFTExample(prompt, target, [q + 1 - len(prompt) for q in ends], [3.0, 0.0], 0)
+
+    def scores(model) -> torch.Tensor:
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt])).logits[0, ends].float()
+        return expected_scores(logits, digit_ids(tok), digit_values(10))
+
+    m = learner.sft_step([example])
+    assert m["ce"] == pytest.approx(learner.sft_step([SFTExample(prompt, target)])["ce"], abs=1e-5)
+    if rank_weight:
+        want = pairwise_logistic(scores(learner.model), torch.tensor([3.0, 0.0]), torch.tensor([0, 0]))[0].item()
+        assert m["rank_pairs"] == 1 and m["rank"] == pytest.approx(want, abs=1e-4)
+    learner = learner_at(3e-3)
+    for _ in range(30):
+        learner.sft_step([example])
+    good, bad = scores(learner.model).tolist()
+    assert (good > bad + 0.5) if rank_weight else good < bad + 0.5  # measured: 8.8 vs 0.0 with the term, 1.0 vs 1.5 without

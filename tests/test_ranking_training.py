@@ -58,6 +58,12 @@ def test_grouprank_task_groups_by_interval_and_aligns_gold_with_the_shown_order(
         assert e["answer"] == grouprank_json([int(g) for g in r["gold"]], [f"{q} passage {d[-1]}" for d in r["docids"]], 6)
         assert f'"[1] {" ".join(f"{q} passage".split()[:6])}' in e["answer"] and "first 6 words" in e["question"]
         assert parse_grouprank(f"<reason></reason><answer>{e['answer']}</answer>", 3) == (True, [int(g) for g in r["gold"]])
+    blocks = load_task("grouprank", "test", test=pools, top=3, group_size=3, groups_per_query=2, seed=1, score_at="block")
+    for r, b in zip(records, blocks):  # the same records; the ranking term reads each block's end instead of an answer
+        assert {k: v for k, v in b.items() if k != "rank_marks"} == {k: v for k, v in r.items() if k != "rank_answer"}
+        assert [b["question"][m] for m in b["rank_marks"]] == [d[-1] for d in r["docids"]]
+    with pytest.raises(DataError, match="score_at 'middle' is unknown"):
+        load_task("grouprank", "test", test=pools, top=3, score_at="middle")
 
 
 def test_a_teacher_run_mixes_into_the_targets(pools, tmp_path):
@@ -184,9 +190,11 @@ def test_sft_micro_batches_give_the_batch_gradient_and_the_cutoff_is_counted(tmp
         within_cutoff([SFTExample([1] * 9, [2])], max_length=4)
 
 
-@pytest.mark.parametrize("recipe, slots_per_example, echo", [("erank", 1, 0), ("grouprank", 3, 0), ("grouprank", 3, 8)])
-def test_the_tiny_recipes_sft_examples_carry_score_slots_for_the_ranking_term(recipe, slots_per_example, echo, pools):
-    """With echo_words the keys hold the documents' words ("... passage 2"): their numbers are no score slots."""
+@pytest.mark.parametrize("recipe, slots_per_example, echo, score_at",
+                         [("erank", 1, 0, "answer"), ("grouprank", 3, 0, "answer"), ("grouprank", 3, 8, "answer"), ("grouprank", 3, 0, "block")])
+def test_the_tiny_recipes_sft_examples_carry_score_slots_for_the_ranking_term(recipe, slots_per_example, echo, score_at, pools):
+    """With echo_words the keys hold the documents' words ("... passage 2"): their numbers are no score slots.
+    With score_at: block the slots are each block's last prompt token (<= 0, from the target's start)."""
     from rlpost.data.recipe import encode_prompts, load_split
     from rlpost.learner.learner import rank_pairs
     from rlpost.models.loading import load_tokenizer, resolve_model_path
@@ -195,15 +203,20 @@ def test_the_tiny_recipes_sft_examples_carry_score_slots_for_the_ranking_term(re
     from rlpost.sft import sft_examples
 
     cfg = load_config(f"recipes/{recipe}/tiny.yaml", [f"data.task_kwargs.train={json.dumps(pools)}",
-                                                       *([f"data.task_kwargs.echo_words={echo}"] if echo else [])])
+                                                       *([f"data.task_kwargs.echo_words={echo}"] if echo else []),
+                                                       *([f"data.task_kwargs.score_at={score_at}"] if score_at != "answer" else [])])
     assert cfg.sft.rank_weight > 0
     records = load_split(cfg, cfg.data.train_split, sft=True)
     tokenizer = load_tokenizer(str(resolve_model_path(cfg.model)))
-    examples = sft_examples(cfg.sft, records, encode_prompts(cfg, records, tokenizer)[1], tokenizer)
+    texts, prompt_ids = encode_prompts(cfg, records, tokenizer)
+    examples = sft_examples(cfg.sft, records, prompt_ids, tokenizer, texts)
     digits = digit_ids(tokenizer)
     for e, r in zip(examples, records):
         assert len(e.slots) == slots_per_example and e.gains == [float(g) for g in r["rank_gains"]]
-        if recipe == "grouprank":  # read where direct scoring reads them: the answer with every score 0
+        if score_at == "block":  # the char-level tokenizer: each block's last token is its document's last character
+            assert all(s <= 0 for s in e.slots) and not e.rank_ids and "rank_answer" not in r
+            assert [tokenizer.decode([e.prompt_ids[len(e.prompt_ids) - 1 + s]]) for s in e.slots] == [d[-1] for d in r["docids"]]
+        elif recipe == "grouprank":  # read where direct scoring reads them: the answer with every score 0
             assert [e.rank_ids[s] for s in e.slots] == [digits[0]] * slots_per_example
             docs = [f"{QUERIES[r['qid']]} passage {d[-1]}" for d in r["docids"]]
             assert e.rank_ids == tokenizer(grouprank_direct(docs, echo), add_special_tokens=False).input_ids  # the recipe's template is that answer's

@@ -119,6 +119,36 @@ def test_grouprank_direct_reads_each_members_expected_score_where_the_answer_wri
     assert [got[d] for d in g] == pytest.approx((want / 10).tolist(), abs=1e-4)  # merge_passes divides by 10
 
 
+@pytest.mark.parametrize("layout", ["query-first", "query-each"])
+def test_grouprank_score_at_block_reads_each_members_score_where_its_block_ends(tiny_model_path, layout):
+    """score_at="block": member k's score is the expected digit at the last token of its block in the prompt
+    (its text, or with query-each the query after it) under a plain forward of the prompt alone; an unknown
+    place, or block without direct, is one line before the model loads."""
+    from rlpost.ranking.prompts import GROUPRANK_SYSTEM, grouprank_block_ends, grouprank_prompt, render
+
+    r = GroupRankReranker(tiny_model_path, group_size=3, direct=True, layout=layout, score_at="block", batch_size=2)
+    out = r.rerank_batch([(QUERY, DOCS), (QUERY, DOCS[:2])])  # two queries, left-padded in one batch
+    assert all(s.details["scored"] for q in out for s in q)
+    for qi, docs in enumerate((DOCS, DOCS[:2])):  # the second prompt is the shorter: padded on the left
+        (g,) = groups([str(i) for i in range(len(docs))], 3, seed=f"0:{qi}:0")
+        members = [docs[int(d)] for d in g]
+        user = grouprank_prompt(QUERY, members, layout)
+        ends = grouprank_block_ends(QUERY, members, layout)
+        tail = QUERY if layout == "query-each" else None
+        assert [user[e - len(tail or m) + 1 : e + 1] for e, m in zip(ends, members)] == [tail or m for m in members]
+        prompt, positions = r.block_prompt(QUERY, members)
+        assert prompt == render(r.tokenizer, user, GROUPRANK_SYSTEM)
+        with torch.no_grad():
+            logits = r.model(input_ids=torch.tensor([prompt])).logits[0, positions].float()
+        want = torch.softmax(logits[:, r.digits], dim=-1) @ torch.tensor([0.0, 10, 2, 3, 4, 5, 6, 7, 8, 9])
+        got = {s.docid: s.score for s in out[qi]}
+        assert [got[d] for d in g] == pytest.approx((want / 10).tolist(), abs=1e-4)  # merge_passes divides by 10
+    with pytest.raises(ConfigError, match="score_at 'middle' is unknown"):
+        GroupRankReranker("/nowhere", direct=True, score_at="middle")
+    with pytest.raises(ConfigError, match="needs direct=True"):
+        GroupRankReranker("/nowhere", score_at="block")
+
+
 def test_both_rerankers_cut_long_documents_to_max_doc_tokens(tiny_model_path):
     """The char-level tiny tokenizer makes a token a character: a cut keeps the first max_doc_tokens."""
     long = "goldfish " * 40
@@ -266,3 +296,12 @@ def test_a_negative_echo_words_is_one_line_before_the_model_loads(dl, tiny_model
     assert "echo_words at least 0, got 20, 1 and -1" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(DataError, match="echo_words >= 0"):
         load_task("grouprank", "train", train={"candidates": str(dl["candidates"]), "qrels": str(dl["qrels"])}, echo_words=-1)
+
+
+def test_score_at_block_without_direct_is_one_line_before_the_model_loads(dl, tiny_model_path, tmp_path, capsys):
+    argv = ["rerank", "--model", tiny_model_path, "--method", "grouprank", "--score-at", "block",
+            "--candidates", str(dl["candidates"]), "--out", str(tmp_path / "run.trec")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "score_at='block' reads scores in the prompt without generating: it needs direct=True (--direct)" in err
+    assert len(err.strip().splitlines()) == 1

@@ -149,13 +149,16 @@ class Learner:
                     extra.append(e)
                 else:
                     rank_row.append(r)
+            # slots in the prompt (<= 0, e.g. GroupRank's block ends) need the LM head on that many prompt positions
+            lead = max([-s for e in part for s in e.slots] + [0]) if pairs else 0
             with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32):
                 logits, targets, mask = completion_logits(
-                    self.model, [e.prompt_ids for e in part + extra], [e.target_ids for e in part] + [e.rank_ids for e in extra], self.pad_id)
-            ce = -(token_logprobs(logits[:n], targets[:n]) * mask[:n]).sum() / tokens
+                    self.model, [e.prompt_ids for e in part + extra], [e.target_ids for e in part] + [e.rank_ids for e in extra], self.pad_id,
+                    lead=lead)
+            ce = -(token_logprobs(logits[:n, lead:], targets[:n]) * mask[:n]).sum() / tokens
             loss = ce
             if pairs:
-                rank_sum = self._rank_sum(part, logits, rank_row)
+                rank_sum = self._rank_sum(part, logits, rank_row, lead)
                 loss = ce + sc.rank_weight * rank_sum / pairs
                 sums["rank"] += rank_sum.item() / pairs
             finite = finite and bool(torch.isfinite(loss))
@@ -170,13 +173,13 @@ class Learner:
             out.update(rank=sums["rank"], rank_pairs=pairs)
         return out
 
-    def _rank_sum(self, part: list[SFTExample], logits: torch.Tensor, rows_of: list[int]) -> torch.Tensor:
+    def _rank_sum(self, part: list[SFTExample], logits: torch.Tensor, rows_of: list[int], lead: int = 0) -> torch.Tensor:
         """The pairwise ranking loss summed over this micro-batch's pairs (its groups are whole); example i's
-        slots are read in row ``rows_of[i]`` of ``logits``."""
+        slots are read in row ``rows_of[i]`` of ``logits``, whose first ``lead`` columns are prompt positions."""
         if self._digit_ids is None:
             self._digit_ids = digit_ids(self.tokenizer)
         rows = [rows_of[i] for i, e in enumerate(part) for _ in e.slots]
-        cols = [c for e in part for c in e.slots]
+        cols = [c + lead for e in part for c in e.slots]
         scores = expected_scores(logits[rows, cols], self._digit_ids, digit_values())
         gains = torch.tensor([g for e in part for g in e.gains])
         groups = torch.tensor([e.group for e in part for _ in e.slots])

@@ -78,12 +78,14 @@ def completion_logits(
     completions: Sequence[Sequence[int]],
     pad_id: int,
     share_prefix: bool = True,
+    lead: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """fp32 logits [B, T, V] predicting each completion token, the targets [B, T] and their mask [B, T]
-    (the vocabulary head runs on the completion positions only)."""
+    (the vocabulary head runs on the completion positions only). With ``lead`` the logits are [B, lead + T, V]:
+    also from the ``lead`` prompt positions before, logits[:, lead - 1] predicting the prompt's last token."""
     device = next(model.parameters()).device
     unique, row_of = unique_prompts(prompts)
-    if share_prefix and len(unique) < len(prompts) and supports_shared_prefix(model):
+    if share_prefix and not lead and len(unique) < len(prompts) and supports_shared_prefix(model):
         logits, targets, mask = _shared_prefix_logits(model, unique, row_of, completions, pad_id, device)
     else:
         input_ids, attention_mask, position_ids, targets, mask = build_inputs(prompts, completions, pad_id)
@@ -92,7 +94,7 @@ def completion_logits(
             attention_mask=attention_mask.to(device),
             position_ids=position_ids.to(device),
             use_cache=False,
-            logits_to_keep=targets.shape[1] + 1,
+            logits_to_keep=targets.shape[1] + 1 + lead,
         )
         logits = out.logits[:, :-1, :].float()
     return logits, targets.to(device), mask.to(device)

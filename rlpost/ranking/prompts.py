@@ -33,6 +33,13 @@ Reply as: <think> your reasoning </think><answer> the integer, nothing else </an
 # document only when the query follows it (docs/benchmarks.md). Train and rerank with the same layout.
 LAYOUTS = ("query-first", "query-last", "query-each")
 
+# Where GroupRank's direct scoring reads member k's score: at its slot in the zero-filled answer (the
+# papers' output), or at the last token of its block in the prompt, where the model has read the document
+# (and, with query-each, the query after it) and the members before it. "block" is our proposal for small
+# models: SmolLM2-135M's answer slot held no relevance a probe could read, its block ends with query-each
+# held ERank's level (docs/benchmarks.md).
+SCORE_AT = ("answer", "block")
+
 
 def unknown_layout(layout: str) -> str | None:
     """The one-line complaint about a layout that is not one of LAYOUTS, else None."""
@@ -114,21 +121,41 @@ def erank_prompt(query: str, document: str, instruction: str = "semantic", layou
     return ERANK_LAYOUTS[layout].format(instruction=INSTRUCTIONS.get(instruction, instruction), query=query, document=document)
 
 
+def _grouprank_blocks(query: str, documents: Sequence[str], layout: str) -> list[str]:
+    after = f"\nQuery: {query}" if layout == "query-each" else ""
+    return [f"[{i}]. {' '.join(d.split())[:GROUP_DOC_CHARS].rstrip()}{after}" for i, d in enumerate(documents, 1)]
+
+
 def grouprank_prompt(query: str, documents: Sequence[str], layout: str = "query-first", echo_words: int = 0) -> str:
     """GroupRank's user message: documents numbered [1].. in presentation order, newlines collapsed, each cut
     at GROUP_DOC_CHARS characters; ``layout``: one of LAYOUTS (checked by the callers); ``echo_words``: the
     answer's keys repeat that many of each document's first words (grouprank_json)."""
-    after = f"\nQuery: {query}" if layout == "query-each" else ""
-    docs = "".join(f"[{i}]. {' '.join(d.split())[:GROUP_DOC_CHARS]}{after}\n\n" for i, d in enumerate(documents, 1))
     c = len(documents)
     keys = GROUPRANK_ECHO_KEYS.format(c=c, w=echo_words) if echo_words else GROUPRANK_KEYS.format(c=c)
-    return GROUPRANK_LAYOUTS[layout].format(c=c, query=query, docs=docs.rstrip(), keys=keys)
+    docs = "\n\n".join(_grouprank_blocks(query, documents, layout))
+    return GROUPRANK_LAYOUTS[layout].format(c=c, query=query, docs=docs, keys=keys)
+
+
+def grouprank_block_ends(query: str, documents: Sequence[str], layout: str = "query-first", echo_words: int = 0) -> list[int]:
+    """The character offset, in ``grouprank_prompt``'s message, of each document block's last character (its
+    text, or with query-each the query after it): where ``score_at: block`` reads each member's score."""
+    blocks = _grouprank_blocks(query, documents, layout)
+    at = grouprank_prompt(query, documents, layout, echo_words).index("\n\n".join(blocks))
+    ends = []
+    for b in blocks:
+        ends.append(at + len(b) - 1)
+        at += len(b) + 2
+    return ends
+
+
+def render_text(tokenizer, user: str, system: str | None = None) -> str:
+    """The prompt's text exactly as a training run renders it (``format_prompt``: the chat template's generation
+    prompt, or for a tokenizer without one the plain text)."""
+    from rlpost.data.prompts import format_prompt
+
+    return format_prompt({"question": user}, tokenizer, system_prompt=system)
 
 
 def render(tokenizer, user: str, system: str | None = None, answer_prefix: str = "") -> list[int]:
-    """Token ids of the prompt exactly as a training run renders it (``format_prompt``: the chat template's
-    generation prompt, or for a tokenizer without one the plain text), then ``answer_prefix``."""
-    from rlpost.data.prompts import format_prompt
-
-    text = format_prompt({"question": user}, tokenizer, system_prompt=system)
-    return tokenizer(text + answer_prefix, add_special_tokens=False).input_ids
+    """Token ids of ``render_text``, then ``answer_prefix``."""
+    return tokenizer(render_text(tokenizer, user, system) + answer_prefix, add_special_tokens=False).input_ids

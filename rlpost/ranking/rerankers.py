@@ -7,7 +7,9 @@
 - ``GroupRankReranker``: groupwise. Candidates are shuffled into groups of ``group_size``, each group is one
   generation whose JSON scores are read leniently, and a document's score is its mean over ``passes``.
   ``direct=True`` skips the generation: one forward over the answer with empty reasoning reads each member's
-  expected score, as ERank does (for models trained without reasoning, e.g. with SFT's ranking term)."""
+  expected score, as ERank does (for models trained without reasoning, e.g. with SFT's ranking term); with
+  ``score_at="block"`` the forward covers the prompt only and reads member k's score at its block's last
+  token (prompts.SCORE_AT)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,10 +22,11 @@ from rlpost.algos.rank_loss import digit_values, expected_scores
 from rlpost.config import ConfigError
 from rlpost.ranking.parsing import parse_grouprank_lenient
 from rlpost.ranking.prompts import (
-    ERANK_DIRECT, GROUPRANK_SYSTEM, erank_prompt, grouprank_direct, grouprank_prompt, render, unknown_layout,
+    ERANK_DIRECT, GROUPRANK_SYSTEM, SCORE_AT, erank_prompt, grouprank_block_ends, grouprank_direct, grouprank_prompt,
+    render, render_text, unknown_layout,
 )
 from rlpost.ranking.scores import groups, merge_passes
-from rlpost.ranking.slots import digit_ids, score_slots
+from rlpost.ranking.slots import digit_ids, mark_positions, score_slots
 
 Doc = str | dict  # a text, or {"docid", "text", "score" (first stage, optional)}
 
@@ -145,7 +148,7 @@ class GroupRankReranker(Reranker):
         self, model_path: str, dtype: str = "float32", group_size: int = 20, passes: int = 1, seed: int = 0,
         temperature: float = 0.3, top_p: float = 0.8, max_new_tokens: int = 512, batch_size: int = 8, threads: int | None = None,
         max_doc_tokens: int | None = None, device: str = "cpu", direct: bool = False, layout: str = "query-first",
-        echo_words: int = 0,
+        echo_words: int = 0, score_at: str = "answer",
     ) -> None:
         from rlpost.models.loading import load_model, load_tokenizer
         from rlpost.rollout.hf_engine import HFEngine
@@ -154,6 +157,10 @@ class GroupRankReranker(Reranker):
             raise ConfigError(f"group_size and passes must be at least 1 and echo_words at least 0, got {group_size}, {passes} and {echo_words}")
         if problem := unknown_layout(layout):
             raise ConfigError(f"grouprank {problem}; use the one the model was trained with")
+        if score_at not in SCORE_AT:
+            raise ConfigError(f"grouprank score_at {score_at!r} is unknown (known: {', '.join(SCORE_AT)})")
+        if score_at == "block" and not direct:
+            raise ConfigError("grouprank score_at='block' reads scores in the prompt without generating: it needs direct=True (--direct)")
         self.tokenizer = load_tokenizer(model_path)
         if direct:
             if threads:
@@ -162,7 +169,7 @@ class GroupRankReranker(Reranker):
             self.digits = digit_ids(self.tokenizer)
         else:
             self.engine = HFEngine(model_path, dtype, seed=seed, batch_size=batch_size, threads=threads, device=device)
-        self.direct, self.batch_size, self.layout, self.echo_words = direct, batch_size, layout, echo_words
+        self.direct, self.batch_size, self.layout, self.echo_words, self.score_at = direct, batch_size, layout, echo_words, score_at
         self.group_size, self.passes, self.seed, self.max_doc_tokens = group_size, passes, seed, max_doc_tokens
         self.sampling = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
 
@@ -180,8 +187,11 @@ class GroupRankReranker(Reranker):
                 jobs += [(qi, r, g) for g in groups([c["docid"] for c in cs], self.group_size, seed=f"{self.seed}:{qid}:{r}")]
         texts = [{c["docid"]: self.truncate(c["text"]) for c in cs} for cs in cands]
         members = [[texts[qi][d] for d in g] for qi, _, g in jobs]
-        prompts = [self.prompt(items[qi][0], m) for (qi, _, _), m in zip(jobs, members)]
-        scored = self._direct_scores(prompts, members) if self.direct else self._generated_scores(prompts, jobs)
+        if self.score_at == "block":
+            scored = self._block_scores([self.block_prompt(items[qi][0], m) for (qi, _, _), m in zip(jobs, members)])
+        else:
+            prompts = [self.prompt(items[qi][0], m) for (qi, _, _), m in zip(jobs, members)]
+            scored = self._direct_scores(prompts, members) if self.direct else self._generated_scores(prompts, jobs)
         passes: list[list[dict[str, float]]] = [[] for _ in cands]
         unparsed = [0] * len(cands)
         for (qi, _, g), scores in zip(jobs, scored):
@@ -198,6 +208,12 @@ class GroupRankReranker(Reranker):
     def prompt(self, query: str, members: Sequence[str]) -> list[int]:
         """Token ids of one group's prompt (documents already cut), ending where the answer starts."""
         return render(self.tokenizer, grouprank_prompt(query, members, self.layout, self.echo_words), GROUPRANK_SYSTEM)
+
+    def block_prompt(self, query: str, members: Sequence[str]) -> tuple[list[int], list[int]]:
+        """(token ids of one group's prompt, the position of each member's block's last token in it)."""
+        user = grouprank_prompt(query, members, self.layout, self.echo_words)
+        return mark_positions(render_text(self.tokenizer, user, GROUPRANK_SYSTEM), self.tokenizer, user,
+                              grouprank_block_ends(query, members, self.layout, self.echo_words))
 
     def direct_answer(self, members: Sequence[str]) -> tuple[list[int], list[int]]:
         """(token ids of the zero-filled answer direct scoring feeds after a group's prompt, each member's score slot)."""
@@ -225,5 +241,25 @@ class GroupRankReranker(Reranker):
             logits, _, _ = completion_logits(self.model, [prompts[i] for i in rows], [ids for ids, _ in filled], self.tokenizer.pad_token_id)
             for b, (_, slots) in enumerate(filled):
                 values = expected_scores(logits[b, slots], self.digits, digit_values()).tolist()
+                out.append({k: v for k, v in enumerate(values, 1)})
+        return out
+
+    @torch.no_grad()
+    def _block_scores(self, prompts: list[tuple[list[int], list[int]]]) -> list[dict[int, float]]:
+        """``score_at="block"``: one forward over each group's prompt (left-padded batches, the LM head on the
+        block ends only); member k's score is the expected digit where its block ends, as ``_direct_scores``."""
+        from rlpost.models.forward import left_pad
+
+        out = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start : start + self.batch_size]
+            ids, mask = left_pad([p for p, _ in chunk], self.tokenizer.pad_token_id)
+            cols = [[ids.shape[1] - len(p) + q for q in ends] for p, ends in chunk]
+            keep = sorted({c for row in cols for c in row})
+            logits = self.model(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
+                                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(self.model.device), use_cache=False,
+                                logits_to_keep=torch.tensor(keep, device=self.model.device)).logits.float()
+            for b, row in enumerate(cols):
+                values = expected_scores(logits[b, [keep.index(c) for c in row]], self.digits, digit_values()).tolist()
                 out.append({k: v for k, v in enumerate(values, 1)})
         return out

@@ -35,3 +35,19 @@ def score_slots(text: str, tokenizer, pattern: str | None = None, expected: int 
             raise ConfigError(f"the score at character {c} of {text!r} is not a digit token of its own in this tokenizer")
         slots.append(slot)
     return list(enc.input_ids), slots
+
+
+def mark_positions(text: str, tokenizer, part: str, marks: list[int]) -> tuple[list[int], list[int]]:
+    """(token ids of ``text``, the position of the token holding each character offset ``marks`` of ``part``,
+    a substring of ``text``: e.g. GroupRank's block ends in its user message, within the rendered prompt);
+    ConfigError when ``text`` does not contain ``part``."""
+    base = text.find(part)
+    if base < 0:
+        raise ConfigError(f"the prompt does not contain the message whose positions are marked ({part[:60]!r}...): "
+                          "score_at: block needs data.template to keep the question as it is")
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    positions = []
+    for m in marks:
+        c = base + m
+        positions.append(next(t for t, (a, b) in enumerate(enc.offset_mapping) if a <= c < b))
+    return list(enc.input_ids), positions

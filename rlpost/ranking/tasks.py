@@ -23,7 +23,9 @@ from typing import Any
 from rlpost.data.errors import DataError
 from rlpost.data.paths import shared_data_path
 from rlpost.data.tasks import TASKS, Record, _check_split
-from rlpost.ranking.prompts import GROUPRANK_SYSTEM, erank_prompt, grouprank_json, grouprank_prompt, unknown_layout
+from rlpost.ranking.prompts import (
+    GROUPRANK_SYSTEM, SCORE_AT, erank_prompt, grouprank_block_ends, grouprank_json, grouprank_prompt, unknown_layout,
+)
 from rlpost.ranking.trec import Run, read_candidates, read_qrels, read_run
 
 DATASETS = {
@@ -150,13 +152,15 @@ def grouprank(
     teacher_weight: float = 1.0,
     layout: str = "query-first",
     echo_words: int = 0,
+    score_at: str = "answer",
 ) -> list[Record]:
     """One record per group: ``question`` (the GroupRank user message in ``layout``, its answer keys repeating
     ``echo_words`` of each document's first words: prompts.grouprank_json), ``system`` (its
     rubric), ``answer`` (the target JSON object, each member's target score), ``gold`` (those scores, 0..10
     in presentation order), ``relevant`` (grade >= ``positive_grade``), ``qid`` and ``docids``;
-    ``rank_gains`` (the members' unrounded targets), ``rank_group`` (the group) and ``rank_answer`` (every
-    score 0: the answer direct scoring reads) for SFT's ranking term.
+    ``rank_gains`` (the members' unrounded targets), ``rank_group`` (the group) and where the ranking term
+    reads the scores (``score_at``, prompts.SCORE_AT): ``rank_answer`` (every score 0: the answer direct
+    scoring reads), or ``rank_marks`` (each block's last character in ``question``) for SFT's ranking term.
 
     Groups are cut by interval sampling (stride ``len(pool) // group_size``, a seeded offset) and shown in
     a seeded shuffled order; a query's ``groups_per_query`` groups use different offsets where the stride
@@ -165,6 +169,8 @@ def grouprank(
         raise DataError(f"group_size and groups_per_query must be >= 1 and echo_words >= 0, got {group_size}, {groups_per_query} and {echo_words}")
     if problem := unknown_layout(layout):
         raise DataError(f"grouprank {problem}")
+    if score_at not in SCORE_AT:
+        raise DataError(f"grouprank score_at {score_at!r} is unknown (known: {', '.join(SCORE_AT)})")
     records, scaled = [], read_teacher(teacher, teacher_weight)
     for pool in judged_pools(_split_source("grouprank", split, train, test), top):
         cands = [{**c, "target": t} for c, t in zip(pool["candidates"], targets(pool, scores, scaled, teacher_weight))]
@@ -184,6 +190,7 @@ def grouprank(
                 "gold": [float(s) for s in gains], "relevant": [m["grade"] >= positive_grade for m in members],
                 "qid": pool["qid"], "group": g, "docids": [m["docid"] for m in members],
                 "rank_gains": [m["target"] for m in members], "rank_group": f"{pool['qid']}:{g}",
-                "rank_answer": grouprank_json([0] * size, texts, echo_words),  # as direct scoring reads it
+                **({"rank_marks": grouprank_block_ends(pool["query"], texts, layout, echo_words)} if score_at == "block"
+                   else {"rank_answer": grouprank_json([0] * size, texts, echo_words)}),  # as direct scoring reads it
             })
     return records

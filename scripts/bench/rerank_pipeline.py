@@ -101,7 +101,8 @@ def main() -> None:
         # the prompt layout (and GroupRank's answer keys) the stage last trained on (SFT's records may set their own)
         kwargs = task_kwargs(cfg, sft=stage == "SFT")
         layout = ["--layout", kwargs.get("layout", "query-first"),
-                  *(["--echo-words", str(kwargs.get("echo_words", 0))] if args.method == "grouprank" else [])]
+                  *(["--echo-words", str(kwargs.get("echo_words", 0)), "--score-at", kwargs.get("score_at", "answer")]
+                    if args.method == "grouprank" else [])]
         minutes[f"rerank DL19 ({stage})"], metrics = rerank(args, model, "DL19", name, weights, extra + layout, out)
         results[stage] = metrics
         rows["BM25"] = row(metrics["first stage"])
