@@ -296,6 +296,27 @@ def below(head: list[tuple[str, float]], rest: list[dict]) -> list[tuple[str, fl
     return head + [(c["docid"], low) for c in rest]
 
 
+PROMPT_FORMAT = {"layout": "query-first", "echo_words": 0, "score_at": "answer"}  # rerank options -> defaults
+
+
+def prompt_format_as_trained(args, model: str) -> None:
+    """Fill the prompt-format options not given (--layout, --echo-words, --score-at) from the task record the
+    model folder was saved with (rlpost_task.json, for this --method), else their defaults; an option given
+    that differs from the record gets a one-line note. score_at block reads without generating: --direct."""
+    from rlpost import console
+    from rlpost.data.recipe import read_task_record
+
+    record = read_task_record(model)
+    trained = record.get("task_kwargs", {}) if record.get("task") == args.method else {}
+    for key, default in PROMPT_FORMAT.items():
+        given = getattr(args, key)
+        if given is None:
+            setattr(args, key, trained.get(key, default))
+        elif key in trained and trained[key] != given:
+            console.echo(f"note: --{key.replace('_', '-')} {given} differs from the {trained[key]} this model was trained with")
+    args.direct = args.direct or args.score_at == "block"
+
+
 def cmd_rerank(args) -> int:
     """Rerank each query's first --top candidates, write a TREC run (the rest follow in first-stage order),
     and with --qrels compare nDCG@10 and recall with the first stage."""
@@ -325,6 +346,7 @@ def cmd_rerank(args) -> int:
         raise ConfigError(f"--out {out} is a folder; give the run file's path")
     _check_writable(out.parent, "--out")
     model = str(check_model_folder(args.model, "--model"))
+    prompt_format_as_trained(args, model)
     from rlpost.models.device import actor_device
 
     device = actor_device(args.device, gpus=1)  # this process: CUDA where it sees one (auto)
@@ -450,18 +472,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: CUDA when this machine has it")
     p.add_argument("--batch-size", type=int, default=16, help="prompts per forward (erank) or generations per batch (grouprank)")
     p.add_argument("--instruction", default="semantic", help="erank: relevance definition, or a key: semantic, followir, bright_stackexchange")
-    p.add_argument("--layout", default="query-first", choices=LAYOUTS,
-                   help="the prompt's order of query and document(s), as the model was trained (the task's layout)")
+    p.add_argument("--layout", choices=LAYOUTS,
+                   help="the prompt's order of query and document(s) (the task's layout; default: the model's rlpost_task.json, else query-first)")
     p.add_argument("--max-doc-tokens", type=int, default=256, help="documents cut to this many tokens")
     p.add_argument("--group-size", type=int, default=20, help="grouprank: documents per prompt")
     p.add_argument("--passes", type=int, default=1, help="grouprank: shuffled passes averaged (test-time scaling)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="grouprank: generation budget per group")
     p.add_argument("--direct", action="store_true",
                    help="grouprank: no generation; each member's expected score where the answer writes it (models trained without reasoning)")
-    p.add_argument("--echo-words", type=int, default=0, metavar="N",
-                   help="grouprank: the answer's keys repeat each document's first N words, as the model was trained (the task's echo_words)")
-    p.add_argument("--score-at", default="answer", choices=SCORE_AT,
-                   help="grouprank with --direct: read each member's score in the answer or at its block's end in the prompt (the task's score_at)")
+    p.add_argument("--echo-words", type=int, metavar="N",
+                   help="grouprank: the answer's keys repeat each document's first N words (the task's echo_words; default: as trained, else 0)")
+    p.add_argument("--score-at", choices=SCORE_AT,
+                   help="grouprank: read each member's score in the answer or, without generating, at its block's end in the prompt "
+                   "(the task's score_at; default: as trained, else answer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hybrid", type=float, nargs="+", default=[0.0], metavar="W",
                    help="write W z(first stage) + (1 - W) z(rerank) over the reranked head (ERank's BM25 hybrid uses 0.2; 0: off); "

@@ -14,7 +14,7 @@ from rlpost import console
 from rlpost.actors import spawn, start_cluster
 from rlpost.config import Config, ConfigError, SFTConfig
 from rlpost.data import PromptDataset, render_template
-from rlpost.data.recipe import encode_prompts, load_split
+from rlpost.data.recipe import encode_prompts, load_split, save_task_record
 from rlpost.learner.learner import Learner
 from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
@@ -77,6 +77,7 @@ def run_sft(cfg: Config) -> Path:
                 rank = f"  rank {m['rank']:.4g} ({m['rank_pairs']} pairs)" if "rank" in m else ""
                 bar.update(step + 1, f"loss {m['loss']:.4g}{rank}  lr {m['lr']:.3g}")
         learner.call("save_hf", str(out))
+        save_task_record(out, cfg, sft=True)
     finally:
         learner.kill()
     console.echo(f"sft: saved {out}")

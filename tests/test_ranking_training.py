@@ -240,6 +240,10 @@ def test_tiny_recipe_trains_and_its_model_reranks(recipe, method, tmp_path, pool
     assert len(steps) == 2 and all(np.isfinite(s[f"reward/{method}"]) for s in steps)
     if recipe == "erank":  # prompts_per_step 8 holds two whole cohorts of 3: 6 prompts x n=2 per step
         assert all(s["train/completions"] == 12 for s in steps)
+    for folder, sft in (("sft", True), ("final", False)):  # the task each model was trained on, for rlpost rerank
+        cfg = load_config(f"recipes/{recipe}/tiny.yaml")
+        kwargs = {**cfg.data.task_kwargs, **(cfg.sft.task_kwargs if sft else {}), "train": pools, "test": pools}
+        assert json.loads((run / folder / "rlpost_task.json").read_text()) == {"task": method, "task_kwargs": kwargs}
     out = tmp_path / f"{recipe}.trec"
     assert main(["rerank", "--model", str(run / "final"), "--method", method, "--candidates", pools["candidates"],
                  "--qrels", pools["qrels"], "--top", "3", "--out", str(out), "--max-new-tokens", "8"]) == 0

@@ -298,10 +298,28 @@ def test_a_negative_echo_words_is_one_line_before_the_model_loads(dl, tiny_model
         load_task("grouprank", "train", train={"candidates": str(dl["candidates"]), "qrels": str(dl["qrels"])}, echo_words=-1)
 
 
-def test_score_at_block_without_direct_is_one_line_before_the_model_loads(dl, tiny_model_path, tmp_path, capsys):
-    argv = ["rerank", "--model", tiny_model_path, "--method", "grouprank", "--score-at", "block",
-            "--candidates", str(dl["candidates"]), "--out", str(tmp_path / "run.trec")]
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "score_at='block' reads scores in the prompt without generating: it needs direct=True (--direct)" in err
-    assert len(err.strip().splitlines()) == 1
+def test_rerank_takes_the_prompt_format_the_model_was_trained_with(dl, tiny_model_path, tmp_path, capsys):
+    """A model folder's rlpost_task.json (written by SFT and by a run's final save) sets --layout, --echo-words
+    and --score-at when they are not given (score_at block: --direct); one given that differs gets a note;
+    a record of the other method is ignored; without a record the defaults hold."""
+    import shutil
+
+    from rlpost.cli import _parse, prompt_format_as_trained
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_path, model)
+    (model / "rlpost_task.json").write_text(json.dumps({"task": "grouprank", "task_kwargs": {
+        "train": "dl20", "layout": "query-each", "echo_words": 0, "score_at": "block"}}))
+    base = ["rerank", "--model", str(model), "--candidates", str(dl["candidates"]), "--out", str(tmp_path / "run.trec")]
+    args = _parse([*base, "--method", "grouprank"])
+    prompt_format_as_trained(args, str(model))
+    assert (args.layout, args.echo_words, args.score_at, args.direct) == ("query-each", 0, "block", True)
+    args = _parse([*base, "--method", "grouprank", "--layout", "query-last"])
+    prompt_format_as_trained(args, str(model))
+    assert args.layout == "query-last" and "note: --layout query-last differs from the query-each this model was trained with" in capsys.readouterr().out
+    for argv, folder in (([*base, "--method", "erank"], model), ([*base, "--method", "grouprank"], tiny_model_path)):
+        args = _parse(argv)
+        prompt_format_as_trained(args, str(folder))
+        assert (args.layout, args.echo_words, args.score_at, args.direct) == ("query-first", 0, "answer", False)
+    assert main([*base, "--method", "grouprank", "--group-size", "3", "--top", "3"]) == 0  # reads at the block ends
+    assert (tmp_path / "run.trec").read_text().count("rlpost-grouprank") == 6  # 2 queries x 3 candidates

@@ -105,8 +105,11 @@ class CallbackContext:
         self._run.checkpoint()
 
     def save_final(self) -> None:
-        """The trained model as a plain Hugging Face folder: <run>/final."""
+        """The trained model as a plain Hugging Face folder: <run>/final (with the task it was trained on)."""
+        from rlpost.data.recipe import save_task_record
+
         self._run.learner.call("save_hf", str(self._run.dir / "final"))
+        save_task_record(self._run.dir / "final", self._run.cfg)
 
     def read_weights(self, kind: str = "merged") -> dict[str, Any]:
         """Copies of the learner's weight matrices: ``merged`` (effective) or ``lora`` ((A, B, scale))."""

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import inspect
+import json
 import typing
+from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -13,6 +15,22 @@ from rlpost.data.loaders import require_columns
 from rlpost.data.prompts import DEFAULT_TEMPLATE, format_prompt, template_columns
 from rlpost.data.tasks import TASKS, load_task
 from rlpost.registry import RegistryError
+
+
+TASK_RECORD = "rlpost_task.json"  # in a saved model folder: the task and kwargs its last training stage used
+
+
+def save_task_record(folder: str | Path, cfg: Config, sft: bool = False) -> None:
+    """Write the task and its keyword arguments (``sft``: the SFT records') beside a saved model, so that
+    whoever loads it (``rlpost rerank``) can rebuild the prompts it was trained on."""
+    record = {"task": cfg.data.task, "task_kwargs": task_kwargs(cfg, sft)}
+    (Path(folder) / TASK_RECORD).write_text(json.dumps(record, default=str, indent=1))
+
+
+def read_task_record(folder: str | Path) -> dict[str, Any]:
+    """``save_task_record``'s record of a model folder ({} for a folder without one)."""
+    path = Path(folder) / TASK_RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def needed_columns(cfg: Config, sft: bool = False) -> list[str]:

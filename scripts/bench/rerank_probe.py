@@ -111,24 +111,6 @@ def group_reranker(model_path: str, layout: str, echo_words: int):
     return GroupRankReranker(model_path, "bfloat16", group_size=5, direct=True, layout=layout, echo_words=echo_words)
 
 
-def block_ends(r, query: str, members: list[str], prompt: list[int]) -> list[int]:
-    """The token position of each member's block's last character in ``prompt`` (its text, or with
-    query-each the query after it)."""
-    from rlpost.data.prompts import format_prompt
-    from rlpost.ranking.prompts import GROUPRANK_SYSTEM, grouprank_prompt
-
-    user = grouprank_prompt(query, members, r.layout, r.echo_words)
-    text = format_prompt({"question": user}, r.tokenizer, system_prompt=GROUPRANK_SYSTEM)
-    enc = r.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    assert list(enc.input_ids) == prompt, "the prompt's text does not tokenize to the prompt"
-    base, ends, at = text.index(user), [], 0
-    for k in range(1, len(members) + 1):
-        at = user.index(f"\n\n[{k + 1}]. " if k < len(members) else "\n\nQuery:\n", user.index(f"[{k}]. ", at))
-        char = base + at - 1
-        ends.append(next(t for t, (a, b) in enumerate(enc.offset_mapping) if a <= char < b))
-    return ends
-
-
 def grouprank_features(model_path: str, layout: str, echo_words: int, where: str, split: str, top: int,
                        cache: Path) -> dict[str, np.ndarray]:
     """As ``features``, one row per document, read in its group's forward (bf16, 4 groups a batch)."""
@@ -148,9 +130,9 @@ def grouprank_features(model_path: str, layout: str, echo_words: int, where: str
                 answer, slots = r.direct_answer(members)
                 seqs.append(prompt + answer)
                 positions.append([len(prompt) + s - 1 for s in slots])
-            else:
+            else:  # where score_at: block reads the scores
                 seqs.append(prompt)
-                positions.append(block_ends(r, pool["query"], members, prompt))
+                positions.append(r.block_prompt(pool["query"], members)[1])
             meta += [(pool["qid"], d, byid[d]["grade"]) for d in g]
     return save(cache, hidden_states(r, seqs, positions, 4), meta)
 
