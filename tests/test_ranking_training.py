@@ -64,6 +64,11 @@ def test_grouprank_task_groups_by_interval_and_aligns_gold_with_the_shown_order(
         assert [b["question"][m] for m in b["rank_marks"]] == [d[-1] for d in r["docids"]]
     with pytest.raises(DataError, match="score_at 'middle' is unknown"):
         load_task("grouprank", "test", test=pools, top=3, score_at="middle")
+    scoped = load_task("grouprank", "test", test=pools, top=3, group_size=3, groups_per_query=2, seed=1, rank_scope="query")
+    assert [r["rank_group"] for r in scoped] == [r["qid"] for r in records]  # a query's groups rank together
+    assert len({r["rank_group"] for r in records}) == 6
+    with pytest.raises(DataError, match="rank_scope 'corpus' is unknown"):
+        load_task("grouprank", "test", test=pools, top=3, rank_scope="corpus")
 
 
 def test_a_teacher_run_mixes_into_the_targets(pools, tmp_path):

@@ -153,6 +153,7 @@ def grouprank(
     layout: str = "query-first",
     echo_words: int = 0,
     score_at: str = "answer",
+    rank_scope: str = "group",
 ) -> list[Record]:
     """One record per group: ``question`` (the GroupRank user message in ``layout``, its answer keys repeating
     ``echo_words`` of each document's first words: prompts.grouprank_json), ``system`` (its
@@ -161,6 +162,9 @@ def grouprank(
     ``rank_gains`` (the members' unrounded targets), ``rank_group`` (the group) and where the ranking term
     reads the scores (``score_at``, prompts.SCORE_AT): ``rank_answer`` (every score 0: the answer direct
     scoring reads), or ``rank_marks`` (each block's last character in ``question``) for SFT's ranking term.
+    ``rank_scope``: the term orders the members of one ``group``, or of all a ``query``'s groups (its
+    ``groups_per_query`` records then share a ranking group and an SFT step: reranking merges the groups'
+    scores into one order, so these pairs are the ones inference compares; our proposal).
 
     Groups are cut by interval sampling (stride ``len(pool) // group_size``, a seeded offset) and shown in
     a seeded shuffled order; a query's ``groups_per_query`` groups use different offsets where the stride
@@ -171,6 +175,8 @@ def grouprank(
         raise DataError(f"grouprank {problem}")
     if score_at not in SCORE_AT:
         raise DataError(f"grouprank score_at {score_at!r} is unknown (known: {', '.join(SCORE_AT)})")
+    if rank_scope not in ("group", "query"):
+        raise DataError(f"grouprank rank_scope {rank_scope!r} is unknown (known: group, query)")
     records, scaled = [], read_teacher(teacher, teacher_weight)
     for pool in judged_pools(_split_source("grouprank", split, train, test), top):
         cands = [{**c, "target": t} for c, t in zip(pool["candidates"], targets(pool, scores, scaled, teacher_weight))]
@@ -189,7 +195,7 @@ def grouprank(
                 "answer": grouprank_json(gains, texts, echo_words),
                 "gold": [float(s) for s in gains], "relevant": [m["grade"] >= positive_grade for m in members],
                 "qid": pool["qid"], "group": g, "docids": [m["docid"] for m in members],
-                "rank_gains": [m["target"] for m in members], "rank_group": f"{pool['qid']}:{g}",
+                "rank_gains": [m["target"] for m in members], "rank_group": pool["qid"] if rank_scope == "query" else f"{pool['qid']}:{g}",
                 **({"rank_marks": grouprank_block_ends(pool["query"], texts, layout, echo_words)} if score_at == "block"
                    else {"rank_answer": grouprank_json([0] * size, texts, echo_words)}),  # as direct scoring reads it
             })
