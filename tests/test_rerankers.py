@@ -149,6 +149,21 @@ def test_grouprank_score_at_block_reads_each_members_score_where_its_block_ends(
         GroupRankReranker("/nowhere", score_at="block")
 
 
+def test_mark_positions_finds_each_marked_characters_token_or_says_in_one_line_why_not(tiny_model_path):
+    """The char-level tiny tokenizer makes each character a token: a mark at offset m of the message lands on
+    token (message start + m); a message the text lacks, or a mark past its end, is a ConfigError."""
+    from rlpost.models.loading import load_tokenizer
+    from rlpost.ranking.slots import mark_positions
+
+    tok = load_tokenizer(tiny_model_path)
+    ids, positions = mark_positions("ab: cdef", tok, "cdef", [0, 3])
+    assert ids == tok("ab: cdef", add_special_tokens=False).input_ids and positions == [4, 7]
+    with pytest.raises(ConfigError, match="does not contain the message"):
+        mark_positions("ab: cdef", tok, "xyz", [0])
+    with pytest.raises(ConfigError, match="character 9 of the marked message"):
+        mark_positions("ab: cdef", tok, "cdef", [9])
+
+
 def test_both_rerankers_cut_long_documents_to_max_doc_tokens(tiny_model_path):
     """The char-level tiny tokenizer makes a token a character: a cut keeps the first max_doc_tokens."""
     long = "goldfish " * 40

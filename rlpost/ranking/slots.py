@@ -49,5 +49,8 @@ def mark_positions(text: str, tokenizer, part: str, marks: list[int]) -> tuple[l
     positions = []
     for m in marks:
         c = base + m
-        positions.append(next(t for t, (a, b) in enumerate(enc.offset_mapping) if a <= c < b))
+        token = next((t for t, (a, b) in enumerate(enc.offset_mapping) if a <= c < b), None)
+        if token is None:
+            raise ConfigError(f"character {m} of the marked message ({part[max(m - 20, 0):m + 1]!r}) falls in no token of this tokenizer's offsets")
+        positions.append(token)
     return list(enc.input_ids), positions
