@@ -112,8 +112,9 @@ def test_more_gpus_than_the_ray_cluster_has_is_one_line(run_dir):
 def test_gpu_learner_and_engine_train_on_cuda_with_parity(run_dir, placement, mode):
     if mode == "lora":
         pytest.importorskip("peft")
-    train(small_cfg(run_dir, "train.steps=3", "train.parity_check_every=1", "cluster.learner_gpus=1",
-                    "cluster.rollout_gpus=1" if placement == "separate" else "cluster.rollout_gpus=0",
+    # separate: half a GPU each, so the two fit the one GPU a lent machine has (local mode counts its GPUs)
+    gpus = ["cluster.learner_gpus=0.5", "cluster.rollout_gpus=0.5"] if placement == "separate" else ["cluster.learner_gpus=1", "cluster.rollout_gpus=0"]
+    train(small_cfg(run_dir, "train.steps=3", "train.parity_check_every=1", *gpus,
                     f"cluster.placement={placement}", f"learner.update={mode}"))
     rows = metrics(run_dir)
     assert rows[-1]["sync/parity_max_diff"] < 1e-3
