@@ -367,7 +367,10 @@ def cmd_rerank(args) -> int:
     runs.update({f"hybrid {w:g}": {} for w in weights})
     # queries per call: enough prompts to fill a batch (GroupRank's generations batch only within a call)
     chunk = -(-args.batch_size // reranker.prompts_per_query(args.top))
-    with console.phase(f"rerank ({args.method}, top {args.top})", len(items), "queries", every=max(1, len(items) // 10)) as bar:
+    details = out.with_name(out.name + ".details.jsonl")  # each reranked document's score and how it was read
+    phase = console.phase(f"rerank ({args.method}, top {args.top})", len(items), "queries", every=max(1, len(items) // 10))
+    details.parent.mkdir(parents=True, exist_ok=True)
+    with details.open("w") as log, phase as bar:
         for at in range(0, len(items), chunk):
             part = items[at : at + chunk]
             ranked = reranker.rerank_batch([(i["query"], i["candidates"][: args.top]) for i in part], qids=[i["qid"] for i in part])
@@ -375,6 +378,10 @@ def cmd_rerank(args) -> int:
                 head, rest = item["candidates"][: args.top], item["candidates"][args.top :]
                 runs["first stage"][item["qid"]] = [(c["docid"], -i) for i, c in enumerate(item["candidates"])]
                 runs[label][item["qid"]] = below([(s.docid, s.score) for s in scored], rest)
+                first_rank = {c["docid"]: i for i, c in enumerate(head, 1)}
+                log.write(json.dumps({"qid": item["qid"], "docs": [
+                    {"docid": s.docid, "rank": s.rank, "score": s.score, "first_stage_rank": first_rank[s.docid], **s.details}
+                    for s in scored]}) + "\n")
                 first = {c["docid"]: c["score"] for c in head}
                 for w in weights:
                     fused = hybrid([first[s.docid] for s in scored], [s.score for s in scored], w)
@@ -383,7 +390,7 @@ def cmd_rerank(args) -> int:
             bar.update(at + len(part))
     final = f"hybrid {args.hybrid[0]:g}" if args.hybrid[0] > 0 else label  # the run file holds the first weight given
     write_run(runs[final], out, tag=f"rlpost-{args.method}" + ("-hybrid" if final != label else ""))
-    console.echo(f"wrote {out} ({len(items)} queries, {final})")
+    console.echo(f"wrote {out} ({len(items)} queries, {final}) and its per-document details {details.name}")
     if qrels is not None:
         rows = {}
         for label, run in runs.items():

@@ -92,6 +92,11 @@ def test_grouprank_scores_every_group_and_ranks_unscored_documents_last(tiny_mod
     out = r.rerank(QUERY, DOCS)
     assert [s.docid for s in out] == ["0", "1", "2"] and all(not s.details["scored"] for s in out)
     assert out[0].details["groups_unparsed"] == 4  # 2 passes x 2 groups
+    for s in out:  # each pass puts every document in one of its 2 groups, unscored here
+        assert s.details["pass_scores"] == [None, None] and all(w in (0, 1) for w in s.details["pass_groups"])
+    for r_ in range(2):  # the logged windows are the pass's seeded groups
+        logged = [[s.docid for s in out if s.details["pass_groups"][r_] == w] for w in (0, 1)]
+        assert [sorted(g) for g in groups(["0", "1", "2"], 2, seed=f"0:0:{r_}")] == logged
     assert r.prompts_per_query(3) == 4  # 2 groups x 2 passes: how many queries `rlpost rerank` batches
 
 
@@ -143,6 +148,7 @@ def test_grouprank_score_at_block_reads_each_members_score_where_its_block_ends(
         want = torch.softmax(logits[:, r.digits], dim=-1) @ torch.tensor([0.0, 10, 2, 3, 4, 5, 6, 7, 8, 9])
         got = {s.docid: s.score for s in out[qi]}
         assert [got[d] for d in g] == pytest.approx((want / 10).tolist(), abs=1e-4)  # merge_passes divides by 10
+        assert all(s.details["pass_scores"] == [pytest.approx(s.score * 10)] and s.details["pass_groups"] == [0] for s in out[qi])
     with pytest.raises(ConfigError, match="score_at 'middle' is unknown"):
         GroupRankReranker("/nowhere", direct=True, score_at="middle")
     with pytest.raises(ConfigError, match="needs direct=True"):
@@ -206,6 +212,9 @@ def test_rlpost_rerank_writes_a_run_trec_eval_reads(dl, tiny_model_path, tmp_pat
     # first stage: q1 ranks its relevance-2 document first (1.0), q2 its relevant one third (1 / log2 4 = 0.5)
     assert metrics["first stage"]["ndcg_cut_10"] == pytest.approx((1.0 + 1 / math.log2(4)) / 2) and metrics["top"] == 2
     assert "ndcg_cut_10" in capsys.readouterr().out
+    (q1, _) = [json.loads(line) for line in out.with_name(out.name + ".details.jsonl").read_text().splitlines()]
+    assert [d["rank"] for d in q1["docs"]] == [1, 2] and {d["docid"]: d["first_stage_rank"] for d in q1["docs"]} == {"d1": 1, "d2": 2}
+    assert all({"argmax", "p"} <= set(d) for d in q1["docs"])  # ERank's details: its most likely score and that score's probability
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -338,3 +347,7 @@ def test_rerank_takes_the_prompt_format_the_model_was_trained_with(dl, tiny_mode
         assert (args.layout, args.echo_words, args.score_at, args.direct) == ("query-first", 0, "answer", False)
     assert main([*base, "--method", "grouprank", "--group-size", "3", "--top", "3"]) == 0  # reads at the block ends
     assert (tmp_path / "run.trec").read_text().count("rlpost-grouprank") == 6  # 2 queries x 3 candidates
+    logged = [json.loads(line) for line in (tmp_path / "run.trec.details.jsonl").read_text().splitlines()]
+    assert [q["qid"] for q in logged] == ["q1", "q2"] and [d["rank"] for d in logged[0]["docs"]] == [1, 2, 3]
+    assert sorted(d["first_stage_rank"] for d in logged[1]["docs"]) == [1, 2, 3]
+    assert all(d["pass_scores"] == [pytest.approx(d["score"] * 10)] for q in logged for d in q["docs"])

@@ -1,0 +1,96 @@
+"""GroupRank's test-time scaling from one run: nDCG@10 when only the first r shuffled passes are averaged.
+
+`rlpost rerank --method grouprank --passes R` logs each document's score in every pass (<out>.details.jsonl);
+pass r's groups do not depend on R (seeded per query and pass), so the first r passes of an R-pass run are
+the r-pass run. This re-merges them for r = 1..R, scores each against the qrels, and compares each with
+the first stage and with the R-pass merge (paired over queries: mean difference, its standard error, queries
+better / worse). The first stage's order is the reranked documents' first-stage order, so nDCG@10 needs --top 10
+or more in the rerank.
+
+    python scripts/bench/grouprank_passes.py runs/eval/x.trec.details.jsonl --qrels qrels.dl19-passage.txt \
+        --relevance-level 2 --out runs/bench/grouprank_passes/x
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_info, plot_runs, print_table, write_json  # noqa: E402
+
+
+def label(r: int) -> str:
+    return f"{r} pass" if r == 1 else f"{r} passes"
+
+
+def merged_runs(queries: list[dict], passes: int) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    """{"first stage" | label(r): {qid: [(docid, score), ...] best first}}; a document no parsed group of
+    the first r passes scored goes after the scored ones, in first-stage order (as the reranker ranks it)."""
+    from rlpost.ranking.scores import merge_passes
+
+    runs: dict[str, dict] = {"first stage": {}, **{label(r): {} for r in range(1, passes + 1)}}
+    for q in queries:
+        docs = sorted(q["docs"], key=lambda d: d["first_stage_rank"])
+        runs["first stage"][q["qid"]] = [(d["docid"], -float(d["first_stage_rank"])) for d in docs]
+        for r in range(1, passes + 1):
+            merged = merge_passes([{d["docid"]: d["pass_scores"][p] for d in docs if d["pass_scores"][p] is not None} for p in range(r)])
+            scored = [(d["docid"], merged.get(d["docid"], -1.0)) for d in docs]
+            runs[label(r)][q["qid"]] = sorted(scored, key=lambda x: -x[1])  # stable: ties keep first-stage order
+    return runs
+
+
+def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    """Mean of a - b over the queries both have, its standard error, and how many queries a is above / below b."""
+    diffs = [a[q] - b[q] for q in a if q in b]
+    mean = sum(diffs) / len(diffs)
+    se = math.sqrt(sum((x - mean) ** 2 for x in diffs) / (len(diffs) - 1) / len(diffs)) if len(diffs) > 1 else float("nan")
+    return {"diff": mean, "se": se, "better": sum(x > 1e-9 for x in diffs), "worse": sum(x < -1e-9 for x in diffs)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("details", help="<out>.details.jsonl of a `rlpost rerank --method grouprank` run")
+    p.add_argument("--qrels", required=True)
+    p.add_argument("--relevance-level", type=int, default=1)
+    p.add_argument("--out", required=True, help="path stem: <out>.json and <out>.png")
+    args = p.parse_args()
+
+    from rlpost.ranking.scores import strictly_decreasing
+    from rlpost.ranking.trec import evaluate, read_qrels
+
+    queries = [json.loads(line) for line in Path(args.details).read_text().splitlines() if line.strip()]
+    lengths = {len(d.get("pass_scores", [])) for q in queries for d in q["docs"]}
+    if not queries or len(lengths) != 1 or 0 in lengths:
+        sys.exit(f"{args.details}: expected the per-document pass_scores of a grouprank run, one length throughout; got lengths {sorted(lengths)}")
+    passes = lengths.pop()
+    qrels = read_qrels(args.qrels)
+    per_query, rows = {}, []
+    for label, run in merged_runs(queries, passes).items():
+        written = {q: dict(strictly_decreasing(r)) for q, r in run.items()}
+        result = evaluate(written, qrels, ("ndcg_cut_10",), allow_missing=True, relevance_level=args.relevance_level)
+        per_query[label] = {q: m["ndcg_cut_10"] for q, m in result["per_query"].items()}
+        rows.append({"ranking": label, "nDCG@10": result["ndcg_cut_10"], "queries": result["queries"]})
+    last = label(passes)
+    for row in rows:
+        if row["ranking"] != "first stage":
+            for ref, key in (("first stage", "vs first stage"), (last, f"vs {last}")):
+                d = paired(per_query[row["ranking"]], per_query[ref])
+                row[key] = f"{d['diff']:+.4f} ({d['se']:.4f}); {d['better']}/{d['worse']}"
+                row[key + " (raw)"] = d
+    print_table(f"GroupRank, first r of {passes} shuffled passes averaged: {args.details}", rows,
+                ["ranking", "nDCG@10", "vs first stage", f"vs {last}", "queries"])
+    out = Path(args.out)
+    write_json(out.with_suffix(".json"), {"details": args.details, "qrels": args.qrels, "relevance_level": args.relevance_level,
+                                          "rows": rows, "per_query_ndcg_cut_10": per_query, "machine": machine_info()})
+    curve = [(r, rows[r]["nDCG@10"]) for r in range(1, passes + 1)]
+    first = rows[0]["nDCG@10"]
+    plot_runs([("passes averaged", {"GroupRank": [curve], "first stage": [[(1, first), (passes, first)]]})],
+              out.with_suffix(".png"), "GroupRank test-time scaling", "nDCG@10")
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
