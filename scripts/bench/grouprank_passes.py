@@ -68,11 +68,11 @@ def main() -> None:
     passes = lengths.pop()
     qrels = read_qrels(args.qrels)
     per_query, rows = {}, []
-    for label, run in merged_runs(queries, passes).items():
+    for name, run in merged_runs(queries, passes).items():
         written = {q: dict(strictly_decreasing(r)) for q, r in run.items()}
         result = evaluate(written, qrels, ("ndcg_cut_10",), allow_missing=True, relevance_level=args.relevance_level)
-        per_query[label] = {q: m["ndcg_cut_10"] for q, m in result["per_query"].items()}
-        rows.append({"ranking": label, "nDCG@10": result["ndcg_cut_10"], "queries": result["queries"]})
+        per_query[name] = {q: m["ndcg_cut_10"] for q, m in result["per_query"].items()}
+        rows.append({"ranking": name, "nDCG@10": result["ndcg_cut_10"], "queries": result["queries"]})
     last = label(passes)
     for row in rows:
         if row["ranking"] != "first stage":
