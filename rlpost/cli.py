@@ -368,7 +368,8 @@ def cmd_rerank(args) -> int:
     # queries per call: enough prompts to fill a batch (GroupRank's generations batch only within a call)
     chunk = -(-args.batch_size // reranker.prompts_per_query(args.top))
     details = out.with_name(out.name + ".details.jsonl")  # each reranked document's score and how it was read
-    phase = console.phase(f"rerank ({args.method}, top {args.top})", len(items), "queries", every=max(1, len(items) // 10))
+    every = chunk * max(1, round(len(items) / 10 / chunk))  # a multiple of chunk: the counts progress reaches
+    phase = console.phase(f"rerank ({args.method}, top {args.top})", len(items), "queries", every=every)
     details.parent.mkdir(parents=True, exist_ok=True)
     with details.open("w") as log, phase as bar:
         for at in range(0, len(items), chunk):
