@@ -388,6 +388,7 @@ def cmd_rerank(args) -> int:
                     fused = hybrid([first[s.docid] for s in scored], [s.score for s in scored], w)
                     ordered = sorted(zip((s.docid for s in scored), map(float, fused)), key=lambda p: -p[1])
                     runs[f"hybrid {w:g}"][item["qid"]] = below(ordered, rest)
+            log.flush()  # the queries done are on disk even if the run is killed
             bar.update(at + len(part))
     final = f"hybrid {args.hybrid[0]:g}" if args.hybrid[0] > 0 else label  # the run file holds the first weight given
     write_run(runs[final], out, tag=f"rlpost-{args.method}" + ("-hybrid" if final != label else ""))
