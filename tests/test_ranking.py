@@ -43,6 +43,17 @@ def test_te2_ties_share_the_smallest_rank():
     np.testing.assert_allclose(adv.numpy(), [0, 0, -0.7071, 0.7071], atol=1e-4)
 
 
+def test_share_rule_keeps_a_gradient_on_negatives_any_positive_flattens():
+    # a positive rollout scored 0 puts every negative rollout "above a positive": any_positive gives both of the
+    # negative's rollouts -1 (no advantage, nothing pushes its score down); share grades them by how many they outrank
+    flat = erank_rewards([[10, 0], [10, 5]], [True, False], [10, 0])
+    graded = erank_rewards([[10, 0], [10, 5]], [True, False], [10, 0], neg_above_rule="share")
+    np.testing.assert_allclose(flat[1], [-1.0, -1.0])
+    np.testing.assert_allclose(graded[1], [-1.0, -0.5])
+    adv = grpo(torch.tensor(graded.ravel(), dtype=torch.float64), torch.tensor([0, 0, 1, 1]))
+    assert adv[3] > 0 > adv[2]  # the lower score of the negative is the better one
+
+
 def test_te3_ndcg_reward():
     rewards = erank_rewards([[9, 7], [8, 2], [3, None]], [True, False, False], [0, 2, 1], kind="ndcg")
     np.testing.assert_allclose(rewards, [[0.6131, 0.3066], [-1.0, 1.0], [0.96, -1.0]], atol=1e-4)
@@ -54,10 +65,15 @@ def test_erank_variants_and_edge_cases():
     # all_positives: a negative between the best and worst positive rollout gets 0, above all of them the penalty
     rewards = erank_rewards([[9, 5], [10, 7, ], [3, 1]], [True, False, False], [0, 6, 1], neg_above_rule="all_positives")
     np.testing.assert_allclose(rewards, [[1 / 2, 1 / 4], [-1.0, 0.0], [0.96, 1.0]])
+    # share: the penalty times the share of positive rollouts (ranks 2 and 4) a negative ranks at or above
+    rewards = erank_rewards([[9, 5], [10, 7], [3, 1]], [True, False, False], [0, 6, 1], neg_above_rule="share")
+    np.testing.assert_allclose(rewards, [[1 / 2, 1 / 4], [-1.0, -0.5], [0.96, 1.0]])
     # no formatted positive rollout: every negative gets the smooth term
     np.testing.assert_allclose(erank_rewards([[None], [8]], [True, False], [0, 6]), [[-1.0], [0.96]])
     with pytest.raises(ValueError, match="kind must be one of rr, ndcg, se"):
         erank_rewards([[1]], [True], [0], kind="mrr")
+    with pytest.raises(ValueError, match="neg_above_rule must be one of any_positive, all_positives, share"):
+        erank_rewards([[1]], [True], [0], neg_above_rule="half")
 
 
 def test_te4_expected_score():

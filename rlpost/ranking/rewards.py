@@ -14,6 +14,7 @@ import numpy as np
 from rlpost.ranking.parsing import parse_grouprank
 
 ERANK_KINDS = ("rr", "ndcg", "se")
+NEG_ABOVE_RULES = ("any_positive", "all_positives", "share")
 
 
 def global_ranks(scores: Sequence[Sequence[int | None]]) -> list[list[int | None]]:
@@ -41,13 +42,16 @@ def erank_rewards(
     - a positive document: 1 / rank (rr) or (1 / log2(rank + 1)) / IDCG, the ideal with every positive
       rollout first (ndcg);
     - a negative one ranked with the positives: ``neg_above_penalty``. any_positive: rank <= the worst positive
-      rank; all_positives: rank < the best positive rank, with 0 between the best and the worst;
+      rank; all_positives: rank < the best positive rank, with 0 between the best and the worst; share (our
+      proposal): rank <= the worst positive rank, the penalty times the share of positive rollouts ranked at or
+      below it, so that a negative's rollouts that outrank fewer positives are penalised less (under
+      any_positive they all get the same -1 and the document's group carries no gradient);
     - any other negative (and every rollout when no positive rollout is formatted): 1 - ((s - t) / se_scale)^2.
     ``se`` gives every formatted rollout that last value."""
     if kind not in ERANK_KINDS:
         raise ValueError(f"kind must be one of {', '.join(ERANK_KINDS)}, got {kind!r}")
-    if neg_above_rule not in ("any_positive", "all_positives"):
-        raise ValueError(f"neg_above_rule must be any_positive or all_positives, got {neg_above_rule!r}")
+    if neg_above_rule not in NEG_ABOVE_RULES:
+        raise ValueError(f"neg_above_rule must be one of {', '.join(NEG_ABOVE_RULES)}, got {neg_above_rule!r}")
     if not (len(scores) == len(positive) == len(reference)):
         raise ValueError(f"scores, positive and reference need one entry per document: {len(scores)}, {len(positive)}, {len(reference)}")
     ranks = global_ranks(scores)
@@ -66,6 +70,9 @@ def erank_rewards(
                 out[i, j] = 1 / rank if kind == "rr" else (1 / math.log2(rank + 1)) / idcg
             elif neg_above_rule == "any_positive":
                 out[i, j] = neg_above_penalty if rank <= max(positive_ranks) else smooth
+            elif neg_above_rule == "share":
+                outranked = sum(rank <= p for p in positive_ranks)
+                out[i, j] = neg_above_penalty * outranked / len(positive_ranks) if outranked else smooth
             else:
                 out[i, j] = neg_above_penalty if rank < min(positive_ranks) else smooth if rank > max(positive_ranks) else 0.0
     return out

@@ -5,6 +5,9 @@ the fusion weight that scores best there is reported on DL19: a weight chosen wi
 
     python scripts/bench/rerank_pipeline.py recipes/erank/smollm2.yaml --method erank --top 20
     python scripts/bench/rerank_pipeline.py recipes/grouprank/smollm2.yaml --method grouprank --top 20 --group-size 5 --direct
+    # ERank's second stage (from a finished `rlpost sft` of the recipe), then GRPO, both models on DL19 in bf16:
+    python scripts/bench/rerank_pipeline.py recipes/erank/smollm2.yaml --method erank --dtype bfloat16 \
+        --set model.source=hf model.path=runs/erank-smollm2/sft run.name=erank-smollm2-stage2 sft.steps=54 sft.warmup_steps=0
 
 Writes runs/bench/rerank/pipeline-<run name>.json and prints a table of nDCG@10 and minutes per phase. A
 finished training run (same run dir) is reused, so the evaluation can be rerun alone."""
@@ -55,7 +58,7 @@ def rerank(args, model: Path, dataset: str, stem: str, weights: list[float], ext
     minutes = timed(
         ["rerank", "--model", str(model), "--method", args.method, "--candidates", str(folder / "bm25_top100.rank_llm.json"),
          "--qrels", str(folder / qrels), "--top", str(args.top), "--out", str(trec), "--hybrid", *map(str, weights),
-         "--relevance-level", "2", "--threads", str(args.threads), *extra], out / f"{stem}-rerank.log")
+         "--relevance-level", "2", "--threads", str(args.threads), "--dtype", args.dtype, *extra], out / f"{stem}-rerank.log")
     return minutes, json.loads(trec.with_name(trec.name + ".json").read_text())
 
 
@@ -73,6 +76,8 @@ def main() -> None:
     parser.add_argument("--hybrid", type=float, default=0.2)
     parser.add_argument("--direct", action="store_true", help="grouprank: expected scores at the answer's slots, no generation")
     parser.add_argument("--tune-hybrid", action="store_true", help="choose the fusion weight on the training queries (DL20)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="rerank precision")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="recipe overrides, as `rlpost train` takes them")
     parser.add_argument("--run-dir", help="the training run's folder (default: the recipe's)")
     parser.add_argument("--out", default="runs/bench/rerank")
     args = parser.parse_args()
@@ -80,7 +85,8 @@ def main() -> None:
     from rlpost.config import load_config
     from rlpost.data.recipe import task_kwargs
 
-    cfg = load_config(args.recipe, [f"run.output_dir={args.run_dir}"] if args.run_dir else [])
+    overrides = [*args.set, *([f"run.output_dir={args.run_dir}"] if args.run_dir else [])]
+    cfg = load_config(args.recipe, overrides)
     run = Path(args.run_dir) if args.run_dir else cfg.output_dir
     out = REPO / args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -88,7 +94,7 @@ def main() -> None:
     minutes: dict[str, float] = {}
     train_log = out / f"{cfg.run.name}-train.log"
     if not (run / "final" / "config.json").is_file():
-        minutes["train (all)"] = timed(["train", args.recipe, *([f"run.output_dir={args.run_dir}"] if args.run_dir else [])], train_log)
+        minutes["train (all)"] = timed(["train", args.recipe, *overrides], train_log)
     if train_log.is_file():  # also when a finished run is reused
         minutes.update(phase_minutes(train_log))
     rows, results = {}, {}
@@ -119,7 +125,7 @@ def main() -> None:
                 ["ranking", "nDCG@10", "recall@100"])
     print_table("minutes per phase", [{"phase": k, "minutes": round(v, 1)} for k, v in minutes.items()], ["phase", "minutes"])
     write_json(out / f"pipeline-{cfg.run.name}.json", {
-        "recipe": args.recipe, "method": args.method, "top": args.top, "direct": args.direct, "tune_hybrid": args.tune_hybrid, "rows": rows, "minutes": minutes,
+        "recipe": args.recipe, "overrides": overrides, "method": args.method, "dtype": args.dtype, "top": args.top, "direct": args.direct, "tune_hybrid": args.tune_hybrid, "rows": rows, "minutes": minutes,
         "results": results, "threads": args.threads, "load": load, "machine": machine_info(),
     })
 
