@@ -10,7 +10,7 @@ from typing import Any
 
 from rewards.registry import REWARDS
 from rlpost.ranking.parsing import parse_erank
-from rlpost.ranking.rewards import erank_rewards, grouprank_reward
+from rlpost.ranking.rewards import check_erank_options, erank_rewards, grouprank_reward
 
 
 @REWARDS.register("erank")
@@ -51,6 +51,8 @@ def erank(
 
 
 erank.locality = "cohort"
+# called when the recipe's rewards resolve, so a wrong kind or rule stops the run before any model loads
+erank.check_kwargs = lambda kind="rr", neg_above_rule="any_positive", **_: check_erank_options(kind, neg_above_rule)  # type: ignore[attr-defined]
 
 
 @REWARDS.register("grouprank")

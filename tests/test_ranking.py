@@ -253,6 +253,17 @@ def test_bm25_on_dl19_scores_the_published_ndcg():
     assert set(read_topics(d / "topics.dl19-passage.tsv")) >= {c["qid"] for c in candidates}
 
 
+def test_erank_reward_options_are_checked_when_the_recipe_resolves():
+    """A wrong kind or rule is one line naming it when the rewards resolve (before any model loads)."""
+    from rewards import resolve_rewards
+
+    resolve_rewards([("erank", "erank", {"kind": "ndcg", "neg_above_rule": "share"})])
+    with pytest.raises(ValueError, match="reward 'erank': neg_above_rule must be one of any_positive, all_positives, share"):
+        resolve_rewards([("erank", "erank", {"neg_above_rule": "half"})])
+    with pytest.raises(ValueError, match="reward 'erank': kind must be one of rr, ndcg, se, got 'mrr'"):
+        resolve_rewards([("erank", "erank", {"kind": "mrr"})])
+
+
 def test_grouprank_is_a_recipe_reward_over_the_gold_column():
     """`rewards: [{name: grouprank}]` scores each completion against its record's `gold` gains (T-G1, T-G4)."""
     from rewards import compute_rewards, resolve_rewards

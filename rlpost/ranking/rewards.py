@@ -24,6 +24,14 @@ def global_ranks(scores: Sequence[Sequence[int | None]]) -> list[list[int | None
     return [[None if s is None else 1 + int((formatted > s).sum()) for s in row] for row in scores]
 
 
+def check_erank_options(kind: str = "rr", neg_above_rule: str = "any_positive") -> None:
+    """ValueError naming the option when ``kind`` or ``neg_above_rule`` is not one erank_rewards knows."""
+    if kind not in ERANK_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(ERANK_KINDS)}, got {kind!r}")
+    if neg_above_rule not in NEG_ABOVE_RULES:
+        raise ValueError(f"neg_above_rule must be one of {', '.join(NEG_ABOVE_RULES)}, got {neg_above_rule!r}")
+
+
 def erank_rewards(
     scores: Sequence[Sequence[int | None]],
     positive: Sequence[bool],
@@ -45,13 +53,10 @@ def erank_rewards(
       rank; all_positives: rank < the best positive rank, with 0 between the best and the worst; share (our
       proposal): rank <= the worst positive rank, the penalty times the share of positive rollouts ranked at or
       below it, so that a negative's rollouts that outrank fewer positives are penalised less (under
-      any_positive they all get the same -1 and the document's group carries no gradient);
+      any_positive they can all get -1, and the document's group then carries no gradient);
     - any other negative (and every rollout when no positive rollout is formatted): 1 - ((s - t) / se_scale)^2.
     ``se`` gives every formatted rollout that last value."""
-    if kind not in ERANK_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(ERANK_KINDS)}, got {kind!r}")
-    if neg_above_rule not in NEG_ABOVE_RULES:
-        raise ValueError(f"neg_above_rule must be one of {', '.join(NEG_ABOVE_RULES)}, got {neg_above_rule!r}")
+    check_erank_options(kind, neg_above_rule)
     if not (len(scores) == len(positive) == len(reference)):
         raise ValueError(f"scores, positive and reference need one entry per document: {len(scores)}, {len(positive)}, {len(reference)}")
     ranks = global_ranks(scores)
