@@ -31,7 +31,7 @@ from rlpost.placement import actors_needed, check_placement, check_resources, st
 from rlpost.registry import RegistryError
 from rlpost.plots import plot_pass_curves
 from rlpost.rollout.samplers import SAMPLERS, Sampler, finish_step, samples_in_rounds
-from rlpost.scoring import Scorer, merge_metrics, reward_refusals
+from rlpost.scoring import Scorer, check_cohorts, merge_metrics, reward_refusals
 from rlpost.sft import run_sft
 from rlpost.streaming import stream_blockers, stream_groups
 from rlpost.tracking import Tracker, check_sinks
@@ -157,7 +157,7 @@ class Run:
         batch = Batch.from_groups(groups, weights, self.sampling.temperature or 1.0, self.sampling.max_new_tokens)
         if len(batch) == 0:  # every reward unknown: nothing to train on this step (counted in reward/dropped)
             return batch
-        return self.pipeline(batch, StageContext(step, self.cfg.train.steps, self.learner))
+        return self.pipeline(batch, StageContext(step, self.cfg.train.steps, self.learner, cohort=self.cfg.data.cohort))
 
     def check_signal(self, batch: Batch, step: int) -> None:
         """Stop after ``train.max_empty_steps`` steps in a row in which every completion's reward was unknown."""
@@ -227,6 +227,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
     check_components(cfg)
     check_sinks(cfg.log)
     pipeline = Pipeline.from_config(cfg.algo, {r.name: r.weight for r in cfg.rewards})
+    check_cohorts({s.label: s.info.locality for s in pipeline.stages}, cfg.data.cohort)
     try:
         check_update_mode(cfg)
     except ValueError as e:

@@ -35,7 +35,7 @@ class Scorer:
         except (ValueError, LookupError) as e:
             raise ConfigError(f"rewards: {e}") from None
         check_reward_verifiers(self.reward_specs, self.reward_fns, [v.name for v in cfg.verify.verifiers])
-        check_cohorts(self.localities, cfg.data.cohort)
+        check_cohorts({f"reward '{n}'": loc for n, loc in self.localities.items()}, cfg.data.cohort)
         self.weights = [r.weight for r in cfg.rewards]
         self.runner = make_verifier_runner(cfg)
         self.correct_key = correctness_verifier(cfg) if cfg.verify.verifiers else None
@@ -114,10 +114,11 @@ def reward_values(specs, fns, prompts: list[str], completions: list[Completion],
 
 
 def check_cohorts(localities: dict[str, str], cohort: str | None) -> None:
-    """A reward that compares a cohort needs ``data.cohort``: without it a step may hold part of one."""
-    for name, locality in localities.items():
+    """A reward or stage that compares a cohort (``{label: locality}``) needs ``data.cohort``: without it a
+    step may hold part of one."""
+    for label, locality in localities.items():
         if locality == "cohort" and not cohort:
-            raise ConfigError(f"reward '{name}' compares a whole cohort (e.g. a query's candidates): set data.cohort to the "
+            raise ConfigError(f"{label} compares a whole cohort (e.g. a query's candidates): set data.cohort to the "
                               "column that names it (e.g. qid) so every step holds whole cohorts")
 
 

@@ -3,6 +3,8 @@ import torch
 
 from rlpost.algos import STAGES
 from rlpost.algos.advantages import dr_grpo, grpo, rloo
+from rlpost.algos.stage import StageContext
+from tests.batches import make_batch
 
 
 def _t(x):
@@ -101,3 +103,34 @@ def test_integer_rewards_and_empty_batch():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         grpo(torch.zeros(3), torch.zeros(2, dtype=torch.long))
+
+
+def _query_batch(rewards_by_doc, qids):
+    """One group per document (its rollouts' rewards), each record naming its query in ``qid``."""
+    batch = make_batch(rewards_by_doc)
+    for key, qid in enumerate(qids):
+        batch.groups[key].item.record["qid"] = qid
+    batch.rewards = batch.raw_rewards
+    return batch
+
+
+def test_cohort_grpo_normalises_over_each_query():
+    """q1: a positive with rewards 1, 0.5 and a negative whose rollouts both got -1; q2 on its own.
+    q1's mean -0.125, deviations 1.125, 0.625, -0.875, -0.875, unbiased std sqrt(3.1875 / 3) = 1.030776."""
+    batch = _query_batch([[1.0, 0.5], [-1.0, -1.0], [0.2, 0.4]], ["q1", "q1", "q2"])
+    STAGES.get("cohort_grpo")(batch, StageContext(0, 1, cohort="qid"))
+    std = (3.1875 / 3) ** 0.5
+    expected = [1.125 / std, 0.625 / std, -0.875 / std, -0.875 / std, -0.1 / 0.1414214, 0.1 / 0.1414214]
+    torch.testing.assert_close(batch.advantages, _t(expected), atol=1e-4, rtol=0)
+    # the per-document groups of plain GRPO give the negative document nothing to learn from
+    STAGES.get("grpo")(batch, StageContext(0, 1))
+    assert torch.all(batch.advantages[2:4] == 0)
+    assert STAGES.get("cohort_grpo").stage_info.locality == "cohort"
+
+
+def test_cohort_grpo_needs_the_cohort_column():
+    batch = _query_batch([[1.0, 0.0]], ["q1"])
+    with pytest.raises(ValueError, match="cohort_grpo needs data.cohort"):
+        STAGES.get("cohort_grpo")(batch, StageContext(0, 1))
+    with pytest.raises(ValueError, match="cohort column 'topic' is not in the prompt record"):
+        STAGES.get("cohort_grpo")(batch, StageContext(0, 1, cohort="topic"))

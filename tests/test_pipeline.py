@@ -65,7 +65,7 @@ def test_prepared_rows_reach_the_learner_with_their_old_logprobs():
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        (["algo.shape=[{name: unlikelyness}]"], "algo.shape[0]: unknown pipeline stage 'unlikelyness' (known: adv_clip, d3s_samples, d3s_tokens, degenerate_filter"),
+        (["algo.shape=[{name: unlikelyness}]"], "algo.shape[0]: unknown pipeline stage 'unlikelyness' (known: adv_clip, cohort_grpo, d3s_samples, d3s_tokens, degenerate_filter"),
         (["algo.shape=[{name: unlikeliness, kwargs: {betta: 0.5}}]"], "algo.shape[0] 'unlikeliness' does not take kwarg betta (it takes: beta, length_norm, ties, objectives)"),
         (["algo.shape=[{name: unlikeliness, kwargs: {beta: 2}}]"], "algo.shape[0] 'unlikeliness': beta must be in [0, 1], got 2"),
         (["algo.shape=[{name: d3s_tokens}]"], "algo.shape[0] 'd3s_tokens' is a tokens stage (last: per-token weights, after advantages and selection), it cannot run at algo.shape"),

@@ -162,6 +162,15 @@ def test_a_cohort_reward_without_data_cohort_stops_before_any_model_loads(tmp_pa
     assert not (tmp_path / "run" / "sft").exists()
 
 
+def test_a_cohort_advantage_without_data_cohort_stops_before_any_model_loads(tmp_path, capsys, pools):
+    args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "data.cohort=null",
+            "algo.advantage.name=cohort_grpo", f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "algo.advantage 'cohort_grpo' compares a whole cohort" in err
+    assert not (tmp_path / "run" / "sft").exists()
+
+
 def test_a_cohort_larger_than_a_step_is_one_line(tmp_path, capsys, pools):
     args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "train.prompts_per_step=2",
             f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]

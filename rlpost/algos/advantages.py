@@ -7,7 +7,7 @@ Each is registered as an ``advantage`` stage (``algo.advantage``) over the batch
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import Tensor
@@ -83,13 +83,26 @@ def rloo(rewards: Tensor, group_ids: Tensor, eps: float = 1e-6) -> Tensor:
     return torch.where(st.size > 1, r - loo_mean, torch.zeros_like(r))
 
 
-def on_kept_rows(batch: Batch, fn: AdvantageFn, eps: float) -> Tensor:
-    """``fn`` over the kept rows' rewards and groups; 0 for rows already dropped."""
+def on_kept_rows(batch: Batch, fn: AdvantageFn, eps: float, ids: Tensor | None = None) -> Tensor:
+    """``fn`` over the kept rows' rewards and groups (or other ``ids``); 0 for rows already dropped."""
     adv = torch.zeros(len(batch))
     k = batch.keep
+    ids = batch.group_ids if ids is None else ids
     if bool(k.any()):
-        adv[k] = fn(batch.rewards[k], batch.group_ids[k], eps=eps)
+        adv[k] = fn(batch.rewards[k], ids[k], eps=eps)
     return adv
+
+
+def cohort_ids(batch: Batch, column: str) -> Tensor:
+    """[B] one id per cohort: the value of each row's prompt record in ``column`` (data.cohort)."""
+    ids: dict[Any, int] = {}
+    out = []
+    for gid in batch.group_ids.tolist():
+        record = batch.groups[gid].item.record
+        if column not in record:
+            raise ValueError(f"cohort column {column!r} is not in the prompt record (it has: {', '.join(record)})")
+        out.append(ids.setdefault(record[column], len(ids)))
+    return torch.tensor(out, dtype=torch.long)
 
 
 @STAGES.register("grpo")
@@ -114,6 +127,19 @@ def dr_grpo_stage(batch: Batch, ctx: StageContext, eps: float = 1e-6) -> None:
 def rloo_stage(batch: Batch, ctx: StageContext, eps: float = 1e-6) -> None:
     """RLOO advantages (leave-one-out group mean) of the kept rows."""
     batch.advantages = on_kept_rows(batch, rloo, eps)
+
+
+@STAGES.register("cohort_grpo")
+@stage("advantage", locality="cohort")
+def cohort_grpo_stage(batch: Batch, ctx: StageContext, eps: float = 1e-6) -> None:
+    """GRPO advantages with the whole cohort (``data.cohort``, e.g. all rollouts of a query's documents) as
+    the group: ``A = (r - mean_c) / (std_c + eps)``. Our proposal for ERank's cohort reward: the advantages of
+    a query's rollouts sum to 0, so a document scored higher than the query's other documents gains and a
+    shift of every document's score the same way earns nothing as such (per-document groups let a reward
+    that lifts or lowers every score train that shift; docs/benchmarks.md)."""
+    if ctx.cohort is None:
+        raise ValueError("cohort_grpo needs data.cohort (the column that names each record's cohort)")
+    batch.advantages = on_kept_rows(batch, grpo, eps, cohort_ids(batch, ctx.cohort))
 
 
 @STAGES.register("adv_clip")

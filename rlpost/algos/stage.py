@@ -74,6 +74,7 @@ class StageContext:
     learner: Any = None  # handle: ``ctx.learner.call("method", ...)``, for stages that declare "learner"
     # The recipe's advantage stage on other rewards, [B] -> [B] (set by the pipeline while it runs).
     advantage: Callable[[Any], Any] | None = None
+    cohort: str | None = None  # the records' cohort column (data.cohort), for stages that look across a cohort
 
     @property
     def progress(self) -> float:
