@@ -164,7 +164,7 @@ def test_a_cohort_reward_without_data_cohort_stops_before_any_model_loads(tmp_pa
 
 def test_a_cohort_advantage_without_data_cohort_stops_before_any_model_loads(tmp_path, capsys, pools):
     args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "data.cohort=null",
-            "algo.advantage.name=cohort_grpo", f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
+            "algo.advantage.name=cohort_grpo", "algo.select=[{name: keep_all}]", f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "algo.advantage 'cohort_grpo' compares a whole cohort" in err
@@ -243,17 +243,22 @@ def test_the_tiny_recipes_sft_examples_carry_score_slots_for_the_ranking_term(re
 
 # ------------------------------------------------------------------ the tiny recipes end to end
 
-@pytest.mark.parametrize("recipe, method", [("erank", "erank"), ("grouprank", "grouprank")])
-def test_tiny_recipe_trains_and_its_model_reranks(recipe, method, tmp_path, pools):
+COHORT_ADVANTAGE = ["algo.advantage.name=cohort_grpo", "algo.select=[{name: keep_all}]"]
+
+
+@pytest.mark.parametrize("recipe, method, extra", [("erank", "erank", []), ("erank", "erank", COHORT_ADVANTAGE), ("grouprank", "grouprank", [])])
+def test_tiny_recipe_trains_and_its_model_reranks(recipe, method, extra, tmp_path, pools):
     run = tmp_path / recipe
     args = ["train", f"recipes/{recipe}/tiny.yaml", f"run.output_dir={run}", "log.tensorboard=false",
-            f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
+            f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}", *extra]
     assert main(args) == 0
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [s for s in steps if f"reward/{method}" in s]
     assert len(steps) == 2 and all(np.isfinite(s[f"reward/{method}"]) for s in steps)
     if recipe == "erank":  # prompts_per_step 8 holds two whole cohorts of 3: 6 prompts x n=2 per step
         assert all(s["train/completions"] == 12 for s in steps)
+    if extra:  # with the cohort as the baseline every row trains, a document whose rollouts tied included
+        assert all(s["train/kept_frac"] == 1.0 for s in steps)
     for folder, sft in (("sft", True), ("final", False)):  # the task each model was trained on, for rlpost rerank
         cfg = load_config(f"recipes/{recipe}/tiny.yaml")
         kwargs = {**cfg.data.task_kwargs, **(cfg.sft.task_kwargs if sft else {}), "train": pools, "test": pools}

@@ -37,6 +37,9 @@ def degenerate_filter_stage(batch: Batch, ctx: StageContext, tol: float = 1e-8) 
     batch.keep[k] = degenerate_filter(batch.raw_rewards[k], batch.group_ids[k], tol)
 
 
+degenerate_filter_stage.drops_flat_groups = True  # wrong beside an advantage over a cohort (pipeline.py refuses it)
+
+
 @STAGES.register("keep_all")
 @stage("select", locality="row")
 def keep_all(batch: Batch, ctx: StageContext) -> None:
