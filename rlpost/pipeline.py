@@ -128,8 +128,8 @@ class Pipeline:
         combiner, estimator = self._of("combine"), self._of("advantage")
         flat = next((s for s in stages if _attr(s.run, "drops_flat_groups")), None)
         if flat and estimator and estimator.info.locality == "cohort":
-            raise ConfigError(f"{flat.label} drops a prompt's completions whose rewards are all equal, but {estimator.label} "
-                              "gives them advantages across the cohort: set algo.select=[{name: keep_all}] (or another filter)")
+            log.warning("%s drops a prompt's completions whose rewards are all equal, which %s gives advantages across the "
+                        "cohort: they will not train (algo.select=[{name: keep_all}] trains every row)", flat.label, estimator.label)
         if combiner and estimator and _attr(combiner.run, "uniform_reward_scale") and _attr(estimator.run, "scale_invariant"):
             log.warning("%s multiplies every reward of a step by one number, which %s normalises away: "
                         "it changes nothing (kwargs apply_to: advantage scales the advantages instead)", combiner.label, estimator.label)

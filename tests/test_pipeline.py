@@ -71,8 +71,6 @@ def test_prepared_rows_reach_the_learner_with_their_old_logprobs():
         (["algo.shape=[{name: d3s_tokens}]"], "algo.shape[0] 'd3s_tokens' is a tokens stage (last: per-token weights, after advantages and selection), it cannot run at algo.shape"),
         (["algo.tokens=[{name: grpo}]"], "algo.tokens[0] 'grpo' is a advantage stage"),
         (["algo.advantage=d3s_samples"], "algo.advantage 'd3s_samples' is a select stage"),
-        (["algo.advantage=cohort_grpo"], "algo.select[0] 'degenerate_filter' drops a prompt's completions whose rewards are all equal, "
-         "but algo.advantage 'cohort_grpo' gives them advantages across the cohort: set algo.select=[{name: keep_all}]"),
         (["algo.select=[{name: d3s_samples, kwargs: {mode: crosss}}]"], "algo.select[0] 'd3s_samples': mode must be 'intra' or 'cross', got 'crosss'"),
         ([f"algo.post=[{{name: mine, fn: '{STAGES_FILE}:nope'}}]"], "algo.post[0] 'mine': cannot resolve"),
         (["algo.selector=keep_all"], "'algo.selector' is no longer a key: use algo.select"),

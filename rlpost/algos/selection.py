@@ -37,7 +37,7 @@ def degenerate_filter_stage(batch: Batch, ctx: StageContext, tol: float = 1e-8) 
     batch.keep[k] = degenerate_filter(batch.raw_rewards[k], batch.group_ids[k], tol)
 
 
-degenerate_filter_stage.drops_flat_groups = True  # wrong beside an advantage over a cohort (pipeline.py refuses it)
+degenerate_filter_stage.drops_flat_groups = True  # beside an advantage over a cohort it drops rows with advantages (pipeline.py warns)
 
 
 @STAGES.register("keep_all")
