@@ -134,9 +134,9 @@ def rloo_stage(batch: Batch, ctx: StageContext, eps: float = 1e-6) -> None:
 def cohort_grpo_stage(batch: Batch, ctx: StageContext, eps: float = 1e-6) -> None:
     """GRPO advantages with the whole cohort (``data.cohort``, e.g. all rollouts of a query's documents) as
     the group: ``A = (r - mean_c) / (std_c + eps)``. Our proposal for ERank's cohort reward: the advantages of
-    a query's rollouts sum to 0, so a document scored higher than the query's other documents gains and a
-    shift of every document's score the same way earns nothing as such (per-document groups let a reward
-    that lifts or lowers every score train that shift; docs/benchmarks.md)."""
+    a query's rollouts sum to 0, and a document whose rollouts all got the same reward still trains against
+    the query's others (per-document groups give it nothing). On SmolLM2's ERank it did not stop GRPO from
+    shifting every document's score the same way (docs/benchmarks.md)."""
     if ctx.cohort is None:
         raise ValueError("cohort_grpo needs data.cohort (the column that names each record's cohort)")
     batch.advantages = on_kept_rows(batch, grpo, eps, cohort_ids(batch, ctx.cohort))
