@@ -135,15 +135,3 @@ def test_cohort_grpo_needs_the_cohort_column():
     with pytest.raises(ValueError, match="cohort column 'topic' is not in the prompt record"):
         STAGES.get("cohort_grpo")(batch, StageContext(0, 1, cohort="topic"))
 
-
-def test_a_flat_group_filter_beside_a_cohort_advantage_is_a_warning(caplog):
-    """degenerate_filter (the default select) drops a document whose rollouts tied, which cohort_grpo trains."""
-    from rlpost.config import AlgoConfig
-    from rlpost.pipeline import Pipeline
-
-    Pipeline.from_config(AlgoConfig(advantage={"name": "cohort_grpo"}))
-    assert "algo.select[0] 'degenerate_filter' drops a prompt's completions whose rewards are all equal" in caplog.text
-    caplog.clear()
-    Pipeline.from_config(AlgoConfig(advantage={"name": "cohort_grpo"}, select=[{"name": "keep_all"}]))
-    Pipeline.from_config(AlgoConfig())
-    assert "drops a prompt's completions" not in caplog.text

@@ -111,6 +111,16 @@ def test_unlikeliness_without_the_filter_warns(caplog):
     assert "meant to run with degenerate_filter" in caplog.text
 
 
+def test_a_flat_group_filter_beside_a_cohort_advantage_is_a_warning(caplog):
+    """degenerate_filter (the default select) drops a document whose rollouts tied, which cohort_grpo trains."""
+    Pipeline.from_config(AlgoConfig(advantage={"name": "cohort_grpo"}))
+    assert "algo.select[0] 'degenerate_filter' drops a prompt's completions whose rewards are all equal" in caplog.text
+    caplog.clear()
+    Pipeline.from_config(AlgoConfig(advantage={"name": "cohort_grpo"}, select=[{"name": "keep_all"}]))
+    Pipeline.from_config(AlgoConfig())
+    assert "drops a prompt's completions" not in caplog.text
+
+
 def test_a_stage_needing_old_logprobs_gets_them_once_from_the_learner(tiny_model_path):
     """Through a real learner: prepare runs once, for the kept rows, and the update reuses its result."""
     from rlpost.actors import LocalHandle
