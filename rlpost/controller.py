@@ -22,7 +22,7 @@ from rlpost.callbacks import CallbackContext, Callbacks, build_callbacks
 from rlpost.checkpoint import latest_checkpoint, load_controller_state, save_checkpoint
 from rlpost.config import Config, ConfigError
 from rlpost.data import PromptDataset
-from rlpost.data.recipe import encode_prompts, load_split
+from rlpost.data.recipe import check_rl_records, encode_prompts, load_split
 from rlpost.evaluate import evaluate, write_result
 from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
@@ -220,6 +220,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
     seed_everything(cfg.run.seed, cfg.run.threads)
     # Everything that can be wrong with the recipe or data fails here, before a model loads.
     records = load_split(cfg, cfg.data.train_split)
+    check_rl_records(records)
     dataset = cohort_stream(cfg, records)
     if cfg.train.warm_start == "sft":
         load_split(cfg, cfg.data.train_split, sft=True)

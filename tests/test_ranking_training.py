@@ -171,6 +171,16 @@ def test_a_cohort_advantage_without_data_cohort_stops_before_any_model_loads(tmp
     assert not (tmp_path / "run" / "sft").exists()
 
 
+def test_grpo_on_block_scored_grouprank_records_stops_before_any_model_loads(tmp_path, capsys, pools):
+    """score_at: block is read in the prompt; GRPO would train only the written answer, so train refuses it."""
+    args = ["train", "recipes/grouprank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "data.task_kwargs.score_at=block",
+            f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "grouprank score_at: block" in err and "train block scoring with `rlpost sft` alone" in err
+    assert not (tmp_path / "run" / "sft").exists()
+
+
 def test_a_cohort_larger_than_a_step_is_one_line(tmp_path, capsys, pools):
     args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "train.prompts_per_step=2",
             f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]

@@ -61,6 +61,16 @@ def load_split(cfg: Config, split: str, limit: int | None = None, sft: bool = Fa
     return records
 
 
+def check_rl_records(records: list[dict[str, Any]]) -> None:
+    """Refuse RL records whose scores are read in the prompt (``rank_marks``: GroupRank's ``score_at: block``):
+    GRPO samples and rewards the written answer, which such a reranker never reads, so the run would train
+    something its evaluation ignores."""
+    if any("rank_marks" in r for r in records):
+        raise ConfigError("data.task_kwargs: these records are scored in the prompt (rank_marks, grouprank score_at: "
+                          "block), but GRPO trains the written answer, which block scoring never reads: train block "
+                          "scoring with `rlpost sft` alone, or set score_at: answer for the RL stage")
+
+
 def check_task_kwargs(task: str, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
     """``kwargs`` checked against task ``task``'s signature and converted to its annotated types, or a
     ConfigError naming ``where`` (the recipe key), the kwarg and what the task takes."""
