@@ -153,46 +153,22 @@ def test_erank_reward_ranks_each_query_cohort_on_its_own():
     np.testing.assert_allclose(erank_rewards([[10], [1]], [False, True], [5, 0]).ravel(), [-1.0, 1 / 2])
 
 
-def test_a_cohort_reward_without_data_cohort_stops_before_any_model_loads(tmp_path, capsys, pools):
-    args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "data.cohort=null",
+@pytest.mark.parametrize("recipe, overrides, expected", [
+    ("erank", ["data.cohort=null"], ["reward 'erank' compares a whole cohort", "set data.cohort"]),
+    ("erank", ["data.cohort=null", "algo.advantage.name=cohort_grpo", "algo.select=[{name: keep_all}]"],
+     ["algo.advantage 'cohort_grpo' compares a whole cohort"]),
+    # score_at: block is read in the prompt; GRPO would train only the written answer
+    ("grouprank", ["data.task_kwargs.score_at=block"], ["grouprank score_at: block", "train block scoring with `rlpost sft` alone"]),
+    ("erank", ["train.prompts_per_step=2"], ["a cohort has 3 records but train.prompts_per_step is 2"]),
+    ("erank", ["train.eval_after=true"], ["verify.verifiers is empty: turn them off (rerankers evaluate with `rlpost rerank`"]),
+])
+def test_grpo_it_cannot_run_stops_in_one_line_before_any_model_loads(tmp_path, capsys, pools, recipe, overrides, expected):
+    args = ["train", f"recipes/{recipe}/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", *overrides,
             f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "reward 'erank' compares a whole cohort" in err and "set data.cohort" in err
+    assert err.count("\n") == 0 and all(e in err for e in expected)
     assert not (tmp_path / "run" / "sft").exists()
-
-
-def test_a_cohort_advantage_without_data_cohort_stops_before_any_model_loads(tmp_path, capsys, pools):
-    args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "data.cohort=null",
-            "algo.advantage.name=cohort_grpo", "algo.select=[{name: keep_all}]", f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "algo.advantage 'cohort_grpo' compares a whole cohort" in err
-    assert not (tmp_path / "run" / "sft").exists()
-
-
-def test_grpo_on_block_scored_grouprank_records_stops_before_any_model_loads(tmp_path, capsys, pools):
-    """score_at: block is read in the prompt; GRPO would train only the written answer, so train refuses it."""
-    args = ["train", "recipes/grouprank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "data.task_kwargs.score_at=block",
-            f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "grouprank score_at: block" in err and "train block scoring with `rlpost sft` alone" in err
-    assert not (tmp_path / "run" / "sft").exists()
-
-
-def test_a_cohort_larger_than_a_step_is_one_line(tmp_path, capsys, pools):
-    args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "train.prompts_per_step=2",
-            f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
-    assert main(args) == 2
-    assert "a cohort has 3 records but train.prompts_per_step is 2" in capsys.readouterr().err
-
-
-def test_accuracy_evaluation_without_a_verifier_is_one_line(tmp_path, capsys, pools):
-    args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path / 'run'}", "train.eval_after=true",
-            f"data.task_kwargs.train={json.dumps(pools)}", f"data.task_kwargs.test={json.dumps(pools)}"]
-    assert main(args) == 2
-    assert "verify.verifiers is empty: turn them off (rerankers evaluate with `rlpost rerank`" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ SFT
