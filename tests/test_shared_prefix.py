@@ -64,3 +64,22 @@ def test_distinct_prompts_take_the_plain_path(tiny_model_path):
     a = completion_logprobs(model, prompts, comps, 0)[0]
     b = completion_logprobs(model, prompts, comps, 0, share_prefix=False)[0]
     assert torch.equal(a, b)  # bitwise: nothing to share, so the same computation
+
+
+def test_reads_give_the_logits_at_those_prompt_positions_only(tiny_model_path):
+    """GroupRank's block scores are read in the prompt: ``reads`` (offsets < 0 from the completion's start) put
+    the head at those positions of every left-padded row, first and in the order given, then the completion's."""
+    from rlpost.models.forward import completion_logits
+
+    model = load_model(tiny_model_path, "float32").eval()
+    prompts, comps = [[5, 9, 14, 3, 22, 7, 11], [8, 4, 19, 6]], [[30, 31], [40]]
+    reads = [-3, -1, -2]
+    with torch.no_grad():
+        logits, targets, mask = completion_logits(model, prompts, comps, 0, reads=reads)
+        plain, _, _ = completion_logits(model, prompts, comps, 0)
+        assert logits.shape[1] == len(reads) + plain.shape[1]
+        assert torch.allclose(logits[:, len(reads):], plain, atol=1e-5)
+        for row, (p, c) in enumerate(zip(prompts, comps)):
+            alone = model(input_ids=torch.tensor([p + c])).logits[0].float()
+            for col, r in enumerate(reads):  # offset r: the position predicting the token r before the completion
+                assert torch.allclose(logits[row, col], alone[len(p) - 1 + r], atol=1e-4)

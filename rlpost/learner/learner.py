@@ -149,16 +149,17 @@ class Learner:
                     extra.append(e)
                 else:
                     rank_row.append(r)
-            # slots in the prompt (<= 0, e.g. GroupRank's block ends) need the LM head on that many prompt positions
-            lead = max([-s for e in part for s in e.slots] + [0]) if pairs else 0
+            # slots in the prompt (< 0, e.g. GroupRank's block ends) need the LM head at those positions only
+            reads = sorted({s for e in part for s in e.slots if s < 0}) if pairs else []
+            lead = len(reads)
             with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32):
                 logits, targets, mask = completion_logits(
                     self.model, [e.prompt_ids for e in part + extra], [e.target_ids for e in part] + [e.rank_ids for e in extra], self.pad_id,
-                    lead=lead)
+                    reads=reads)
             ce = -(token_logprobs(logits[:n, lead:], targets[:n]) * mask[:n]).sum() / tokens
             loss = ce
             if pairs:
-                rank_sum = self._rank_sum(part, logits, rank_row, lead)
+                rank_sum = self._rank_sum(part, logits, rank_row, reads)
                 loss = ce + sc.rank_weight * rank_sum / pairs
                 sums["rank"] += rank_sum.item() / pairs
             finite = finite and bool(torch.isfinite(loss))
@@ -173,13 +174,14 @@ class Learner:
             out.update(rank=sums["rank"], rank_pairs=pairs)
         return out
 
-    def _rank_sum(self, part: list[SFTExample], logits: torch.Tensor, rows_of: list[int], lead: int = 0) -> torch.Tensor:
+    def _rank_sum(self, part: list[SFTExample], logits: torch.Tensor, rows_of: list[int], reads: list[int]) -> torch.Tensor:
         """The pairwise ranking loss summed over this micro-batch's pairs (its groups are whole); example i's
-        slots are read in row ``rows_of[i]`` of ``logits``, whose first ``lead`` columns are prompt positions."""
+        slots are read in row ``rows_of[i]`` of ``logits``, whose first columns are the prompt offsets ``reads``."""
         if self._digit_ids is None:
             self._digit_ids = digit_ids(self.tokenizer)
         rows = [rows_of[i] for i, e in enumerate(part) for _ in e.slots]
-        cols = [c + lead for e in part for c in e.slots]
+        col_of = {c: i for i, c in enumerate(reads)}
+        cols = [col_of[c] if c < 0 else c + len(reads) for e in part for c in e.slots]
         scores = expected_scores(logits[rows, cols], self._digit_ids, digit_values())
         gains = torch.tensor([g for e in part for g in e.gains])
         groups = torch.tensor([e.group for e in part for _ in e.slots])

@@ -78,23 +78,29 @@ def completion_logits(
     completions: Sequence[Sequence[int]],
     pad_id: int,
     share_prefix: bool = True,
-    lead: int = 0,
+    reads: Sequence[int] = (),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """fp32 logits [B, T, V] predicting each completion token, the targets [B, T] and their mask [B, T]
-    (the vocabulary head runs on the completion positions only). With ``lead`` the logits are [B, lead + T, V]:
-    also from the ``lead`` prompt positions before, logits[:, lead - 1] predicting the prompt's last token."""
+    (the vocabulary head runs on the completion positions only). ``reads``: prompt offsets c < 0 whose
+    logits are also wanted (the position ``c`` before the one predicting the completion's first token);
+    they come first, in the order given, so the logits are [B, len(reads) + T, V]. Only those positions
+    pay for the head, not the whole prompt after the earliest one."""
     device = next(model.parameters()).device
     unique, row_of = unique_prompts(prompts)
-    if share_prefix and not lead and len(unique) < len(prompts) and supports_shared_prefix(model):
+    if share_prefix and not reads and len(unique) < len(prompts) and supports_shared_prefix(model):
         logits, targets, mask = _shared_prefix_logits(model, unique, row_of, completions, pad_id, device)
     else:
         input_ids, attention_mask, position_ids, targets, mask = build_inputs(prompts, completions, pad_id)
+        P, T = input_ids.shape[1] - targets.shape[1], targets.shape[1]
+        keep: int | torch.Tensor = T + 1
+        if reads:  # every row is flush right at P (left padding), so an offset is one column for all rows
+            keep = torch.tensor([P - 1 + c for c in reads] + list(range(P - 1, P + T)), device=device)
         out = model(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
             position_ids=position_ids.to(device),
             use_cache=False,
-            logits_to_keep=targets.shape[1] + 1 + lead,
+            logits_to_keep=keep,
         )
         logits = out.logits[:, :-1, :].float()
     return logits, targets.to(device), mask.to(device)
