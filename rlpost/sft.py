@@ -58,13 +58,8 @@ def run_sft(cfg: Config) -> Path:
         check_update_mode(learner_cfg, base)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    tokenizer = load_tokenizer(base)
-    prompt_texts, prompt_ids = encode_prompts(cfg, records, tokenizer)
-    examples = sft_examples(cfg.sft, records, prompt_ids, tokenizer, prompt_texts)
+    examples, data = sft_stream(cfg, records, load_tokenizer(base))
     sc = cfg.sft
-    examples = within_cutoff(examples, sc.max_length)
-    # with the ranking term a batch holds whole ranking groups (an ERank query's candidates)
-    data = PromptDataset([{"group": e.group} for e in examples], seed=cfg.run.seed, cohort="group" if sc.rank_weight > 0 else None)
     with console.phase(f"start the SFT learner ({cfg.cluster.mode}, {sc.update} weights)", None):
         start_cluster(cfg.cluster)
         learner = spawn(Learner, cfg.cluster, "sft learner", learner_cfg, base, num_gpus=cfg.cluster.learner_gpus)
@@ -83,6 +78,15 @@ def run_sft(cfg: Config) -> Path:
     console.echo(f"sft: saved {out}")
     stamp.write_text(json.dumps({"fingerprint": fingerprint, "steps": sc.steps, "base": str(base)}))
     return out
+
+
+def sft_stream(cfg: Config, records: list[dict], tokenizer) -> tuple[list[SFTExample], PromptDataset]:
+    """The SFT examples within ``sft.max_length`` and the stream that batches them (with the ranking term a
+    batch holds whole ranking groups, e.g. an ERank query's candidates)."""
+    prompt_texts, prompt_ids = encode_prompts(cfg, records, tokenizer)
+    examples = within_cutoff(sft_examples(cfg.sft, records, prompt_ids, tokenizer, prompt_texts), cfg.sft.max_length)
+    cohort = "group" if cfg.sft.rank_weight > 0 else None
+    return examples, PromptDataset([{"group": e.group} for e in examples], seed=cfg.run.seed, cohort=cohort)
 
 
 def sft_learner_config(cfg: Config) -> Config:

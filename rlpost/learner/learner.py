@@ -151,12 +151,11 @@ class Learner:
                     rank_row.append(r)
             # slots in the prompt (< 0, e.g. GroupRank's block ends) need the LM head at those positions only
             reads = sorted({s for e in part for s in e.slots if s < 0}) if pairs else []
-            lead = len(reads)
             with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32):
                 logits, targets, mask = completion_logits(
                     self.model, [e.prompt_ids for e in part + extra], [e.target_ids for e in part] + [e.rank_ids for e in extra], self.pad_id,
                     reads=reads)
-            ce = -(token_logprobs(logits[:n, lead:], targets[:n]) * mask[:n]).sum() / tokens
+            ce = -(token_logprobs(logits[:n, len(reads):], targets[:n]) * mask[:n]).sum() / tokens
             loss = ce
             if pairs:
                 rank_sum = self._rank_sum(part, logits, rank_row, reads)

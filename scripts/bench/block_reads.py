@@ -52,19 +52,14 @@ def main() -> int:
 
     import rlpost.learner.learner as learner_module
     from rlpost.config import load_config
-    from rlpost.data import PromptDataset
-    from rlpost.data.recipe import encode_prompts, load_split
+    from rlpost.data.recipe import load_split
     from rlpost.learner.learner import Learner
     from rlpost.models.loading import load_tokenizer, resolve_model_path
-    from rlpost.sft import sft_examples, sft_learner_config, within_cutoff
+    from rlpost.sft import sft_learner_config, sft_stream
 
     cfg = load_config(args.recipe, [*(BLOCK if args.set is None else args.set), f"run.threads={args.threads}", "sft.lr=0"])
     base = str(resolve_model_path(cfg.model))
-    tok = load_tokenizer(base)
-    records = load_split(cfg, cfg.data.train_split, sft=True)
-    texts, ids = encode_prompts(cfg, records, tok)
-    examples = within_cutoff(sft_examples(cfg.sft, records, ids, tok, texts), cfg.sft.max_length)
-    data = PromptDataset([{"group": e.group} for e in examples], seed=cfg.run.seed, cohort="group")
+    examples, data = sft_stream(cfg, load_split(cfg, cfg.data.train_split, sft=True), load_tokenizer(base))
     batches = [[examples[i] for i, _ in data.next_batch(cfg.sft.batch_size)] for _ in range(args.batches)]
     learner = Learner(sft_learner_config(cfg), base)
     torch.set_num_threads(args.threads)
