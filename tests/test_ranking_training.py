@@ -15,6 +15,7 @@ from rlpost.data.tasks import load_task
 from rlpost.ranking.parsing import parse_grouprank
 from rlpost.ranking.prompts import grouprank_json
 from rlpost.ranking.rewards import erank_rewards
+from rlpost.ranking.scores import groups
 from rewards.ranking import erank
 
 QUERIES = {"q1": "do goldfish grow", "q2": "what is weather", "q3": "how tall are giraffes", "q4": "why is the sky blue"}
@@ -69,6 +70,19 @@ def test_grouprank_task_groups_by_interval_and_aligns_gold_with_the_shown_order(
     assert len({r["rank_group"] for r in records}) == 6
     with pytest.raises(DataError, match="rank_scope 'corpus' is unknown"):
         load_task("grouprank", "test", test=pools, top=3, rank_scope="corpus")
+
+
+def test_grouprank_shuffle_grouping_cuts_the_pool_as_the_reranker_does(pools):
+    """``grouping: shuffle`` takes the reranker's groups (a seeded shuffle cut into consecutive groups), and a
+    second shuffled pass when groups_per_query needs more groups than one pass gives."""
+    records = load_task("grouprank", "test", test=pools, top=3, group_size=2, groups_per_query=3, seed=4, grouping="shuffle")
+    for qid in ("q1", "q2", "q3"):
+        pool = [f"{qid}d{i}" for i in range(3)]
+        expected = groups(pool, 2, seed=f"4:{qid}:0") + groups(pool, 2, seed=f"4:{qid}:1")[:1]
+        assert [sorted(r["docids"]) for r in records if r["qid"] == qid] == [sorted(g) for g in expected]
+    assert [len(r["docids"]) for r in records[:3]] == [2, 1, 2]  # a pass of 3 is a pair and a single
+    with pytest.raises(DataError, match="grouping 'stride' is unknown"):
+        load_task("grouprank", "test", test=pools, top=3, grouping="stride")
 
 
 def test_a_teacher_run_mixes_into_the_targets(pools, tmp_path):

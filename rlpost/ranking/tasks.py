@@ -26,6 +26,7 @@ from rlpost.data.tasks import TASKS, Record, _check_split
 from rlpost.ranking.prompts import (
     GROUPRANK_SYSTEM, SCORE_AT, erank_prompt, grouprank_block_ends, grouprank_json, grouprank_prompt, unknown_layout,
 )
+from rlpost.ranking.scores import groups
 from rlpost.ranking.trec import Run, read_candidates, read_qrels, read_run
 
 DATASETS = {
@@ -137,6 +138,19 @@ def erank(
     return records
 
 
+def _member_groups(cands: list[dict], size: int, count: int, grouping: str, rng: random.Random, key: str) -> list[list[dict]]:
+    """``count`` groups of ``size`` candidates, by interval sampling or by the reranker's shuffled partition."""
+    if grouping == "shuffle":
+        cut: list[list[int]] = []
+        for p in range(-(-count * size // len(cands))):  # enough shuffled passes over the pool
+            cut += groups(range(len(cands)), size, seed=f"{key}:{p}")
+        return [[cands[i] for i in g] for g in cut[:count]]
+    stride = len(cands) // size
+    offsets = rng.sample(range(stride), min(stride, count))
+    offsets += [rng.randrange(stride) for _ in range(count - len(offsets))]
+    return [[cands[offset + k * stride] for k in range(size)] for offset in offsets]
+
+
 @TASKS.register("grouprank")
 def grouprank(
     split: str,
@@ -154,6 +168,7 @@ def grouprank(
     echo_words: int = 0,
     score_at: str = "answer",
     rank_scope: str = "group",
+    grouping: str = "interval",
 ) -> list[Record]:
     """One record per group: ``question`` (the GroupRank user message in ``layout``, its answer keys repeating
     ``echo_words`` of each document's first words: prompts.grouprank_json), ``system`` (its
@@ -166,9 +181,13 @@ def grouprank(
     ``groups_per_query`` records then share a ranking group and an SFT step: reranking merges the groups'
     scores into one order, so these pairs are the ones inference compares; our proposal).
 
-    Groups are cut by interval sampling (stride ``len(pool) // group_size``, a seeded offset) and shown in
-    a seeded shuffled order; a query's ``groups_per_query`` groups use different offsets where the stride
-    allows."""
+    ``grouping: interval`` cuts groups by interval sampling (stride ``len(pool) // group_size``, a seeded
+    offset), a query's ``groups_per_query`` groups using different offsets where the stride allows, so every
+    group spans the first stage's ranks and a seed changes which offsets, not which documents share a group
+    once the offsets are all taken; ``shuffle`` (our proposal) cuts them as the reranker does at inference
+    (scores.groups: a seeded shuffle of the pool in consecutive groups, reshuffled when ``groups_per_query``
+    needs more than one pass over it), so each seed brings new company. Members are shown in a seeded
+    shuffled order."""
     if group_size < 1 or groups_per_query < 1 or echo_words < 0:
         raise DataError(f"group_size and groups_per_query must be >= 1 and echo_words >= 0, got {group_size}, {groups_per_query} and {echo_words}")
     if problem := unknown_layout(layout):
@@ -177,16 +196,14 @@ def grouprank(
         raise DataError(f"grouprank score_at {score_at!r} is unknown (known: {', '.join(SCORE_AT)})")
     if rank_scope not in ("group", "query"):
         raise DataError(f"grouprank rank_scope {rank_scope!r} is unknown (known: group, query)")
+    if grouping not in ("interval", "shuffle"):
+        raise DataError(f"grouprank grouping {grouping!r} is unknown (known: interval, shuffle)")
     records, scaled = [], read_teacher(teacher, teacher_weight)
     for pool in judged_pools(_split_source("grouprank", split, train, test), top):
         cands = [{**c, "target": t} for c, t in zip(pool["candidates"], targets(pool, scores, scaled, teacher_weight))]
-        size = min(group_size, len(cands))
-        stride = len(cands) // size
         rng = random.Random(f"{seed}-{pool['qid']}")
-        offsets = rng.sample(range(stride), min(stride, groups_per_query))
-        offsets += [rng.randrange(stride) for _ in range(groups_per_query - len(offsets))]
-        for g, offset in enumerate(offsets):
-            members = [cands[offset + k * stride] for k in range(size)]
+        size = min(group_size, len(cands))
+        for g, members in enumerate(_member_groups(cands, size, groups_per_query, grouping, rng, f"{seed}:{pool['qid']}")):
             rng.shuffle(members)
             gains = [written(m["target"]) for m in members]
             texts = [m["text"] for m in members]
@@ -197,6 +214,6 @@ def grouprank(
                 "qid": pool["qid"], "group": g, "docids": [m["docid"] for m in members],
                 "rank_gains": [m["target"] for m in members], "rank_group": pool["qid"] if rank_scope == "query" else f"{pool['qid']}:{g}",
                 **({"rank_marks": grouprank_block_ends(pool["query"], texts, layout, echo_words)} if score_at == "block"
-                   else {"rank_answer": grouprank_json([0] * size, texts, echo_words)}),  # as direct scoring reads it
+                   else {"rank_answer": grouprank_json([0] * len(members), texts, echo_words)}),  # as direct scoring reads it
             })
     return records
