@@ -95,8 +95,9 @@ def test_grouprank_scores_every_group_and_ranks_unscored_documents_last(tiny_mod
     for s in out:  # each pass puts every document in one of its 2 groups, unscored here
         assert s.details["pass_scores"] == [None, None] and all(w in (0, 1) for w in s.details["pass_groups"])
     for r_ in range(2):  # the logged windows are the pass's seeded groups
-        logged = [[s.docid for s in out if s.details["pass_groups"][r_] == w] for w in (0, 1)]
-        assert [sorted(g) for g in groups(["0", "1", "2"], 2, seed=f"0:0:{r_}")] == logged
+        logged = [sorted([s for s in out if s.details["pass_groups"][r_] == w], key=lambda s: s.details["pass_positions"][r_]) for w in (0, 1)]
+        assert groups(["0", "1", "2"], 2, seed=f"0:0:{r_}") == [[s.docid for s in g] for g in logged]  # in the prompt's order
+        assert [[s.details["pass_positions"][r_] for s in g] for g in logged] == [[1, 2], [1]]
     assert r.prompts_per_query(3) == 4  # 2 groups x 2 passes: how many queries `rlpost rerank` batches
 
 

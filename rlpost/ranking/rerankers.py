@@ -179,8 +179,9 @@ class GroupRankReranker(Reranker):
     def rerank_batch(self, items: Sequence[tuple[str, Sequence[Doc]]], top_k: int | None = None,
                      qids: Sequence[str] | None = None) -> list[list[Scored]]:
         """``qids`` seed each query's shuffles (default: the items' positions). Each document's details log its
-        group in every pass (``pass_groups``: the window's index) and the score it got there (``pass_scores``,
-        0..10; None where the group did not parse), so a run's passes can be reproduced and re-merged."""
+        group in every pass (``pass_groups``: the window's index), its place in that group's prompt
+        (``pass_positions``, 1-based) and the score it got there (``pass_scores``, 0..10; None where the group did
+        not parse), so a run's passes can be reproduced and re-merged."""
         cands = [as_candidates(docs) for _, docs in items]
         jobs = []  # (query index, pass, group docids)
         for qi, cs in enumerate(cands):
@@ -196,7 +197,7 @@ class GroupRankReranker(Reranker):
             scored = self._direct_scores(prompts, members) if self.direct else self._generated_scores(prompts, jobs)
         passes: list[list[dict[str, float]]] = [[] for _ in cands]
         unparsed = [0] * len(cands)
-        seen: list[dict[str, dict]] = [{c["docid"]: {"pass_groups": [], "pass_scores": []} for c in cs} for cs in cands]
+        seen: list[dict[str, dict]] = [{c["docid"]: {"pass_groups": [], "pass_positions": [], "pass_scores": []} for c in cs} for cs in cands]
         windows: dict[tuple[int, int], int] = {}
         for (qi, r, g), scores in zip(jobs, scored):
             unparsed[qi] += not scores
@@ -204,6 +205,7 @@ class GroupRankReranker(Reranker):
             w = windows[qi, r] = windows.get((qi, r), -1) + 1
             for k, d in enumerate(g, 1):  # the pass's groups are disjoint: one group and score (None: unparsed) each
                 seen[qi][d]["pass_groups"].append(w)
+                seen[qi][d]["pass_positions"].append(k)
                 seen[qi][d]["pass_scores"].append(scores.get(k))
         out = []
         for qi, cs in enumerate(cands):
