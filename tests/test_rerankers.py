@@ -81,6 +81,11 @@ def test_the_query_last_layout_is_the_prompt_the_task_trains_on(tiny_model_path,
     assert each == grouprank_prompt(QUERY, DOCS[:2], "query-last").replace(f"{DOCS[0]}\n", f"{DOCS[0]}\nQuery: {QUERY}\n").replace(
         f"{DOCS[1]}\n", f"{DOCS[1]}\nQuery: {QUERY}\n") and each.count(QUERY) == 3
     assert erank_prompt(QUERY, DOCS[0], layout="query-each") == text
+    around = grouprank_prompt(QUERY, DOCS[:2], "query-around")  # query-each's blocks after the query-first header
+    assert around == grouprank_prompt(QUERY, DOCS[:2]).replace(f"{DOCS[0]}\n", f"{DOCS[0]}\nQuery: {QUERY}\n").replace(
+        f"{DOCS[1]}\n", f"{DOCS[1]}\nQuery: {QUERY}\n") and around.index(QUERY) < around.index(DOCS[0])
+    assert erank_prompt(QUERY, DOCS[0], layout="query-around") == erank_prompt(QUERY, DOCS[0]).replace(
+        f"Document:\n{DOCS[0]}", f"Document:\n{DOCS[0]}\n\nQuery:\n{QUERY}")
     with pytest.raises(ConfigError, match="grouprank layout 'sideways' is unknown"):
         GroupRankReranker("/nowhere", layout="sideways")
 
@@ -125,10 +130,10 @@ def test_grouprank_direct_reads_each_members_expected_score_where_the_answer_wri
     assert [got[d] for d in g] == pytest.approx((want / 10).tolist(), abs=1e-4)  # merge_passes divides by 10
 
 
-@pytest.mark.parametrize("layout", ["query-first", "query-each"])
+@pytest.mark.parametrize("layout", ["query-first", "query-each", "query-around"])
 def test_grouprank_score_at_block_reads_each_members_score_where_its_block_ends(tiny_model_path, layout):
     """score_at="block": member k's score is the expected digit at the last token of its block in the prompt
-    (its text, or with query-each the query after it) under a plain forward of the prompt alone; an unknown
+    (its text, or with query-each and query-around the query after it) under a plain forward of the prompt alone; an unknown
     place, or block without direct, is one line before the model loads."""
     from rlpost.ranking.prompts import GROUPRANK_SYSTEM, grouprank_block_ends, grouprank_prompt, render
 
@@ -140,7 +145,7 @@ def test_grouprank_score_at_block_reads_each_members_score_where_its_block_ends(
         members = [docs[int(d)] for d in g]
         user = grouprank_prompt(QUERY, members, layout)
         ends = grouprank_block_ends(QUERY, members, layout)
-        tail = QUERY if layout == "query-each" else None
+        tail = QUERY if layout != "query-first" else None
         assert [user[e - len(tail or m) + 1 : e + 1] for e, m in zip(ends, members)] == [tail or m for m in members]
         prompt, positions = r.block_prompt(QUERY, members)
         assert prompt == render(r.tokenizer, user, GROUPRANK_SYSTEM)

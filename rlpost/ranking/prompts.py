@@ -30,8 +30,11 @@ Reply as: <think> your reasoning </think><answer> the integer, nothing else </an
 # last and also repeated after every document (with one document, ERank's, that is the query last). Our
 # proposals for small models: linear probes on SmolLM2-135M's hidden states read relevance at ERank's score
 # position with the query last and hardly any with it first, and in a GroupRank prompt at the end of each
-# document only when the query follows it (docs/benchmarks.md). Train and rerank with the same layout.
-LAYOUTS = ("query-first", "query-last", "query-each")
+# document only when the query follows it (docs/benchmarks.md). query-around puts the query first and after
+# every document, so each document is also read knowing the query (our proposal: block-scored GroupRank's first
+# member, the one document read before any query with query-each, held no relevance on DL19:
+# scripts/bench/grouprank_positions.py). Train and rerank with the same layout.
+LAYOUTS = ("query-first", "query-last", "query-each", "query-around")
 
 # Where GroupRank's direct scoring reads member k's score: at its slot in the zero-filled answer (the
 # papers' output), or at the last token of its block in the prompt, where the model has read the document
@@ -52,6 +55,7 @@ def _query_last(template: str, block: str) -> str:
 
 ERANK_LAYOUTS = {"query-first": ERANK, "query-last": _query_last(ERANK, "Document:\n{document}")}
 ERANK_LAYOUTS["query-each"] = ERANK_LAYOUTS["query-last"]
+ERANK_LAYOUTS["query-around"] = ERANK.replace("Document:\n{document}", "Document:\n{document}\n\nQuery:\n{query}")
 
 ERANK_DIRECT = "<think></think><answer>"  # the answer's prefix when scoring without reasoning
 GROUPRANK_ANSWER = "<reason></reason>\n<answer>\n```json\n{answer}\n```\n</answer>"  # an answer without reasoning
@@ -113,6 +117,7 @@ GROUPRANK_ECHO_KEYS = ('{{"[1] <the first {w} words of document [1]>": <int>, ..
 GROUP_DOC_CHARS = 3000
 GROUPRANK_LAYOUTS = {"query-first": GROUPRANK, "query-last": _query_last(GROUPRANK, "Documents:\n{docs}")}
 GROUPRANK_LAYOUTS["query-each"] = GROUPRANK_LAYOUTS["query-last"]  # and grouprank_prompt adds the query to each document
+GROUPRANK_LAYOUTS["query-around"] = GROUPRANK  # the query first, and grouprank_prompt adds it to each document
 
 
 def erank_prompt(query: str, document: str, instruction: str = "semantic", layout: str = "query-first") -> str:
@@ -122,7 +127,7 @@ def erank_prompt(query: str, document: str, instruction: str = "semantic", layou
 
 
 def _grouprank_blocks(query: str, documents: Sequence[str], layout: str) -> list[str]:
-    after = f"\nQuery: {query}" if layout == "query-each" else ""
+    after = f"\nQuery: {query}" if layout in ("query-each", "query-around") else ""
     return [f"[{i}]. {' '.join(d.split())[:GROUP_DOC_CHARS].rstrip()}{after}" for i, d in enumerate(documents, 1)]
 
 
@@ -138,7 +143,7 @@ def grouprank_prompt(query: str, documents: Sequence[str], layout: str = "query-
 
 def grouprank_block_ends(query: str, documents: Sequence[str], layout: str = "query-first", echo_words: int = 0) -> list[int]:
     """The character offset, in ``grouprank_prompt``'s message, of each document block's last character (its
-    text, or with query-each the query after it): where ``score_at: block`` reads each member's score."""
+    text, or with query-each and query-around the query after it): where ``score_at: block`` reads each member's score."""
     blocks = _grouprank_blocks(query, documents, layout)
     at = grouprank_prompt(query, documents, layout, echo_words).index("\n\n".join(blocks))
     ends = []
