@@ -5,6 +5,7 @@ use these without paying for torch; versions are read from package metadata, not
 """
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
@@ -132,3 +133,18 @@ def plot_runs(panels: list[tuple[str, dict[str, list[list[tuple[float, float]]]]
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def details_parser(description: str, out_help: str) -> argparse.ArgumentParser:
+    """The arguments of the scripts that read a `rlpost rerank` run's <out>.details.jsonl against qrels."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("details", help="<out>.details.jsonl of a `rlpost rerank --method grouprank` run")
+    p.add_argument("--qrels", required=True)
+    p.add_argument("--relevance-level", type=int, default=1)
+    p.add_argument("--out", required=True, help=out_help)
+    return p
+
+
+def read_details(path: str | Path) -> list[dict[str, Any]]:
+    """One dict per query line of a `rlpost rerank` run's <out>.details.jsonl."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]

@@ -12,14 +12,12 @@ or more in the rerank.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info, plot_runs, print_table, write_json  # noqa: E402
+from common import details_parser, machine_info, plot_runs, print_table, read_details, write_json  # noqa: E402
 
 
 def label(r: int) -> str:
@@ -51,17 +49,12 @@ def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("details", help="<out>.details.jsonl of a `rlpost rerank --method grouprank` run")
-    p.add_argument("--qrels", required=True)
-    p.add_argument("--relevance-level", type=int, default=1)
-    p.add_argument("--out", required=True, help="path stem: <out>.json and <out>.png")
-    args = p.parse_args()
+    args = details_parser(__doc__.split("\n")[0], "path stem: <out>.json and <out>.png").parse_args()
 
     from rlpost.ranking.scores import strictly_decreasing
     from rlpost.ranking.trec import evaluate, read_qrels
 
-    queries = [json.loads(line) for line in Path(args.details).read_text().splitlines() if line.strip()]
+    queries = read_details(args.details)
     lengths = {len(d.get("pass_scores", [])) for q in queries for d in q["docs"]}
     if not queries or len(lengths) != 1 or 0 in lengths:
         sys.exit(f"{args.details}: expected the per-document pass_scores of a grouprank run, one length throughout; got lengths {sorted(lengths)}")

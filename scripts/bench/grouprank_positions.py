@@ -13,14 +13,12 @@ and pass ordered right, ties half, averaged over the queries that have both. Pla
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_info, mean, print_table, write_json  # noqa: E402
+from common import details_parser, machine_info, mean, print_table, read_details, write_json  # noqa: E402
 
 
 def placed(queries: list[dict], group_size: int | None, seed: int) -> list[tuple[str, int, int, float, str]]:
@@ -50,18 +48,14 @@ def auc(pos: list[float], neg: list[float]) -> float | None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("details", help="<out>.details.jsonl of a `rlpost rerank --method grouprank` run")
-    p.add_argument("--qrels", required=True)
-    p.add_argument("--relevance-level", type=int, default=1)
+    p = details_parser(__doc__.split("\n")[0], "path stem: <out>.json")
     p.add_argument("--group-size", type=int, help="only for runs that log no pass_positions")
     p.add_argument("--seed", type=int, default=0, help="the rerank's --seed, only for runs that log no pass_positions")
-    p.add_argument("--out", required=True, help="path stem: <out>.json")
     args = p.parse_args()
 
     from rlpost.ranking.trec import read_qrels
 
-    queries = [json.loads(line) for line in Path(args.details).read_text().splitlines() if line.strip()]
+    queries = read_details(args.details)
     qrels = read_qrels(args.qrels)
     members = placed(queries, args.group_size, args.seed)
     if not members:
