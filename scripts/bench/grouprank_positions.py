@@ -61,15 +61,18 @@ def main() -> None:
     if not members:
         sys.exit(f"{args.details}: no scored members (expected the details of a grouprank run)")
     by = defaultdict(lambda: {True: [], False: []})  # (qid, pass, place) -> relevant? -> scores
+    negatives = defaultdict(list)  # (qid, pass) -> every non-relevant member's score
     for qid, r, k, score, docid in members:
-        by[qid, r, k][qrels.get(qid, {}).get(docid, 0) >= args.relevance_level].append(score)
+        relevant = qrels.get(qid, {}).get(docid, 0) >= args.relevance_level
+        by[qid, r, k][relevant].append(score)
+        if not relevant:
+            negatives[qid, r].append(score)
     rows = []
     for k in sorted({m[2] for m in members}):
         here = {key: v for key, v in by.items() if key[2] == k}
         at_k, anywhere = defaultdict(list), defaultdict(list)
         for (qid, r, _), v in here.items():
-            rest = [s for (q2, r2, _), v2 in by.items() if (q2, r2) == (qid, r) for s in v2[False]]
-            for bucket, neg in ((at_k, v[False]), (anywhere, rest)):
+            for bucket, neg in ((at_k, v[False]), (anywhere, negatives[qid, r])):
                 if (a := auc(v[True], neg)) is not None:
                     bucket[qid].append(a)
         rel = [s for v in here.values() for s in v[True]]
