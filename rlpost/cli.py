@@ -361,7 +361,7 @@ def cmd_rerank(args) -> int:
         reranker = GroupRankReranker(model, args.dtype, args.group_size, args.passes, args.seed, batch_size=args.batch_size,
                                      max_new_tokens=args.max_new_tokens, threads=args.threads, max_doc_tokens=args.max_doc_tokens,
                                      device=device, direct=args.direct, layout=args.layout, echo_words=args.echo_words,
-                                     score_at=args.score_at)
+                                     score_at=args.score_at, placement=args.placement)
     label = f"{args.method} top {args.top}"
     runs: dict[str, dict[str, list]] = {"first stage": {}, label: {}}
     runs.update({f"hybrid {w:g}": {} for w in weights})
@@ -433,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """The command line as a Namespace (``fn``: the command), or UsageError."""
     from rlpost.ranking.prompts import LAYOUTS, SCORE_AT  # a constant: imports nothing heavy
+    from rlpost.ranking.scores import PLACEMENTS
 
     parser = _Parser(prog="rlpost", description="RL post-training for LLMs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -486,6 +487,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-doc-tokens", type=int, default=256, help="documents cut to this many tokens")
     p.add_argument("--group-size", type=int, default=20, help="grouprank: documents per prompt")
     p.add_argument("--passes", type=int, default=1, help="grouprank: shuffled passes averaged (test-time scaling)")
+    p.add_argument("--placement", default="shuffle", choices=PLACEMENTS,
+                   help="grouprank: a fresh shuffle each pass, or rotate: every document at every place of its group once "
+                   "in --group-size passes (new company each pass)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="grouprank: generation budget per group")
     p.add_argument("--direct", action="store_true",
                    help="grouprank: no generation; each member's expected score where the answer writes it (models trained without reasoning)")

@@ -16,7 +16,7 @@ from rlpost.ranking.parsing import parse_erank, parse_grouprank, parse_grouprank
 from rlpost.ranking.rewards import (
     distribution, erank_rewards, fused_label, gold_scores, group_reward, grouprank_reward, js_bits, ndcg, recall_at,
 )
-from rlpost.ranking.scores import erank_score, groups, hybrid, merge_passes, strictly_decreasing, zscores
+from rlpost.ranking.scores import erank_score, groups, hybrid, merge_passes, rotated_groups, strictly_decreasing, zscores
 from rlpost.ranking.trec import evaluate, read_candidates, read_qrels, read_run, read_topics, write_run
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "retrieval"
@@ -155,6 +155,25 @@ def test_tg7_groups_and_test_time_scaling_merge():
     assert shuffled == groups([str(i) for i in range(10)], 4, seed="0:q1:1") != groups([str(i) for i in range(10)], 4, seed="0:q1:2")
     assert sorted(sum(shuffled, [])) == [str(i) for i in range(10)] and [len(g) for g in shuffled] == [4, 4, 2]
     assert groups("abcde", 3, stride=2) == [["a", "b", "c"], ["c", "d", "e"], ["e"]]
+
+
+def test_rotated_groups_put_every_document_at_every_place_once_in_group_size_passes():
+    docs = [str(i) for i in range(20)]
+    passes = [rotated_groups(docs, 5, r, seed="0:q1") for r in range(6)]
+    for cut in passes:  # each pass is a partition into 4 groups of 5
+        assert sorted(sum(cut, [])) == sorted(docs) and [len(g) for g in cut] == [5] * 4
+    places = {d: [next(g.index(d) for g in cut if d in g) for cut in passes] for d in docs}
+    assert all(sorted(p[:5]) == [0, 1, 2, 3, 4] and p[5] == p[0] for p in places.values())  # the sixth pass starts over
+    company = {d: [frozenset(next(g for g in cut if d in g)) for cut in passes] for d in docs}
+    assert sum(len(set(c[:5])) for c in company.values()) > 4 * 20  # new company: a group seldom repeats
+    assert passes[1] == rotated_groups(docs, 5, 1, seed="0:q1") != rotated_groups(docs, 5, 1, seed="0:q2")
+    # lane 0 = the first ceil(n/size) of the seeded shuffle holds place r in pass r
+    lane0 = set(groups(docs, 4, seed="0:q1")[0])
+    assert all({g[r] for g in passes[r]} == lane0 for r in range(5))
+    short = [rotated_groups("abcdefg", 3, r, seed="s") for r in range(3)]  # 7 into lanes of 3, 3, 1
+    assert all(sorted(sum(cut, [])) == list("abcdefg") and sorted(map(len, cut)) == [2, 2, 3] for cut in short)
+    with pytest.raises(ValueError, match="pass index at least 0"):
+        rotated_groups(docs, 5, -1, seed="s")
 
 
 def test_answer_keys_may_repeat_each_documents_first_words():

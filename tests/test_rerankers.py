@@ -15,7 +15,7 @@ from rlpost.cli import main
 from rlpost.config import ConfigError
 from rlpost.data import DataError
 from rlpost.ranking.rerankers import ERankReranker, GroupRankReranker
-from rlpost.ranking.scores import groups
+from rlpost.ranking.scores import groups, rotated_groups
 
 REPO = Path(__file__).resolve().parent.parent
 QUERY = "do goldfish grow"
@@ -104,6 +104,25 @@ def test_grouprank_scores_every_group_and_ranks_unscored_documents_last(tiny_mod
         assert groups(["0", "1", "2"], 2, seed=f"0:0:{r_}") == [[s.docid for s in g] for g in logged]  # in the prompt's order
         assert [[s.details["pass_positions"][r_] for s in g] for g in logged] == [[1, 2], [1]]
     assert r.prompts_per_query(3) == 4  # 2 groups x 2 passes: how many queries `rlpost rerank` batches
+
+
+def test_grouprank_rotate_placement_moves_every_document_through_every_place(dl, tiny_model_path, tmp_path):
+    """``placement="rotate"`` (``--placement rotate``): the logged places of each document over group_size
+    passes are 1..group_size, the groups are scores.rotated_groups', and an unknown placement is one line."""
+    r = GroupRankReranker(tiny_model_path, group_size=2, passes=2, direct=True, placement="rotate")
+    docs = [*DOCS, "a fourth document"]
+    out = r.rerank(QUERY, docs, qid="q7")
+    assert all(sorted(s.details["pass_positions"]) == [1, 2] and len(s.details["pass_scores"]) == 2 for s in out)
+    for r_ in range(2):
+        logged = [sorted([s for s in out if s.details["pass_groups"][r_] == w], key=lambda s: s.details["pass_positions"][r_]) for w in (0, 1)]
+        assert rotated_groups(["0", "1", "2", "3"], 2, r_, seed="0:q7") == [[s.docid for s in g] for g in logged]
+    out = tmp_path / "run.trec"
+    assert main(["rerank", "--model", tiny_model_path, "--method", "grouprank", "--direct", "--placement", "rotate", "--group-size", "3",
+                 "--passes", "3", "--top", "3", "--candidates", str(dl["candidates"]), "--out", str(out)]) == 0
+    for q in map(json.loads, out.with_name(out.name + ".details.jsonl").read_text().splitlines()):
+        assert all(sorted(d["pass_positions"]) == [1, 2, 3] for d in q["docs"])
+    with pytest.raises(ConfigError, match="placement 'zigzag' is unknown"):
+        GroupRankReranker("/nowhere", placement="zigzag")
 
 
 @pytest.mark.parametrize("echo", [0, 2])

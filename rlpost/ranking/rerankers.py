@@ -5,7 +5,8 @@
   pass (the LM head on the last position only) gives the distribution over the score tokens 0..10; the
   score is its expectation (a two-token "10" costs one more step, on the KV cache, after "1").
 - ``GroupRankReranker``: groupwise. Candidates are shuffled into groups of ``group_size``, each group is one
-  generation whose JSON scores are read leniently, and a document's score is its mean over ``passes``.
+  generation whose JSON scores are read leniently, and a document's score is its mean over ``passes``
+  (``placement="rotate"``: passes that move every document through every place in its group's prompt).
   ``direct=True`` skips the generation: one forward over the answer with empty reasoning reads each member's
   expected score, as ERank does (for models trained without reasoning, e.g. with SFT's ranking term); with
   ``score_at="block"`` the forward covers the prompt only and reads member k's score at its block's last
@@ -25,7 +26,7 @@ from rlpost.ranking.prompts import (
     ERANK_DIRECT, GROUPRANK_SYSTEM, SCORE_AT, erank_prompt, grouprank_block_ends, grouprank_direct, grouprank_prompt,
     render, render_text, unknown_layout,
 )
-from rlpost.ranking.scores import groups, merge_passes
+from rlpost.ranking.scores import PLACEMENTS, groups, merge_passes, rotated_groups
 from rlpost.ranking.slots import digit_ids, mark_positions, score_slots
 
 Doc = str | dict  # a text, or {"docid", "text", "score" (first stage, optional)}
@@ -148,7 +149,7 @@ class GroupRankReranker(Reranker):
         self, model_path: str, dtype: str = "float32", group_size: int = 20, passes: int = 1, seed: int = 0,
         temperature: float = 0.3, top_p: float = 0.8, max_new_tokens: int = 512, batch_size: int = 8, threads: int | None = None,
         max_doc_tokens: int | None = None, device: str = "cpu", direct: bool = False, layout: str = "query-first",
-        echo_words: int = 0, score_at: str = "answer",
+        echo_words: int = 0, score_at: str = "answer", placement: str = "shuffle",
     ) -> None:
         from rlpost.models.loading import load_model, load_tokenizer
         from rlpost.rollout.hf_engine import HFEngine
@@ -159,6 +160,8 @@ class GroupRankReranker(Reranker):
             raise ConfigError(f"grouprank {problem}; use the one the model was trained with")
         if score_at not in SCORE_AT:
             raise ConfigError(f"grouprank score_at {score_at!r} is unknown (known: {', '.join(SCORE_AT)})")
+        if placement not in PLACEMENTS:
+            raise ConfigError(f"grouprank placement {placement!r} is unknown (known: {', '.join(PLACEMENTS)})")
         if score_at == "block" and not direct:
             raise ConfigError("grouprank score_at='block' reads scores in the prompt without generating: it needs direct=True (--direct)")
         self.tokenizer = load_tokenizer(model_path)
@@ -171,6 +174,7 @@ class GroupRankReranker(Reranker):
             self.engine = HFEngine(model_path, dtype, seed=seed, batch_size=batch_size, threads=threads, device=device)
         self.direct, self.batch_size, self.layout, self.echo_words, self.score_at = direct, batch_size, layout, echo_words, score_at
         self.group_size, self.passes, self.seed, self.max_doc_tokens = group_size, passes, seed, max_doc_tokens
+        self.placement = placement
         self.sampling = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
 
     def prompts_per_query(self, n_docs: int) -> int:
@@ -186,8 +190,7 @@ class GroupRankReranker(Reranker):
         jobs = []  # (query index, pass, group docids)
         for qi, cs in enumerate(cands):
             qid = qids[qi] if qids else str(qi)
-            for r in range(self.passes):
-                jobs += [(qi, r, g) for g in groups([c["docid"] for c in cs], self.group_size, seed=f"{self.seed}:{qid}:{r}")]
+            jobs += [(qi, r, g) for r in range(self.passes) for g in self.pass_groups([c["docid"] for c in cs], qid, r)]
         texts = [{c["docid"]: self.truncate(c["text"]) for c in cs} for cs in cands]
         members = [[texts[qi][d] for d in g] for qi, _, g in jobs]
         if self.score_at == "block":
@@ -214,6 +217,13 @@ class GroupRankReranker(Reranker):
             details = [{"scored": c["docid"] in merged, "groups_unparsed": unparsed[qi], **seen[qi][c["docid"]]} for c in cs]
             out.append(ranked(cs, scores, details, top_k))
         return out
+
+    def pass_groups(self, docids: list[str], qid: str, r: int) -> list[list[str]]:
+        """Pass r's groups of a query's candidates: a fresh shuffle each pass, or with ``placement="rotate"``
+        position-balanced passes (each document at every place once in ``group_size`` passes)."""
+        if self.placement == "rotate":
+            return rotated_groups(docids, self.group_size, r, seed=f"{self.seed}:{qid}")
+        return groups(docids, self.group_size, seed=f"{self.seed}:{qid}:{r}")
 
     def prompt(self, query: str, members: Sequence[str]) -> list[int]:
         """Token ids of one group's prompt (documents already cut), ending where the answer starts."""

@@ -1,5 +1,5 @@
-"""Rerankers' inference scores: ERank's expected score, the BM25 hybrid, GroupRank's shuffled groups and
-their test-time-scaling merge, and final scores strictly decreasing so every TREC tool reads one order."""
+"""Rerankers' inference scores: ERank's expected score, the BM25 hybrid, GroupRank's shuffled (or
+position-balanced) groups and their test-time-scaling merge, and final scores strictly decreasing so every TREC tool reads one order."""
 from __future__ import annotations
 
 import math
@@ -37,6 +37,28 @@ def groups(docids: Sequence[str], size: int, stride: int | None = None, seed: in
         random.Random(str(seed)).shuffle(order)
     step = stride or size
     return [order[i : i + size] for i in range(0, len(order), step) if order[i : i + size]]
+
+
+def rotated_groups(docids: Sequence[str], size: int, index: int, seed: int | str) -> list[list[str]]:
+    """Pass ``index`` of position-balanced passes: one shuffle seeded by ``seed`` (the same every pass, e.g.
+    f"{seed}:{qid}") deals the documents into ``size`` lanes of ceil(n / size); in pass r lane c holds place
+    (c + r) mod size of every group, its documents reshuffled (seeded by seed and r) so a document meets new
+    company each pass. Over any ``size`` consecutive passes each document holds every place once (exactly when
+    ``size`` divides n; otherwise a short lane leaves its place empty in the last groups)."""
+    if size < 1 or index < 0:
+        raise ValueError(f"group size must be at least 1 and the pass index at least 0, got {size} and {index}")
+    order = list(docids)
+    random.Random(str(seed)).shuffle(order)
+    width = -(-len(order) // size)
+    lanes = [order[c * width : (c + 1) * width] for c in range(size)]
+    rng = random.Random(f"{seed}:{index}")
+    for lane in lanes:
+        rng.shuffle(lane)
+    by_place = [lanes[(p - index) % size] for p in range(size)]
+    return [[lane[j] for lane in by_place if j < len(lane)] for j in range(width)]
+
+
+PLACEMENTS = ("shuffle", "rotate")
 
 
 def merge_passes(passes: Sequence[dict[str, float]], scale: float = 10.0) -> dict[str, float]:
