@@ -5,7 +5,8 @@ pass r's groups do not depend on R (seeded per query and pass), so the first r p
 the r-pass run. This re-merges them for r = 1..R, scores each against the qrels, and compares each with
 the first stage and with the R-pass merge (paired over queries: mean difference, its standard error, queries
 better / worse). The first stage's order is the reranked documents' first-stage order, so nDCG@10 needs --top 10
-or more in the rerank.
+or more in the rerank. `--compare` reads a second run over the same queries (e.g. `--placement rotate`) and
+compares its first r passes with the first run's, r for r.
 
     python scripts/bench/grouprank_passes.py runs/eval/x.trec.details.jsonl --qrels qrels.dl19-passage.txt \
         --relevance-level 2 --out runs/bench/grouprank_passes/x
@@ -48,40 +49,65 @@ def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     return {"diff": mean, "se": se, "better": sum(x > 1e-9 for x in diffs), "worse": sum(x < -1e-9 for x in diffs)}
 
 
-def main() -> None:
-    args = details_parser(__doc__.split("\n")[0], "path stem: <out>.json and <out>.png").parse_args()
-
+def scored(details: str, qrels: dict, relevance_level: int) -> tuple[int, dict[str, dict[str, float]], list[dict]]:
+    """(passes, {ranking: {qid: nDCG@10}}, one row per ranking) for one run's details file."""
     from rlpost.ranking.scores import strictly_decreasing
-    from rlpost.ranking.trec import evaluate, read_qrels
+    from rlpost.ranking.trec import evaluate
 
-    queries = read_details(args.details)
+    queries = read_details(details)
     lengths = {len(d.get("pass_scores", [])) for q in queries for d in q["docs"]}
     if not queries or len(lengths) != 1 or 0 in lengths:
-        sys.exit(f"{args.details}: expected the per-document pass_scores of a grouprank run, one length throughout; got lengths {sorted(lengths)}")
+        sys.exit(f"{details}: expected the per-document pass_scores of a grouprank run, one length throughout; got lengths {sorted(lengths)}")
     passes = lengths.pop()
-    qrels = read_qrels(args.qrels)
     per_query, rows = {}, []
     for name, run in merged_runs(queries, passes).items():
         written = {q: dict(strictly_decreasing(r)) for q, r in run.items()}
-        result = evaluate(written, qrels, ("ndcg_cut_10",), allow_missing=True, relevance_level=args.relevance_level)
+        result = evaluate(written, qrels, ("ndcg_cut_10",), allow_missing=True, relevance_level=relevance_level)
         per_query[name] = {q: m["ndcg_cut_10"] for q, m in result["per_query"].items()}
         rows.append({"ranking": name, "nDCG@10": result["ndcg_cut_10"], "queries": result["queries"]})
-    last = label(passes)
+    return passes, per_query, rows
+
+
+def compare(rows: list[dict], per_query: dict, refs: dict, key: str) -> None:
+    """Adds to each reranked row its paired difference from refs[its ranking] (a shorter run's rows stop early)."""
     for row in rows:
-        if row["ranking"] != "first stage":
-            for ref, key in (("first stage", "vs first stage"), (last, f"vs {last}")):
-                d = paired(per_query[row["ranking"]], per_query[ref])
-                row[key] = f"{d['diff']:+.4f} ({d['se']:.4f}); {d['better']}/{d['worse']}"
-                row[key + " (raw)"] = d
-    print_table(f"GroupRank, first r of {passes} shuffled passes averaged: {args.details}", rows,
+        if row["ranking"] != "first stage" and row["ranking"] in refs:
+            d = paired(per_query[row["ranking"]], refs[row["ranking"]])
+            row[key] = f"{d['diff']:+.4f} ({d['se']:.4f}); {d['better']}/{d['worse']}"
+            row[key + " (raw)"] = d
+
+
+def main() -> None:
+    p = details_parser(__doc__.split("\n")[0], "path stem: <out>.json and <out>.png")
+    p.add_argument("--compare", metavar="DETAILS",
+                   help="a second run's details over the same queries (e.g. --placement rotate): its first r passes against the first run's")
+    args = p.parse_args()
+
+    from rlpost.ranking.trec import read_qrels
+
+    qrels = read_qrels(args.qrels)
+    passes, per_query, rows = scored(args.details, qrels, args.relevance_level)
+    last = label(passes)
+    compare(rows, per_query, {name: per_query["first stage"] for name in per_query}, "vs first stage")
+    compare(rows, per_query, {name: per_query[last] for name in per_query}, f"vs {last}")
+    print_table(f"GroupRank, first r of {passes} passes averaged: {args.details}", rows,
                 ["ranking", "nDCG@10", "vs first stage", f"vs {last}", "queries"])
+    curves = {"GroupRank": [[(r, rows[r]["nDCG@10"]) for r in range(1, passes + 1)]]}
+    result = {"details": args.details, "qrels": args.qrels, "relevance_level": args.relevance_level,
+              "rows": rows, "per_query_ndcg_cut_10": per_query}
+    if args.compare:
+        other_passes, other_query, other_rows = scored(args.compare, qrels, args.relevance_level)
+        compare(other_rows, other_query, {name: per_query["first stage"] for name in other_query}, "vs first stage")
+        compare(other_rows, other_query, per_query, "vs the first run, same passes")
+        print_table(f"GroupRank, first r of {other_passes} passes averaged: {args.compare}", other_rows,
+                    ["ranking", "nDCG@10", "vs first stage", "vs the first run, same passes", "queries"])
+        curves["compared run"] = [[(r, other_rows[r]["nDCG@10"]) for r in range(1, other_passes + 1)]]
+        result["compare"] = {"details": args.compare, "rows": other_rows, "per_query_ndcg_cut_10": other_query}
     out = Path(args.out)
-    write_json(out.with_suffix(".json"), {"details": args.details, "qrels": args.qrels, "relevance_level": args.relevance_level,
-                                          "rows": rows, "per_query_ndcg_cut_10": per_query, "machine": machine_info()})
-    curve = [(r, rows[r]["nDCG@10"]) for r in range(1, passes + 1)]
+    write_json(out.with_suffix(".json"), {**result, "machine": machine_info()})
     first = rows[0]["nDCG@10"]
-    plot_runs([("passes averaged", {"GroupRank": [curve], "first stage": [[(1, first), (passes, first)]]})],
-              out.with_suffix(".png"), "GroupRank test-time scaling", "nDCG@10")
+    curves["first stage"] = [[(1, first), (passes, first)]]
+    plot_runs([("passes averaged", curves)], out.with_suffix(".png"), "GroupRank test-time scaling", "nDCG@10")
     print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
 
 
