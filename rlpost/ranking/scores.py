@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def erank_score(score: int, answer_logprobs: Sequence[float]) -> float:
@@ -17,6 +19,8 @@ def erank_score(score: int, answer_logprobs: Sequence[float]) -> float:
 
 def zscores(values: Sequence[float]) -> np.ndarray:
     """(v - mean) / population std within a candidate list; all 0 when the std is 0."""
+    import numpy as np  # here: the CLI's parser imports this module for PLACEMENTS
+
     v = np.asarray(values, dtype=float)
     std = v.std()
     return (v - v.mean()) / std if std > 0 else np.zeros_like(v)
