@@ -190,7 +190,8 @@ class GroupRankReranker(Reranker):
         jobs = []  # (query index, pass, group docids)
         for qi, cs in enumerate(cands):
             qid = qids[qi] if qids else str(qi)
-            jobs += [(qi, r, g) for r in range(self.passes) for g in self.pass_groups([c["docid"] for c in cs], qid, r)]
+            ids = [c["docid"] for c in cs]
+            jobs += [(qi, r, g) for r in range(self.passes) for g in self.pass_groups(ids, qid, r)]
         texts = [{c["docid"]: self.truncate(c["text"]) for c in cs} for cs in cands]
         members = [[texts[qi][d] for d in g] for qi, _, g in jobs]
         if self.score_at == "block":

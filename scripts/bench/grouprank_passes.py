@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -68,11 +69,12 @@ def scored(details: str, qrels: dict, relevance_level: int) -> tuple[int, dict[s
     return passes, per_query, rows
 
 
-def compare(rows: list[dict], per_query: dict, refs: dict, key: str) -> None:
-    """Adds to each reranked row its paired difference from refs[its ranking] (a shorter run's rows stop early)."""
+def compare(rows: list[dict], per_query: dict, key: str, ref: Callable[[str], dict[str, float] | None]) -> None:
+    """Adds to each reranked row, under ``key``, its paired difference from ``ref(its ranking)`` (None: no row to
+    pair, e.g. beyond a shorter run's passes)."""
     for row in rows:
-        if row["ranking"] != "first stage" and row["ranking"] in refs:
-            d = paired(per_query[row["ranking"]], refs[row["ranking"]])
+        if row["ranking"] != "first stage" and (other := ref(row["ranking"])) is not None:
+            d = paired(per_query[row["ranking"]], other)
             row[key] = f"{d['diff']:+.4f} ({d['se']:.4f}); {d['better']}/{d['worse']}"
             row[key + " (raw)"] = d
 
@@ -88,8 +90,8 @@ def main() -> None:
     qrels = read_qrels(args.qrels)
     passes, per_query, rows = scored(args.details, qrels, args.relevance_level)
     last = label(passes)
-    compare(rows, per_query, {name: per_query["first stage"] for name in per_query}, "vs first stage")
-    compare(rows, per_query, {name: per_query[last] for name in per_query}, f"vs {last}")
+    compare(rows, per_query, "vs first stage", lambda _: per_query["first stage"])
+    compare(rows, per_query, f"vs {last}", lambda _: per_query[last])
     print_table(f"GroupRank, first r of {passes} passes averaged: {args.details}", rows,
                 ["ranking", "nDCG@10", "vs first stage", f"vs {last}", "queries"])
     curves = {"GroupRank": [[(r, rows[r]["nDCG@10"]) for r in range(1, passes + 1)]]}
@@ -97,8 +99,8 @@ def main() -> None:
               "rows": rows, "per_query_ndcg_cut_10": per_query}
     if args.compare:
         other_passes, other_query, other_rows = scored(args.compare, qrels, args.relevance_level)
-        compare(other_rows, other_query, {name: per_query["first stage"] for name in other_query}, "vs first stage")
-        compare(other_rows, other_query, per_query, "vs the first run, same passes")
+        compare(other_rows, other_query, "vs first stage", lambda _: per_query["first stage"])
+        compare(other_rows, other_query, "vs the first run, same passes", per_query.get)
         print_table(f"GroupRank, first r of {other_passes} passes averaged: {args.compare}", other_rows,
                     ["ranking", "nDCG@10", "vs first stage", "vs the first run, same passes", "queries"])
         curves["compared run"] = [[(r, other_rows[r]["nDCG@10"]) for r in range(1, other_passes + 1)]]
