@@ -8,14 +8,20 @@ better / worse). The first stage's order is the reranked documents' first-stage 
 or more in the rerank. `--compare` reads a second run over the same queries (e.g. `--placement rotate`) and
 compares its first r passes with the first run's, r for r.
 
+The first r passes are one draw of the groups. The rows "any r passes" average nDCG@10 over every subset of r
+of the R passes (at most SUBSETS of them, drawn with a fixed seed): what r passes read whichever groups are
+drawn, with the spread over the draws (min / max); their paired columns use each query's mean over the subsets.
+
     python scripts/bench/grouprank_passes.py runs/eval/x.trec.details.jsonl --qrels qrels.dl19-passage.txt \
         --relevance-level 2 --out runs/bench/grouprank_passes/x
 """
 from __future__ import annotations
 
 import math
+import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from itertools import combinations
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -26,20 +32,49 @@ def label(r: int) -> str:
     return f"{r} pass" if r == 1 else f"{r} passes"
 
 
-def merged_runs(queries: list[dict], passes: int) -> dict[str, dict[str, list[tuple[str, float]]]]:
-    """{"first stage" | label(r): {qid: [(docid, score), ...] best first}}; a document no parsed group of
-    the first r passes scored goes after the scored ones, in first-stage order (as the reranker ranks it)."""
+def any_label(r: int) -> str:
+    """The ranking averaged over subsets of r passes (any r of them, not the first r)."""
+    return f"any {label(r)}"
+
+
+SUBSETS = 50  # most subsets of r passes averaged for one r
+
+
+def merged_run(queries: list[dict], chosen: Sequence[int]) -> dict[str, list[tuple[str, float]]]:
+    """{qid: [(docid, score), ...] best first} from the passes ``chosen``; a document none of their parsed
+    groups scored goes after the scored ones, in first-stage order (as the reranker ranks it)."""
     from rlpost.ranking.scores import merge_passes
 
-    runs: dict[str, dict] = {"first stage": {}, **{label(r): {} for r in range(1, passes + 1)}}
+    run = {}
     for q in queries:
         docs = sorted(q["docs"], key=lambda d: d["first_stage_rank"])
-        runs["first stage"][q["qid"]] = [(d["docid"], -float(d["first_stage_rank"])) for d in docs]
-        for r in range(1, passes + 1):
-            merged = merge_passes([{d["docid"]: d["pass_scores"][p] for d in docs if d["pass_scores"][p] is not None} for p in range(r)])
-            scored = [(d["docid"], merged.get(d["docid"], -1.0)) for d in docs]
-            runs[label(r)][q["qid"]] = sorted(scored, key=lambda x: -x[1])  # stable: ties keep first-stage order
-    return runs
+        merged = merge_passes([{d["docid"]: d["pass_scores"][p] for d in docs if d["pass_scores"][p] is not None} for p in chosen])
+        scored = [(d["docid"], merged.get(d["docid"], -1.0)) for d in docs]
+        run[q["qid"]] = sorted(scored, key=lambda x: -x[1])  # stable: ties keep first-stage order
+    return run
+
+
+def merged_runs(queries: list[dict], passes: int) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    """{"first stage" | label(r): {qid: [(docid, score), ...] best first}} for the first r passes, r = 1..passes."""
+    first = {q["qid"]: [(d["docid"], -float(d["first_stage_rank"])) for d in sorted(q["docs"], key=lambda d: d["first_stage_rank"])]
+             for q in queries}
+    return {"first stage": first, **{label(r): merged_run(queries, range(r)) for r in range(1, passes + 1)}}
+
+
+def pass_subsets(passes: int, r: int, limit: int = SUBSETS, seed: int = 0) -> list[tuple[int, ...]]:
+    """Every subset of r of the passes, or ``limit`` of them drawn with ``seed`` where there are more."""
+    every = list(combinations(range(passes), r))
+    return every if len(every) <= limit else random.Random(seed).sample(every, limit)
+
+
+def ndcg10(run: dict[str, list[tuple[str, float]]], qrels: dict, relevance_level: int) -> tuple[float, dict[str, float]]:
+    """(mean nDCG@10, {qid: nDCG@10}) for a ranked run."""
+    from rlpost.ranking.scores import strictly_decreasing
+    from rlpost.ranking.trec import evaluate
+
+    written = {q: dict(strictly_decreasing(r)) for q, r in run.items()}
+    result = evaluate(written, qrels, ("ndcg_cut_10",), allow_missing=True, relevance_level=relevance_level)
+    return result["ndcg_cut_10"], {q: m["ndcg_cut_10"] for q, m in result["per_query"].items()}
 
 
 def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
@@ -52,9 +87,6 @@ def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 def scored(details: str, qrels: dict, relevance_level: int) -> tuple[int, dict[str, dict[str, float]], list[dict]]:
     """(passes, {ranking: {qid: nDCG@10}}, one row per ranking) for one run's details file."""
-    from rlpost.ranking.scores import strictly_decreasing
-    from rlpost.ranking.trec import evaluate
-
     queries = read_details(details)
     lengths = {len(d.get("pass_scores", [])) for q in queries for d in q["docs"]}
     if not queries or len(lengths) != 1 or 0 in lengths:
@@ -62,10 +94,15 @@ def scored(details: str, qrels: dict, relevance_level: int) -> tuple[int, dict[s
     passes = lengths.pop()
     per_query, rows = {}, []
     for name, run in merged_runs(queries, passes).items():
-        written = {q: dict(strictly_decreasing(r)) for q, r in run.items()}
-        result = evaluate(written, qrels, ("ndcg_cut_10",), allow_missing=True, relevance_level=relevance_level)
-        per_query[name] = {q: m["ndcg_cut_10"] for q, m in result["per_query"].items()}
-        rows.append({"ranking": name, "nDCG@10": result["ndcg_cut_10"], "queries": result["queries"]})
+        mean, per_query[name] = ndcg10(run, qrels, relevance_level)
+        rows.append({"ranking": name, "nDCG@10": mean, "queries": len(per_query[name])})
+    for r in range(1, passes + 1):
+        reads = [ndcg10(merged_run(queries, chosen), qrels, relevance_level) for chosen in pass_subsets(passes, r)]
+        means = [mean for mean, _ in reads]
+        name = any_label(r)
+        per_query[name] = {q: sum(read[q] for _, read in reads) / len(reads) for q in reads[0][1]}
+        rows.append({"ranking": name, "nDCG@10": sum(means) / len(means), "subsets": len(reads),
+                     "min": round(min(means), 4), "max": round(max(means), 4), "queries": len(per_query[name])})
     return passes, per_query, rows
 
 
@@ -77,6 +114,15 @@ def compare(rows: list[dict], per_query: dict, key: str, ref: Callable[[str], di
             d = paired(per_query[row["ranking"]], other)
             row[key] = f"{d['diff']:+.4f} ({d['se']:.4f}); {d['better']}/{d['worse']}"
             row[key + " (raw)"] = d
+
+
+def tables(title: str, rows: list[dict], paired_columns: list[str]) -> None:
+    """Prints the first-r rows, then the any-r rows (mean over subsets of the passes, with their spread)."""
+    first_r = [row for row in rows if "subsets" not in row]
+    any_r = [row for row in rows if "subsets" in row]
+    print_table(f"GroupRank, first r passes averaged: {title}", first_r, ["ranking", "nDCG@10", *paired_columns, "queries"])
+    print_table(f"GroupRank, any r passes: nDCG@10 averaged over subsets of the passes (at most {SUBSETS} a row)", any_r,
+                ["ranking", "subsets", "nDCG@10", "min", "max", *paired_columns])
 
 
 def main() -> None:
@@ -92,18 +138,18 @@ def main() -> None:
     last = label(passes)
     compare(rows, per_query, "vs first stage", lambda _: per_query["first stage"])
     compare(rows, per_query, f"vs {last}", lambda _: per_query[last])
-    print_table(f"GroupRank, first r of {passes} passes averaged: {args.details}", rows,
-                ["ranking", "nDCG@10", "vs first stage", f"vs {last}", "queries"])
-    curves = {"GroupRank": [[(r, rows[r]["nDCG@10"]) for r in range(1, passes + 1)]]}
+    tables(f"{args.details}, {passes} passes", rows, ["vs first stage", f"vs {last}"])
+    curves = {"GroupRank, first r passes": [[(r, rows[r]["nDCG@10"]) for r in range(1, passes + 1)]],
+              "GroupRank, any r (mean over subsets)": [[(r, rows[passes + r]["nDCG@10"]) for r in range(1, passes + 1)]]}
     result = {"details": args.details, "qrels": args.qrels, "relevance_level": args.relevance_level,
               "rows": rows, "per_query_ndcg_cut_10": per_query}
     if args.compare:
         other_passes, other_query, other_rows = scored(args.compare, qrels, args.relevance_level)
         compare(other_rows, other_query, "vs first stage", lambda _: per_query["first stage"])
         compare(other_rows, other_query, "vs the first run, same passes", per_query.get)
-        print_table(f"GroupRank, first r of {other_passes} passes averaged: {args.compare}", other_rows,
-                    ["ranking", "nDCG@10", "vs first stage", "vs the first run, same passes", "queries"])
-        curves["compared run"] = [[(r, other_rows[r]["nDCG@10"]) for r in range(1, other_passes + 1)]]
+        tables(f"{args.compare}, {other_passes} passes", other_rows, ["vs first stage", "vs the first run, same passes"])
+        curves["compared run, first r passes"] = [[(r, other_rows[r]["nDCG@10"]) for r in range(1, other_passes + 1)]]
+        curves["compared run, any r"] = [[(r, other_rows[other_passes + r]["nDCG@10"]) for r in range(1, other_passes + 1)]]
         result["compare"] = {"details": args.compare, "rows": other_rows, "per_query_ndcg_cut_10": other_query}
     out = Path(args.out)
     write_json(out.with_suffix(".json"), {**result, "machine": machine_info()})
