@@ -41,13 +41,14 @@ SUBSETS = 50  # most subsets of r passes averaged for one r
 
 
 def merged_run(queries: list[dict], chosen: Sequence[int]) -> dict[str, list[tuple[str, float]]]:
-    """{qid: [(docid, score), ...] best first} from the passes ``chosen``; a document none of their parsed
-    groups scored goes after the scored ones, in first-stage order (as the reranker ranks it)."""
+    """{qid: [(docid, score), ...] best first} from the passes ``chosen`` of queries whose docs are in
+    first-stage order; a document none of their parsed groups scored goes after the scored ones, in first-stage
+    order (as the reranker ranks it)."""
     from rlpost.ranking.scores import merge_passes
 
     run = {}
     for q in queries:
-        docs = sorted(q["docs"], key=lambda d: d["first_stage_rank"])
+        docs = q["docs"]
         merged = merge_passes([{d["docid"]: d["pass_scores"][p] for d in docs if d["pass_scores"][p] is not None} for p in chosen])
         scored = [(d["docid"], merged.get(d["docid"], -1.0)) for d in docs]
         run[q["qid"]] = sorted(scored, key=lambda x: -x[1])  # stable: ties keep first-stage order
@@ -56,8 +57,7 @@ def merged_run(queries: list[dict], chosen: Sequence[int]) -> dict[str, list[tup
 
 def merged_runs(queries: list[dict], passes: int) -> dict[str, dict[str, list[tuple[str, float]]]]:
     """{"first stage" | label(r): {qid: [(docid, score), ...] best first}} for the first r passes, r = 1..passes."""
-    first = {q["qid"]: [(d["docid"], -float(d["first_stage_rank"])) for d in sorted(q["docs"], key=lambda d: d["first_stage_rank"])]
-             for q in queries}
+    first = {q["qid"]: [(d["docid"], -float(d["first_stage_rank"])) for d in q["docs"]] for q in queries}
     return {"first stage": first, **{label(r): merged_run(queries, range(r)) for r in range(1, passes + 1)}}
 
 
@@ -92,6 +92,8 @@ def scored(details: str, qrels: dict, relevance_level: int) -> tuple[int, dict[s
     if not queries or len(lengths) != 1 or 0 in lengths:
         sys.exit(f"{details}: expected the per-document pass_scores of a grouprank run, one length throughout; got lengths {sorted(lengths)}")
     passes = lengths.pop()
+    for q in queries:
+        q["docs"].sort(key=lambda d: d["first_stage_rank"])
     per_query, rows = {}, []
     for name, run in merged_runs(queries, passes).items():
         mean, per_query[name] = ndcg10(run, qrels, relevance_level)
@@ -125,6 +127,12 @@ def tables(title: str, rows: list[dict], paired_columns: list[str]) -> None:
                 ["ranking", "subsets", "nDCG@10", "min", "max", *paired_columns])
 
 
+def curve(rows: list[dict], passes: int, name: Callable[[int], str]) -> list[list[tuple[int, float]]]:
+    """One plotted curve: nDCG@10 of the rows name(1) .. name(passes)."""
+    by_name = {row["ranking"]: row["nDCG@10"] for row in rows}
+    return [[(r, by_name[name(r)]) for r in range(1, passes + 1)]]
+
+
 def main() -> None:
     p = details_parser(__doc__.split("\n")[0], "path stem: <out>.json and <out>.png")
     p.add_argument("--compare", metavar="DETAILS",
@@ -139,8 +147,7 @@ def main() -> None:
     compare(rows, per_query, "vs first stage", lambda _: per_query["first stage"])
     compare(rows, per_query, f"vs {last}", lambda _: per_query[last])
     tables(f"{args.details}, {passes} passes", rows, ["vs first stage", f"vs {last}"])
-    curves = {"GroupRank, first r passes": [[(r, rows[r]["nDCG@10"]) for r in range(1, passes + 1)]],
-              "GroupRank, any r (mean over subsets)": [[(r, rows[passes + r]["nDCG@10"]) for r in range(1, passes + 1)]]}
+    curves = {"GroupRank, first r passes": curve(rows, passes, label), "GroupRank, any r (mean over subsets)": curve(rows, passes, any_label)}
     result = {"details": args.details, "qrels": args.qrels, "relevance_level": args.relevance_level,
               "rows": rows, "per_query_ndcg_cut_10": per_query}
     if args.compare:
@@ -148,8 +155,8 @@ def main() -> None:
         compare(other_rows, other_query, "vs first stage", lambda _: per_query["first stage"])
         compare(other_rows, other_query, "vs the first run, same passes", per_query.get)
         tables(f"{args.compare}, {other_passes} passes", other_rows, ["vs first stage", "vs the first run, same passes"])
-        curves["compared run, first r passes"] = [[(r, other_rows[r]["nDCG@10"]) for r in range(1, other_passes + 1)]]
-        curves["compared run, any r"] = [[(r, other_rows[other_passes + r]["nDCG@10"]) for r in range(1, other_passes + 1)]]
+        curves["compared run, first r passes"] = curve(other_rows, other_passes, label)
+        curves["compared run, any r"] = curve(other_rows, other_passes, any_label)
         result["compare"] = {"details": args.compare, "rows": other_rows, "per_query_ndcg_cut_10": other_query}
     out = Path(args.out)
     write_json(out.with_suffix(".json"), {**result, "machine": machine_info()})
