@@ -103,10 +103,17 @@ class SFTConfig(Section):
     target_template: str = "{answer}"
     rank_weight: float = Field(0.0, ge=0, description="weight of the ranking term (rlpost/algos/rank_loss.py) beside cross-entropy; needs records with rank_gains and rank_group (the reranking tasks)")
     rank_sigma: float = Field(1.0, gt=0, description="the ranking term's logistic scale, in score points")
+    point_weight: float = Field(0.0, ge=0, description="weight of a pointwise term at the same score slots: the cross-entropy of each slot's gold digit (the digit nearest its gain) under the digit distribution the ranking term reads, the mean over the batch's slots; needs rank_weight > 0. Our proposal, for slots no target writes (GroupRank's score_at: block)")
     rank_pattern: str | None = Field(None, description="regex whose matches in the rendered target are its scores, in rank_gains' order (None: numbers not in brackets, rlpost.ranking.slots.SCORE_PATTERN); a leading '1' reads as 10")
     task_kwargs: dict[str, Any] = Field({}, description="merged over data.task_kwargs for the SFT records only (e.g. other rows than RL's)")
     output_dir: str | None = Field(None, description="defaults to <run dir>/sft")
     log_every: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _point_reads_rank_slots(self) -> "SFTConfig":
+        if self.point_weight > 0 and self.rank_weight <= 0:
+            raise ValueError(f"point_weight={self.point_weight} reads the ranking term's score slots: it needs rank_weight > 0")
+        return self
 
 
 class EvalConfig(Section):

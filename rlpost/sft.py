@@ -23,10 +23,13 @@ from rlpost.ranking.slots import mark_positions, score_slots
 from rlpost.types import SFTExample
 
 
+_NOT_IN_FINGERPRINT = {"output_dir", "log_every"}  # point_weight too while 0, so folders from before it still match
+
+
 def sft_fingerprint(cfg: Config) -> str:
     """Hash of everything that determines the SFT result (reuse a finished SFT run if equal)."""
     blob = json.dumps(
-        {"model": cfg.model.model_dump(), "data": cfg.data.model_dump(), "sft": cfg.sft.model_dump(exclude={"output_dir", "log_every"}), "seed": cfg.run.seed,
+        {"model": cfg.model.model_dump(), "data": cfg.data.model_dump(), "sft": cfg.sft.model_dump(exclude=_NOT_IN_FINGERPRINT | ({"point_weight"} if not cfg.sft.point_weight else set())), "seed": cfg.run.seed,
          **({"lora": cfg.learner.lora.model_dump()} if cfg.sft.update == "lora" else {}),
          # 2: the ranking term reads a record's rank_answer where it has one (GroupRank's zero-filled answer)
          **({"rank_reads": 2} if cfg.sft.rank_weight > 0 else {}),
@@ -70,6 +73,7 @@ def run_sft(cfg: Config) -> Path:
                 idx = [i for i, _ in data.next_batch(sc.batch_size)]
                 m = learner.call("sft_step", [examples[i] for i in idx])
                 rank = f"  rank {m['rank']:.4g} ({m['rank_pairs']} pairs)" if "rank" in m else ""
+                rank += f"  point {m['point']:.4g}" if "point" in m else ""
                 bar.update(step + 1, f"loss {m['loss']:.4g}{rank}  lr {m['lr']:.3g}")
         learner.call("save_hf", str(out))
         save_task_record(out, cfg, sft=True)

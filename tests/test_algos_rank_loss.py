@@ -1,5 +1,6 @@
 """SFT's ranking term on hand-computed numbers: expected scores over digit tokens, RankNet over a group's
-ordered pairs, the pair count that normalises it, and micro-batches that keep a ranking group whole."""
+ordered pairs, the pair count that normalises it, micro-batches that keep a ranking group whole, and the
+pointwise term at the same slots."""
 from __future__ import annotations
 
 import math
@@ -7,7 +8,7 @@ import math
 import pytest
 import torch
 
-from rlpost.algos.rank_loss import digit_values, expected_scores, pairwise_logistic
+from rlpost.algos.rank_loss import digit_cross_entropy, digit_values, expected_scores, pairwise_logistic
 from rlpost.learner.learner import rank_pairs, sft_micro_batches
 from rlpost.types import SFTExample
 
@@ -25,6 +26,29 @@ def test_expected_scores_renormalise_over_the_digit_tokens():
     logits[1, 2 + 7], logits[1, 2 + 0] = math.log(3.0), 0.0  # P(7) = 0.75, P(0) = 0.25
     got = expected_scores(logits, digits, digit_values(10))
     assert torch.allclose(got, torch.tensor([5.4, 5.25]))
+
+
+def test_digit_cross_entropy_takes_the_digit_nearest_each_gain():
+    digits = list(range(2, 12))  # digit d is token d + 2
+    logits = torch.zeros((4, 12))
+    logits[:, 0] = 9.0  # a non-digit's mass is left out: uniform over the digits, -log(1/10) each
+    logits[1, 2 + 7] = math.log(3.0)  # P(7) = 3/12
+    gains = torch.tensor([10.0, 7.0, 1.0, 6.6])  # digits "1" (reads 10), 7, 0 (tie with 2: the lower), 7
+    got = digit_cross_entropy(logits, digits, digit_values(10), gains)
+    want = 3 * math.log(10) + math.log(12 / 3)  # the third row is uniform too, the fourth as well
+    assert got.item() == pytest.approx(want, abs=1e-5)
+    logits[2, 2 + 0] = 5.0  # gain 1.0 is read as digit 0: P(0) = e^5 / (e^5 + 9)
+    want = 2 * math.log(10) + math.log(12 / 3) + math.log1p(9 * math.exp(-5))
+    assert digit_cross_entropy(logits, digits, digit_values(10), gains).item() == pytest.approx(want, abs=1e-5)
+
+
+def test_point_weight_needs_the_ranking_term_slots():
+    from rlpost.config import Config
+
+    base = Config().model_dump()
+    base["sft"].update(point_weight=1.0)
+    with pytest.raises(ValueError, match="point_weight=1.0 reads the ranking term's score slots: it needs rank_weight > 0"):
+        Config.model_validate(base)
 
 
 def test_pairwise_logistic_sums_ranknet_over_ordered_pairs_of_one_group():
@@ -163,3 +187,47 @@ def test_the_ranking_term_reads_slots_in_the_prompt(tiny_model_path, rank_weight
         learner.sft_step([example])
     good, bad = scores(learner.model).tolist()
     assert (good > bad + 0.5) if rank_weight else good < bad + 0.5  # measured: 8.8 vs 0.0 with the term, 1.0 vs 1.5 without
+
+
+@pytest.mark.parametrize("point_weight", [1.0, 0.0])
+def test_the_pointwise_term_trains_a_slot_no_pair_reaches(tiny_model_path, point_weight):
+    """One block-scored member alone has no pair, so RankNet cannot move it; the pointwise term is the mean
+    cross-entropy of its gold digit under the digit distribution at its block end (checked against a plain
+    forward) and moves that distribution to the gold score (7) on the tiny model in 30 steps."""
+    from rlpost.config import Config
+    from rlpost.learner.learner import Learner
+    from rlpost.ranking.slots import digit_ids
+
+    def learner_at(lr: float) -> Learner:
+        base = Config().model_dump()
+        base["sft"].update(rank_weight=1.0, point_weight=point_weight)
+        base["optim"].update(lr=lr, warmup_steps=0)
+        return Learner(Config.model_validate(base), tiny_model_path)
+
+    learner = learner_at(0.0)
+    tok = learner.tokenizer
+    text = "q: fish [1] fish tank answer:"
+    prompt = tok(text, add_special_tokens=False).input_ids
+    end = len(tok(text[: text.index("fish tank") + len("fish tank")], add_special_tokens=False).input_ids) - 1
+    target = tok("<answer>0</answer>", add_special_tokens=False).input_ids
+    example = SFTExample(prompt, target, [end + 1 - len(prompt)], [7.0], 0)
+
+    def p_seven(model) -> float:
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt])).logits[0, end].float()
+        return torch.softmax(logits[digit_ids(tok)], dim=-1)[7].item()
+
+    m = learner.sft_step([example])
+    assert m["rank_pairs"] == 0 and m["rank"] == 0.0
+    if point_weight:
+        assert m["point"] == pytest.approx(-math.log(p_seven(learner.model)), abs=1e-4)
+        assert m["loss"] == pytest.approx(m["ce"] + m["point"], abs=1e-5)
+    else:
+        assert "point" not in m
+    before = p_seven(learner.model)
+    learner = learner_at(3e-3)
+    for _ in range(30):
+        learner.sft_step([example])
+    after = p_seven(learner.model)
+    # measured: P(7) 0.095 -> 0.9997 with the term; 0.095 -> 0.017 without (the target's "0" pulls every digit read)
+    assert (after > 0.5) if point_weight else after < before

@@ -5,7 +5,9 @@ candidates are not relevant, so "0" everywhere is the cheapest answer) and nothi
 candidate beats which. This term trains the order directly: each score slot's expected score under
 the model's digit distribution, and a pairwise logistic loss (RankNet) over the slots of one group
 (an ERank query's candidates, or the members of one GroupRank prompt) whose gold gains differ. It is
-shift-invariant, so a prior alone cannot lower it.
+shift-invariant, so a prior alone cannot lower it. A pointwise term beside it (``digit_cross_entropy``)
+trains each slot's digit distribution towards its gold score, as a target's cross-entropy does where the
+target writes the score (ERank), for slots no target writes (GroupRank's block ends).
 """
 from __future__ import annotations
 
@@ -29,6 +31,16 @@ def expected_scores(logits: Tensor, digit_ids: Sequence[int], values: Sequence[f
     digit tokens ``digit_ids`` (token of digit d at index d), each digit worth ``values[d]``."""
     p = torch.softmax(logits[:, list(digit_ids)].float(), dim=-1)
     return p @ torch.as_tensor(values, dtype=p.dtype, device=p.device)
+
+
+def digit_cross_entropy(logits: Tensor, digit_ids: Sequence[int], values: Sequence[float], gains: Tensor) -> Tensor:
+    """[K, V] logits at K score slots and their [K] gold gains -> the summed cross-entropy of each slot's gold
+    digit (the digit whose value is nearest its gain, the lower one on a tie) under the distribution
+    renormalised over ``digit_ids``, the one ``expected_scores`` reads."""
+    logp = torch.log_softmax(logits[:, list(digit_ids)].float(), dim=-1)
+    v = torch.as_tensor(values, dtype=logp.dtype, device=logp.device)
+    gold = ((gains.to(logp)[:, None] - v[None, :]).abs() + v[None, :] * 1e-6).argmin(dim=-1)
+    return -logp.gather(1, gold[:, None]).sum()
 
 
 def pairwise_logistic(scores: Tensor, gains: Tensor, groups: Tensor, sigma: float = 1.0) -> tuple[Tensor, int]:

@@ -15,7 +15,7 @@ import torch
 from rlpost.algos import AGGREGATIONS, KL_ESTIMATORS, POLICY_LOSSES
 from rlpost.algos.aggregation import aggregation_kwargs
 from rlpost.algos.logprobs import token_logprobs
-from rlpost.algos.rank_loss import digit_values, expected_scores, pairwise_logistic
+from rlpost.algos.rank_loss import digit_cross_entropy, digit_values, expected_scores, pairwise_logistic
 from rlpost.config import Config
 from rlpost.learner.data_parallel import RankGroup, digest, endpoint
 from rlpost.learner.modes import build_update_mode
@@ -129,62 +129,75 @@ class Learner:
     def sft_step(self, examples: list[SFTExample]) -> dict[str, float]:
         """One supervised step: cross-entropy on the target tokens (the mean over the whole batch's target
         tokens) plus, with ``sft.rank_weight``, the ranking term over the examples' score slots (the mean
-        over the batch's ordered pairs); gradients accumulated over ``train.micro_batch_size`` chunks, a
+        over the batch's ordered pairs) and, with ``sft.point_weight``, the pointwise term there (the mean over
+        the batch's slots); gradients accumulated over ``train.micro_batch_size`` chunks, a
         ranking group never split."""
         sc = self.cfg.sft
         tokens = sum(len(e.target_ids) for e in examples)
         ranking = sc.rank_weight > 0 and any(e.slots for e in examples)
         pairs = rank_pairs(examples) if ranking else 0
+        slots = sum(len(e.slots) for e in examples)
+        reading = pairs > 0 or (ranking and sc.point_weight > 0)  # the slots' logits are needed
         stats: dict[str, list[float]] = {}
         self.optimizer.zero_grad(set_to_none=True)
-        sums, finite = {"ce": 0.0, "rank": 0.0}, True
+        sums, finite = {"ce": 0.0, "rank": 0.0, "point": 0.0}, True
         for chunk in sft_micro_batches(examples, self.cfg.train.micro_batch_size):
             part = [examples[i] for i in chunk]
             # an example whose scores are read in another completion (rank_ids) adds it as a row of the same forward,
             # sharing the prompt's pass; rank_row[i]: the row where example i's slots are
             n, extra, rank_row = len(part), [], []
             for r, e in enumerate(part):
-                if pairs and e.rank_ids:
+                if reading and e.rank_ids:
                     rank_row.append(n + len(extra))
                     extra.append(e)
                 else:
                     rank_row.append(r)
             # slots in the prompt (< 0, e.g. GroupRank's block ends) need the LM head at those positions only
-            reads = sorted({s for e in part for s in e.slots if s < 0}) if pairs else []
+            reads = sorted({s for e in part for s in e.slots if s < 0}) if reading else []
             with torch.autocast(self.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32):
                 logits, targets, mask = completion_logits(
                     self.model, [e.prompt_ids for e in part + extra], [e.target_ids for e in part] + [e.rank_ids for e in extra], self.pad_id,
                     reads=reads)
             ce = -(token_logprobs(logits[:n, len(reads):], targets[:n]) * mask[:n]).sum() / tokens
             loss = ce
-            if pairs:
-                rank_sum = self._rank_sum(part, logits, rank_row, reads)
-                loss = ce + sc.rank_weight * rank_sum / pairs
-                sums["rank"] += rank_sum.item() / pairs
+            if reading:
+                slot_logits, gains, groups = self._slot_reads(part, logits, rank_row, reads)
+                if pairs:
+                    scores = expected_scores(slot_logits, self._digit_ids, digit_values())
+                    rank_sum = pairwise_logistic(scores, gains, groups, sc.rank_sigma)[0]
+                    loss = loss + sc.rank_weight * rank_sum / pairs
+                    sums["rank"] += rank_sum.item() / pairs
+                if sc.point_weight > 0:
+                    point_sum = digit_cross_entropy(slot_logits, self._digit_ids, digit_values(), gains)
+                    loss = loss + sc.point_weight * point_sum / slots
+                    sums["point"] += point_sum.item() / slots
             finite = finite and bool(torch.isfinite(loss))
             if finite:
                 loss.backward()
             sums["ce"] += ce.item()
         self._step(finite, stats)
         self.version += 1
-        out = {"loss": sums["ce"] + sc.rank_weight * sums["rank"], "ce": sums["ce"], "lr": self.scheduler.get_last_lr()[0],
+        out = {"loss": sums["ce"] + sc.rank_weight * sums["rank"] + sc.point_weight * sums["point"], "ce": sums["ce"], "lr": self.scheduler.get_last_lr()[0],
                "grad_norm": stats.get("learner/grad_norm", [float("nan")])[0]}
         if ranking:
             out.update(rank=sums["rank"], rank_pairs=pairs)
+            if sc.point_weight > 0:
+                out.update(point=sums["point"])
         return out
 
-    def _rank_sum(self, part: list[SFTExample], logits: torch.Tensor, rows_of: list[int], reads: list[int]) -> torch.Tensor:
-        """The pairwise ranking loss summed over this micro-batch's pairs (its groups are whole); example i's
-        slots are read in row ``rows_of[i]`` of ``logits``, whose first columns are the prompt offsets ``reads``."""
+    def _slot_reads(self, part: list[SFTExample], logits: torch.Tensor, rows_of: list[int], reads: list[int]
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This micro-batch's score slots (its ranking groups are whole): their logits [K, V], gold gains [K] and
+        groups [K]; example i's slots are read in row ``rows_of[i]`` of ``logits``, whose first columns are the
+        prompt offsets ``reads``."""
         if self._digit_ids is None:
             self._digit_ids = digit_ids(self.tokenizer)
         rows = [rows_of[i] for i, e in enumerate(part) for _ in e.slots]
         col_of = {c: i for i, c in enumerate(reads)}
         cols = [col_of[c] if c < 0 else c + len(reads) for e in part for c in e.slots]
-        scores = expected_scores(logits[rows, cols], self._digit_ids, digit_values())
-        gains = torch.tensor([g for e in part for g in e.gains])
-        groups = torch.tensor([e.group for e in part for _ in e.slots])
-        return pairwise_logistic(scores, gains.to(scores.device), groups.to(scores.device), self.cfg.sft.rank_sigma)[0]
+        gains = torch.tensor([g for e in part for g in e.gains], device=logits.device)
+        groups = torch.tensor([e.group for e in part for _ in e.slots], device=logits.device)
+        return logits[rows, cols], gains, groups
 
     # ------------------------------------------------------------------ update
 
