@@ -4,6 +4,7 @@ pointwise term at the same slots."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -83,6 +84,23 @@ def test_rank_pairs_and_micro_batches_keep_each_group_whole():
     assert sft_micro_batches(plain, 2) == [[1, 2], [0]]  # no groups: by length, as the RL update cuts them
 
 
+def sft_learner(model_path: str, lr: float, **sft):
+    """A learner for SFT steps at learning rate ``lr`` with the ``sft`` settings given."""
+    from rlpost.config import Config
+    from rlpost.learner.learner import Learner
+
+    base = Config().model_dump()
+    base["sft"].update(sft)
+    base["optim"].update(lr=lr, warmup_steps=0)
+    return Learner(Config.model_validate(base), model_path)
+
+
+def block_prompt(tok, text: str, members: tuple[str, ...]) -> tuple[list[int], list[int]]:
+    """``text``'s token ids and the position of each member's last token (where score_at: block reads)."""
+    ends = [len(tok(text[: text.index(m) + len(m)], add_special_tokens=False).input_ids) - 1 for m in members]
+    return tok(text, add_special_tokens=False).input_ids, ends
+
+
 @pytest.mark.parametrize("rank_weight", [1.0, 0.0])
 def test_the_ranking_term_orders_what_a_constant_target_cannot(tiny_model_path, rank_weight):
     """Every target answers "0", so cross-entropy alone carries no order; only the ranking term can put the
@@ -154,21 +172,12 @@ def test_the_ranking_term_reads_slots_in_the_prompt(tiny_model_path, rank_weight
     counted from the target's first token): the term is RankNet on the expected scores there under a plain
     forward, cross-entropy is the target's as without slots, and only the term puts the graded block's score
     above the other's (on the tiny model, in 30 steps)."""
-    from rlpost.config import Config
-    from rlpost.learner.learner import Learner
     from rlpost.ranking.slots import digit_ids
 
-    def learner_at(lr: float) -> Learner:
-        base = Config().model_dump()
-        base["sft"].update(rank_weight=rank_weight)
-        base["optim"].update(lr=lr, warmup_steps=0)
-        return Learner(Config.model_validate(base), tiny_model_path)
-
+    learner_at = partial(sft_learner, tiny_model_path, rank_weight=rank_weight)
     learner = learner_at(0.0)
     tok = learner.tokenizer
-    text = "q: fish [1] fish tank [2] stock fell answer:"
-    prompt = tok(text, add_special_tokens=False).input_ids
-    ends = [len(tok(text[: text.index(s) + len(s)], add_special_tokens=False).input_ids) - 1 for s in ("fish tank", "stock fell")]
+    prompt, ends = block_prompt(tok, "q: fish [1] fish tank [2] stock fell answer:", ("fish tank", "stock fell"))
     target = tok("<answer>0 0</answer>", add_special_tokens=False).input_ids
     example = SFTExample(prompt, target, [q + 1 - len(prompt) for q in ends], [3.0, 0.0], 0)
 
@@ -194,21 +203,12 @@ def test_the_pointwise_term_trains_a_slot_no_pair_reaches(tiny_model_path, point
     """One block-scored member alone has no pair, so RankNet cannot move it; the pointwise term is the mean
     cross-entropy of its gold digit under the digit distribution at its block end (checked against a plain
     forward) and moves that distribution to the gold score (7) on the tiny model in 30 steps."""
-    from rlpost.config import Config
-    from rlpost.learner.learner import Learner
     from rlpost.ranking.slots import digit_ids
 
-    def learner_at(lr: float) -> Learner:
-        base = Config().model_dump()
-        base["sft"].update(rank_weight=1.0, point_weight=point_weight)
-        base["optim"].update(lr=lr, warmup_steps=0)
-        return Learner(Config.model_validate(base), tiny_model_path)
-
+    learner_at = partial(sft_learner, tiny_model_path, rank_weight=1.0, point_weight=point_weight)
     learner = learner_at(0.0)
     tok = learner.tokenizer
-    text = "q: fish [1] fish tank answer:"
-    prompt = tok(text, add_special_tokens=False).input_ids
-    end = len(tok(text[: text.index("fish tank") + len("fish tank")], add_special_tokens=False).input_ids) - 1
+    prompt, (end,) = block_prompt(tok, "q: fish [1] fish tank answer:", ("fish tank",))
     target = tok("<answer>0</answer>", add_special_tokens=False).input_ids
     example = SFTExample(prompt, target, [end + 1 - len(prompt)], [7.0], 0)
 
