@@ -6,7 +6,8 @@ the r-pass run. This re-merges them for r = 1..R, scores each against the qrels,
 the first stage and with the R-pass merge (paired over queries: mean difference, its standard error, queries
 better / worse). The first stage's order is the reranked documents' first-stage order, so nDCG@10 needs --top 10
 or more in the rerank. `--compare` reads a second run over the same queries (e.g. `--placement rotate`) and
-compares its first r passes with the first run's, r for r.
+compares its first r passes with the first run's, r for r. `--more` appends the passes of the same model's run
+with another `--seed` (other groups) to the first run's, for more draws without rerunning the first passes.
 
 The first r passes are one draw of the groups. The rows "any r passes" average nDCG@10 over every subset of r
 of the R passes (at most SUBSETS of them, drawn with a fixed seed): what r passes read whichever groups are
@@ -85,9 +86,25 @@ def paired(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     return {"diff": mean, "se": se, "better": sum(x > 1e-9 for x in diffs), "worse": sum(x < -1e-9 for x in diffs)}
 
 
-def scored(details: str, qrels: dict, relevance_level: int) -> tuple[int, dict[str, dict[str, float]], list[dict]]:
-    """(passes, {ranking: {qid: nDCG@10}}, one row per ranking) for one run's details file."""
+def appended(queries: list[dict], more: str) -> None:
+    """Appends the passes of ``more`` (the same model's run over the same candidates with another --seed) to
+    each document's pass lists; exits in one line where its queries or documents differ."""
+    other = {q["qid"]: {d["docid"]: d for d in q["docs"]} for q in read_details(more)}
+    for q in queries:
+        docs = other.get(q["qid"], {})
+        if set(docs) != {d["docid"] for d in q["docs"]}:
+            sys.exit(f"{more}: query {q['qid']} has other documents than the run it adds passes to; expected the same candidates")
+        for d in q["docs"]:
+            for key in ("pass_groups", "pass_positions", "pass_scores"):
+                d[key] = d.get(key, []) + docs[d["docid"]].get(key, [])
+
+
+def scored(details: str, qrels: dict, relevance_level: int, more: Sequence[str] = ()) -> tuple[int, dict[str, dict[str, float]], list[dict]]:
+    """(passes, {ranking: {qid: nDCG@10}}, one row per ranking) for one run's details file, with the passes of
+    the ``more`` files appended."""
     queries = read_details(details)
+    for path in more:
+        appended(queries, path)
     lengths = {len(d.get("pass_scores", [])) for q in queries for d in q["docs"]}
     if not queries or len(lengths) != 1 or 0 in lengths:
         sys.exit(f"{details}: expected the per-document pass_scores of a grouprank run, one length throughout; got lengths {sorted(lengths)}")
@@ -137,18 +154,20 @@ def main() -> None:
     p = details_parser(__doc__.split("\n")[0], "path stem: <out>.json and <out>.png")
     p.add_argument("--compare", metavar="DETAILS",
                    help="a second run's details over the same queries (e.g. --placement rotate): its first r passes against the first run's")
+    p.add_argument("--more", metavar="DETAILS", action="append", default=[],
+                   help="the same model's run with another --seed: its passes follow the first run's (repeatable)")
     args = p.parse_args()
 
     from rlpost.ranking.trec import read_qrels
 
     qrels = read_qrels(args.qrels)
-    passes, per_query, rows = scored(args.details, qrels, args.relevance_level)
+    passes, per_query, rows = scored(args.details, qrels, args.relevance_level, args.more)
     last = label(passes)
     compare(rows, per_query, "vs first stage", lambda _: per_query["first stage"])
     compare(rows, per_query, f"vs {last}", lambda _: per_query[last])
     tables(f"{args.details}, {passes} passes", rows, ["vs first stage", f"vs {last}"])
     curves = {"GroupRank, first r passes": curve(rows, passes, label), "GroupRank, any r (mean over subsets)": curve(rows, passes, any_label)}
-    result = {"details": args.details, "qrels": args.qrels, "relevance_level": args.relevance_level,
+    result = {"details": args.details, "more": args.more, "qrels": args.qrels, "relevance_level": args.relevance_level,
               "rows": rows, "per_query_ndcg_cut_10": per_query}
     if args.compare:
         other_passes, other_query, other_rows = scored(args.compare, qrels, args.relevance_level)
