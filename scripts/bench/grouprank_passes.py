@@ -8,6 +8,9 @@ better / worse). The first stage's order is the reranked documents' first-stage 
 or more in the rerank. `--compare` reads a second run over the same queries (e.g. `--placement rotate`) and
 compares its first r passes with the first run's, r for r. `--more` appends the passes of the same model's run
 with another `--seed` (other groups) to the first run's, for more draws without rerunning the first passes.
+`--hybrid W --candidates FILE` adds the same rows fused with the first stage as `rlpost rerank --hybrid W` fuses
+them: W z(first-stage score) + (1 - W) z(merged GroupRank score) per query over the reranked documents, the
+first-stage scores read from the candidates file the run reranked.
 
 The first r passes are one draw of the groups. The rows "any r passes" average nDCG@10 over every subset of r
 of the R passes (at most SUBSETS of them, drawn with a fixed seed): what r passes read whichever groups are
@@ -41,25 +44,34 @@ def any_label(r: int) -> str:
 SUBSETS = 50  # most subsets of r passes averaged for one r
 
 
-def merged_run(queries: list[dict], chosen: Sequence[int]) -> dict[str, list[tuple[str, float]]]:
+def merged_run(queries: list[dict], chosen: Sequence[int], hybrid_weight: float = 0.0) -> dict[str, list[tuple[str, float]]]:
     """{qid: [(docid, score), ...] best first} from the passes ``chosen`` of queries whose docs are in
     first-stage order; a document none of their parsed groups scored goes after the scored ones, in first-stage
-    order (as the reranker ranks it)."""
-    from rlpost.ranking.scores import merge_passes
+    order (as the reranker ranks it). A ``hybrid_weight`` above 0 fuses the merged scores with the documents'
+    ``first_stage_score`` as `rlpost rerank --hybrid` does."""
+    from rlpost.ranking.scores import hybrid, merge_passes
 
     run = {}
     for q in queries:
         docs = q["docs"]
         merged = merge_passes([{d["docid"]: d["pass_scores"][p] for d in docs if d["pass_scores"][p] is not None} for p in chosen])
-        scored = [(d["docid"], merged.get(d["docid"], -1.0)) for d in docs]
-        run[q["qid"]] = sorted(scored, key=lambda x: -x[1])  # stable: ties keep first-stage order
+        scores = [merged.get(d["docid"], -1.0) for d in docs]
+        if hybrid_weight > 0:
+            scores = hybrid([d["first_stage_score"] for d in docs], scores, hybrid_weight).tolist()
+        run[q["qid"]] = sorted(zip((d["docid"] for d in docs), scores), key=lambda x: -x[1])  # stable: ties keep first-stage order
     return run
 
 
-def merged_runs(queries: list[dict], passes: int) -> dict[str, dict[str, list[tuple[str, float]]]]:
-    """{"first stage" | label(r): {qid: [(docid, score), ...] best first}} for the first r passes, r = 1..passes."""
+def fused(name: str, weight: float) -> str:
+    """A ranking's name when fused with the first stage at ``weight`` (0: not fused)."""
+    return f"hybrid {weight:g}, {name}" if weight > 0 else name
+
+
+def merged_runs(queries: list[dict], passes: int, weights: Sequence[float] = ()) -> dict[str, dict[str, list[tuple[str, float]]]]:
+    """{"first stage" | label(r) | fused(label(r), w): {qid: [(docid, score), ...] best first}} for the first r
+    passes, r = 1..passes, alone and fused at each of ``weights``."""
     first = {q["qid"]: [(d["docid"], -float(d["first_stage_rank"])) for d in q["docs"]] for q in queries}
-    return {"first stage": first, **{label(r): merged_run(queries, range(r)) for r in range(1, passes + 1)}}
+    return {"first stage": first, **{fused(label(r), w): merged_run(queries, range(r), w) for w in (0.0, *weights) for r in range(1, passes + 1)}}
 
 
 def pass_subsets(passes: int, r: int, limit: int = SUBSETS, seed: int = 0) -> list[tuple[int, ...]]:
@@ -99,12 +111,27 @@ def appended(queries: list[dict], more: str) -> None:
                 d[key] = d.get(key, []) + docs[d["docid"]].get(key, [])
 
 
-def scored(details: str, qrels: dict, relevance_level: int, more: Sequence[str] = ()) -> tuple[int, dict[str, dict[str, float]], list[dict]]:
+def first_stage_scores(queries: list[dict], candidates: dict[str, dict[str, float]], path: str) -> None:
+    """Sets each document's ``first_stage_score`` from ``candidates`` ({qid: {docid: score}}, the candidates file
+    at ``path``); exits in one line where a reranked document is not among them."""
+    for q in queries:
+        scores = candidates.get(q["qid"], {})
+        for d in q["docs"]:
+            if d["docid"] not in scores:
+                sys.exit(f"{path}: query {q['qid']} has no candidate {d['docid']}; expected the candidates file the run reranked")
+            d["first_stage_score"] = scores[d["docid"]]
+
+
+def scored(details: str, qrels: dict, relevance_level: int, more: Sequence[str] = (), weights: Sequence[float] = (),
+           candidates: tuple[str, dict] | None = None) -> tuple[int, dict[str, dict[str, float]], list[dict]]:
     """(passes, {ranking: {qid: nDCG@10}}, one row per ranking) for one run's details file, with the passes of
-    the ``more`` files appended."""
+    the ``more`` files appended, alone and fused with the first stage at each of ``weights`` (scores from
+    ``candidates``: (path, {qid: {docid: score}}))."""
     queries = read_details(details)
     for path in more:
         appended(queries, path)
+    if weights:
+        first_stage_scores(queries, candidates[1], candidates[0])
     lengths = {len(d.get("pass_scores", [])) for q in queries for d in q["docs"]}
     if not queries or len(lengths) != 1 or 0 in lengths:
         sys.exit(f"{details}: expected the per-document pass_scores of a grouprank run, one length throughout; got lengths {sorted(lengths)}")
@@ -112,16 +139,17 @@ def scored(details: str, qrels: dict, relevance_level: int, more: Sequence[str] 
     for q in queries:
         q["docs"].sort(key=lambda d: d["first_stage_rank"])
     per_query, rows = {}, []
-    for name, run in merged_runs(queries, passes).items():
+    for name, run in merged_runs(queries, passes, weights).items():
         mean, per_query[name] = ndcg10(run, qrels, relevance_level)
         rows.append({"ranking": name, "nDCG@10": mean, "queries": len(per_query[name])})
-    for r in range(1, passes + 1):
-        reads = [ndcg10(merged_run(queries, chosen), qrels, relevance_level) for chosen in pass_subsets(passes, r)]
-        means = [mean for mean, _ in reads]
-        name = any_label(r)
-        per_query[name] = {q: sum(read[q] for _, read in reads) / len(reads) for q in reads[0][1]}
-        rows.append({"ranking": name, "nDCG@10": sum(means) / len(means), "subsets": len(reads),
-                     "min": round(min(means), 4), "max": round(max(means), 4), "queries": len(per_query[name])})
+    for w in (0.0, *weights):
+        for r in range(1, passes + 1):
+            reads = [ndcg10(merged_run(queries, chosen, w), qrels, relevance_level) for chosen in pass_subsets(passes, r)]
+            means = [mean for mean, _ in reads]
+            name = fused(any_label(r), w)
+            per_query[name] = {q: sum(read[q] for _, read in reads) / len(reads) for q in reads[0][1]}
+            rows.append({"ranking": name, "nDCG@10": sum(means) / len(means), "subsets": len(reads),
+                         "min": round(min(means), 4), "max": round(max(means), 4), "queries": len(per_query[name])})
     return passes, per_query, rows
 
 
@@ -156,21 +184,38 @@ def main() -> None:
                    help="a second run's details over the same queries (e.g. --placement rotate): its first r passes against the first run's")
     p.add_argument("--more", metavar="DETAILS", action="append", default=[],
                    help="the same model's run with another --seed: its passes follow the first run's (repeatable)")
+    p.add_argument("--hybrid", type=float, nargs="+", default=[], metavar="W",
+                   help="also fuse with the first stage: W z(first stage) + (1 - W) z(GroupRank), as `rlpost rerank --hybrid W` (needs --candidates)")
+    p.add_argument("--candidates", help="the rank_llm JSON the run reranked: the first-stage scores --hybrid fuses")
     args = p.parse_args()
+    if bad := [w for w in args.hybrid if not 0 < w < 1]:
+        sys.exit(f"--hybrid takes the first stage's weights, each above 0 and below 1, got {bad[0]:g}")
+    if args.hybrid and not args.candidates:
+        sys.exit("--hybrid needs --candidates: the rank_llm JSON the run reranked, for the first-stage scores")
 
-    from rlpost.ranking.trec import read_qrels
+    from rlpost.data.errors import DataError
+    from rlpost.ranking.trec import read_candidates, read_qrels
 
-    qrels = read_qrels(args.qrels)
-    passes, per_query, rows = scored(args.details, qrels, args.relevance_level, args.more)
+    weights = list(dict.fromkeys(args.hybrid))
+    try:
+        qrels = read_qrels(args.qrels)
+        items = read_candidates(args.candidates) if weights else []
+    except DataError as e:
+        sys.exit(str(e))
+    candidates = (args.candidates, {i["qid"]: {c["docid"]: c["score"] for c in i["candidates"]} for i in items})
+    passes, per_query, rows = scored(args.details, qrels, args.relevance_level, args.more, weights, candidates)
     last = label(passes)
     compare(rows, per_query, "vs first stage", lambda _: per_query["first stage"])
     compare(rows, per_query, f"vs {last}", lambda _: per_query[last])
     tables(f"{args.details}, {passes} passes", rows, ["vs first stage", f"vs {last}"])
     curves = {"GroupRank, first r passes": curve(rows, passes, label), "GroupRank, any r (mean over subsets)": curve(rows, passes, any_label)}
+    for w in weights:
+        curves[f"hybrid {w:g}, any r"] = curve(rows, passes, lambda r, w=w: fused(any_label(r), w))
     result = {"details": args.details, "more": args.more, "qrels": args.qrels, "relevance_level": args.relevance_level,
+              "hybrid": weights, "candidates": args.candidates,
               "rows": rows, "per_query_ndcg_cut_10": per_query}
     if args.compare:
-        other_passes, other_query, other_rows = scored(args.compare, qrels, args.relevance_level)
+        other_passes, other_query, other_rows = scored(args.compare, qrels, args.relevance_level, (), weights, candidates)
         compare(other_rows, other_query, "vs first stage", lambda _: per_query["first stage"])
         compare(other_rows, other_query, "vs the first run, same passes", per_query.get)
         tables(f"{args.compare}, {other_passes} passes", other_rows, ["vs first stage", "vs the first run, same passes"])
