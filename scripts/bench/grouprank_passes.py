@@ -7,7 +7,8 @@ the first stage and with the R-pass merge (paired over queries: mean difference,
 better / worse). The first stage's order is the reranked documents' first-stage order, so nDCG@10 needs --top 10
 or more in the rerank. `--compare` reads a second run over the same queries (e.g. `--placement rotate`) and
 compares its first r passes with the first run's, r for r. `--more` appends the passes of the same model's run
-with another `--seed` (other groups) to the first run's, for more draws without rerunning the first passes.
+with another `--seed` (other groups) to the first run's, for more draws without rerunning the first passes
+(`--compare-more` to the compared run's).
 `--hybrid W --candidates FILE` adds the same rows fused with the first stage as `rlpost rerank --hybrid W` fuses
 them: W z(first-stage score) + (1 - W) z(merged GroupRank score) per query over the reranked documents, the
 first-stage scores read from the candidates file the run reranked.
@@ -184,12 +185,16 @@ def main() -> None:
                    help="a second run's details over the same queries (e.g. --placement rotate): its first r passes against the first run's")
     p.add_argument("--more", metavar="DETAILS", action="append", default=[],
                    help="the same model's run with another --seed: its passes follow the first run's (repeatable)")
+    p.add_argument("--compare-more", metavar="DETAILS", action="append", default=[],
+                   help="as --more, for the --compare run (repeatable)")
     p.add_argument("--hybrid", type=float, nargs="+", default=[], metavar="W",
                    help="also fuse with the first stage: W z(first stage) + (1 - W) z(GroupRank), as `rlpost rerank --hybrid W` (needs --candidates)")
     p.add_argument("--candidates", help="the rank_llm JSON the run reranked: the first-stage scores --hybrid fuses")
     args = p.parse_args()
     if bad := [w for w in args.hybrid if not 0 < w < 1]:
         sys.exit(f"--hybrid takes the first stage's weights, each above 0 and below 1, got {bad[0]:g}")
+    if args.compare_more and not args.compare:
+        sys.exit("--compare-more appends passes to the --compare run; give --compare too")
     if args.hybrid and not args.candidates:
         sys.exit("--hybrid needs --candidates: the rank_llm JSON the run reranked, for the first-stage scores")
 
@@ -215,13 +220,13 @@ def main() -> None:
               "hybrid": weights, "candidates": args.candidates,
               "rows": rows, "per_query_ndcg_cut_10": per_query}
     if args.compare:
-        other_passes, other_query, other_rows = scored(args.compare, qrels, args.relevance_level, (), weights, candidates)
+        other_passes, other_query, other_rows = scored(args.compare, qrels, args.relevance_level, args.compare_more, weights, candidates)
         compare(other_rows, other_query, "vs first stage", lambda _: per_query["first stage"])
         compare(other_rows, other_query, "vs the first run, same passes", per_query.get)
         tables(f"{args.compare}, {other_passes} passes", other_rows, ["vs first stage", "vs the first run, same passes"])
         curves["compared run, first r passes"] = curve(other_rows, other_passes, label)
         curves["compared run, any r"] = curve(other_rows, other_passes, any_label)
-        result["compare"] = {"details": args.compare, "rows": other_rows, "per_query_ndcg_cut_10": other_query}
+        result["compare"] = {"details": args.compare, "more": args.compare_more, "rows": other_rows, "per_query_ndcg_cut_10": other_query}
     out = Path(args.out)
     write_json(out.with_suffix(".json"), {**result, "machine": machine_info()})
     first = rows[0]["nDCG@10"]
