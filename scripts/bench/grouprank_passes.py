@@ -112,27 +112,27 @@ def appended(queries: list[dict], more: str) -> None:
                 d[key] = d.get(key, []) + docs[d["docid"]].get(key, [])
 
 
-def first_stage_scores(queries: list[dict], candidates: dict[str, dict[str, float]], path: str) -> None:
-    """Sets each document's ``first_stage_score`` from ``candidates`` ({qid: {docid: score}}, the candidates file
-    at ``path``); exits in one line where a reranked document is not among them."""
+def first_stage_scores(queries: list[dict], candidates: dict[str, dict[str, float]]) -> None:
+    """Sets each document's ``first_stage_score`` from ``candidates`` ({qid: {docid: score}}); exits in one line
+    where a reranked document is not among them."""
     for q in queries:
         scores = candidates.get(q["qid"], {})
         for d in q["docs"]:
             if d["docid"] not in scores:
-                sys.exit(f"{path}: query {q['qid']} has no candidate {d['docid']}; expected the candidates file the run reranked")
+                sys.exit(f"--candidates: query {q['qid']} has no candidate {d['docid']}; expected the candidates file the run reranked")
             d["first_stage_score"] = scores[d["docid"]]
 
 
 def scored(details: str, qrels: dict, relevance_level: int, more: Sequence[str] = (), weights: Sequence[float] = (),
-           candidates: tuple[str, dict] | None = None) -> tuple[int, dict[str, dict[str, float]], list[dict]]:
+           candidates: dict[str, dict[str, float]] | None = None) -> tuple[int, dict[str, dict[str, float]], list[dict]]:
     """(passes, {ranking: {qid: nDCG@10}}, one row per ranking) for one run's details file, with the passes of
-    the ``more`` files appended, alone and fused with the first stage at each of ``weights`` (scores from
-    ``candidates``: (path, {qid: {docid: score}}))."""
+    the ``more`` files appended, alone and fused with the first stage at each of ``weights`` (first-stage scores
+    from ``candidates``, {qid: {docid: score}})."""
     queries = read_details(details)
     for path in more:
         appended(queries, path)
     if weights:
-        first_stage_scores(queries, candidates[1], candidates[0])
+        first_stage_scores(queries, candidates)
     lengths = {len(d.get("pass_scores", [])) for q in queries for d in q["docs"]}
     if not queries or len(lengths) != 1 or 0 in lengths:
         sys.exit(f"{details}: expected the per-document pass_scores of a grouprank run, one length throughout; got lengths {sorted(lengths)}")
@@ -207,7 +207,7 @@ def main() -> None:
         items = read_candidates(args.candidates) if weights else []
     except DataError as e:
         sys.exit(str(e))
-    candidates = (args.candidates, {i["qid"]: {c["docid"]: c["score"] for c in i["candidates"]} for i in items})
+    candidates = {i["qid"]: {c["docid"]: c["score"] for c in i["candidates"]} for i in items}
     passes, per_query, rows = scored(args.details, qrels, args.relevance_level, args.more, weights, candidates)
     last = label(passes)
     compare(rows, per_query, "vs first stage", lambda _: per_query["first stage"])
