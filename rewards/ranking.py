@@ -10,7 +10,8 @@ from typing import Any
 
 from rewards.registry import REWARDS
 from rlpost.ranking.parsing import parse_erank
-from rlpost.ranking.rewards import check_erank_options, erank_rewards, grouprank_reward
+from rlpost.ranking.parsing import parse_block_scores
+from rlpost.ranking.rewards import check_erank_options, erank_rewards, group_reward, grouprank_reward
 
 
 @REWARDS.register("erank")
@@ -74,3 +75,29 @@ def grouprank(
     flags (in the pool's label top 10); without it Recall@10 is 1."""
     rel = relevant or [None] * len(completions)
     return [grouprank_reward(c, g, r, gamma, eps, invalid_json, bad_tags) for c, g, r in zip(completions, gold, rel)]
+
+
+@REWARDS.register("grouprank_block")
+def grouprank_block(
+    prompts: list[str],
+    completions: list[str],
+    facts: list[dict[str, dict[str, Any]]],
+    gold: list[list[float]],
+    relevant: list[list[bool]] | None = None,
+    gamma: float = 0.2,
+    eps: float = 0.1,
+    malformed: float = -0.5,
+    **kwargs: Any,
+) -> list[float]:
+    """GroupRank's R_G for block scoring (``score_at: block``): a sample is one score chosen at each member's
+    block end (parsing.parse_block_scores), so there is no format to get wrong; ``malformed`` only if the
+    count does not match the group (which the engine never writes)."""
+    rel = relevant or [None] * len(completions)
+    out = []
+    for c, g, r in zip(completions, gold, rel):
+        scores = parse_block_scores(c, len(g))
+        out.append(malformed if scores is None else group_reward(scores, g, r, gamma, eps))
+    return out
+
+
+grouprank_block.reads_choices = True  # its samples are choices in the prompt (rank_marks), not generated text

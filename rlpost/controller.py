@@ -22,7 +22,7 @@ from rlpost.callbacks import CallbackContext, Callbacks, build_callbacks
 from rlpost.checkpoint import latest_checkpoint, load_controller_state, save_checkpoint
 from rlpost.config import Config, ConfigError
 from rlpost.data import PromptDataset
-from rlpost.data.recipe import check_rl_records, encode_prompts, load_split
+from rlpost.data.recipe import encode_prompts, load_split, prompt_reads
 from rlpost.evaluate import evaluate, write_result
 from rlpost.learner.modes import check_update_mode
 from rlpost.models.loading import load_tokenizer, resolve_model_path
@@ -31,7 +31,7 @@ from rlpost.placement import actors_needed, check_placement, check_resources, st
 from rlpost.registry import RegistryError
 from rlpost.plots import plot_pass_curves
 from rlpost.rollout.samplers import SAMPLERS, Sampler, finish_step, samples_in_rounds
-from rlpost.scoring import Scorer, check_cohorts, merge_metrics, reward_refusals
+from rlpost.scoring import Scorer, check_cohorts, merge_metrics, recipe_rewards, reward_refusals
 from rlpost.sft import run_sft
 from rlpost.streaming import stream_blockers, stream_groups
 from rlpost.tracking import Tracker, check_sinks
@@ -143,9 +143,11 @@ class Run:
     probe: Any = None  # the last non-empty batch: sequences for the parity check
     empty_steps: int = 0  # steps in a row without a completion of known reward
     healed: dict[str, int] | None = None  # restarts of the learner and rollout worker before this start (train)
+    reads: list[list[int]] | None = None  # per prompt, where its samples are choices in the prompt (data.recipe.prompt_reads)
+    choices: list[int] | None = None
 
     def collect(self, step: int) -> tuple[dict[int, Group], dict[str, float]]:
-        items = next_items(self.dataset, self.cfg.train.prompts_per_step, self.prompt_texts, self.prompt_ids)
+        items = next_items(self.dataset, self.cfg.train.prompts_per_step, self.prompt_texts, self.prompt_ids, self.reads, self.choices)
         if self.cfg.train.stream_parts > 1:  # the learner gets each part's gradients as it is scored
             build = lambda groups: self.build(groups, step)  # noqa: E731
             return stream_groups(self.cfg.train.stream_parts, self.sampler, self.rollout, self.learner, self.scorer, items, self.sampling, build)
@@ -220,7 +222,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
     seed_everything(cfg.run.seed, cfg.run.threads)
     # Everything that can be wrong with the recipe or data fails here, before a model loads.
     records = load_split(cfg, cfg.data.train_split)
-    check_rl_records(records)
+    check_choices(cfg, records)
     dataset = cohort_stream(cfg, records)
     if cfg.train.warm_start == "sft":
         load_split(cfg, cfg.data.train_split, sft=True)
@@ -257,6 +259,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
     policy = str(run_sft(cfg) if cfg.train.warm_start == "sft" else resolve_model_path(cfg.model))
     tokenizer = load_tokenizer(policy)
     prompt_texts, prompt_ids = encode_prompts(cfg, records, tokenizer)
+    reads, choices = prompt_reads(records, prompt_texts, prompt_ids, tokenizer)
     with console.phase(f"start the learner and rollout worker ({cfg.cluster.mode})", None):
         learner, rollout = start_actors(cfg, policy)
         learner.call("ready"), rollout.call("ready")  # actor start-up is not charged to step 0
@@ -265,7 +268,7 @@ def start_run(cfg: Config, resume: bool) -> Run:
         cfg, cfg.output_dir, learner, rollout, scorer, sampler, pipeline, callbacks, dataset, tokenizer,
         prompt_texts, prompt_ids, eval_records,
         SamplingParams(n=r.n, max_new_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p, top_k=r.top_k, stop=list(r.stop)),
-        {"step": 0, "rollouts": 0, "evals": {}},
+        {"step": 0, "rollouts": 0, "evals": {}}, reads=reads, choices=choices,
     )
     # A restarted rollout worker starts from the policy it was built with: every weight goes to it again.
     rollout.on_restart = lambda: run.learner.call("request_full_sync") or run.sync_now(run.state["step"] - 1)
@@ -320,6 +323,26 @@ def check_components(cfg: Config) -> None:
                           "empty: turn them off (rerankers evaluate with `rlpost rerank`, docs/reranking.md)")
 
 
+def check_choices(cfg: Config, records: list[dict[str, Any]]) -> None:
+    """Records scored in the prompt (``rank_marks``: GroupRank's ``score_at: block``) are sampled as choices
+    there, not generated: that needs the hf engine and a reward that reads choices (``reads_choices``), and
+    such a reward needs those records."""
+    from rlpost.rollout.worker import engine_name
+
+    marked = any("rank_marks" in r for r in records)
+    specs, fns = recipe_rewards(cfg)
+    readers = [name for (name, _, _), fn in zip(specs, fns) if getattr(fn, "reads_choices", False)]
+    where = "these records are scored in the prompt (rank_marks, grouprank score_at: block), so an RL sample is a score chosen at each block end"
+    if marked and engine_name(cfg) != "hf":
+        chosen = engine_name(cfg) + (" (auto)" if cfg.rollout.engine == "auto" else "")
+        raise ConfigError(f"rollout.engine={chosen}: {where}, which only the hf engine draws: set rollout.engine=hf")
+    if marked and not readers:
+        raise ConfigError(f"rewards: {where}; none of {', '.join(n for n, _, _ in specs)} reads those: use grouprank_block")
+    if readers and not marked:
+        raise ConfigError(f"rewards '{readers[0]}' reads scores chosen in the prompt, and these records have no rank_marks: "
+                          "set data.task_kwargs.score_at=block")
+
+
 def build_sampler(cfg: Config) -> Sampler:
     """The recipe's sampler, its options and budgets checked (one line naming the key when wrong)."""
     cls = SAMPLERS.get(cfg.sampler.name)
@@ -363,8 +386,10 @@ def cohort_stream(cfg: Config, records: list[dict[str, Any]]) -> PromptDataset:
     return dataset
 
 
-def next_items(dataset: PromptDataset, n: int, texts: list[str], ids: list[list[int]]) -> dict[int, PromptItem]:
-    return {k: PromptItem(k, i, rec, ids[i], texts[i]) for k, (i, rec) in enumerate(dataset.next_batch(n))}
+def next_items(dataset: PromptDataset, n: int, texts: list[str], ids: list[list[int]], reads: list[list[int]] | None = None,
+               choices: list[int] | None = None) -> dict[int, PromptItem]:
+    return {k: PromptItem(k, i, rec, ids[i], texts[i], reads[i] if reads else None, choices)
+            for k, (i, rec) in enumerate(dataset.next_batch(n))}
 
 
 def collect_groups(

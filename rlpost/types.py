@@ -22,11 +22,15 @@ class SamplingParams:
 
 @dataclass
 class Request:
-    """Generate `n` samples for one prompt (n overrides SamplingParams.n when set)."""
+    """Generate `n` samples for one prompt (n overrides SamplingParams.n when set). With ``reads`` a sample
+    is not generated: at each prompt position in ``reads`` it chooses one token of ``choices`` (the policy's
+    distribution renormalised over them), with nothing appended: e.g. GroupRank's score at each block end."""
 
     prompt_ids: list[int]
     n: int | None = None
     key: Any = None  # caller's handle, e.g. the prompt's index in the step batch
+    reads: list[int] | None = None
+    choices: list[int] | None = None
 
 
 @dataclass
@@ -39,6 +43,8 @@ class Completion:
     finish_reason: str  # "stop" (EOS or stop string) | "length"
     policy_version: int
     worker: int = 0  # the rollout worker that generated it (set by the pool)
+    reads: list[int] | None = None  # token_ids[j] was chosen at prompt position reads[j] among ``choices`` (Request)
+    choices: list[int] | None = None
 
 
 @dataclass
@@ -78,6 +84,12 @@ class PromptItem:
     record: dict[str, Any]
     prompt_ids: list[int]
     prompt_text: str
+    reads: list[int] | None = None  # prompt positions whose choices are the samples (Request.reads)
+    choices: list[int] | None = None
+
+    def request(self, n: int) -> Request:
+        """``n`` samples of this prompt, generated or chosen at its reads."""
+        return Request(prompt_ids=self.prompt_ids, n=n, key=self.key, reads=self.reads, choices=self.choices)
 
 
 @dataclass
@@ -124,6 +136,8 @@ class TrainSample:
     token_weights: list[float] | None = None  # per completion token (None: all 1); loss denominators come from these
     old_logprobs: list[float] | None = None  # from learner.prepare; None: the update computes them when it needs them
     worker: int = 0  # the rollout worker that generated it
+    reads: list[int] | None = None  # as Completion.reads: token_ids are choices at these prompt positions
+    choices: list[int] | None = None
 
 
 @dataclass
@@ -229,7 +243,7 @@ class Batch:
             samples.append(TrainSample(
                 c.prompt_ids, c.token_ids, c.logprobs,
                 float(self.advantages[i]) if self.advantages is not None else 0.0,
-                policy_version=c.policy_version, worker=c.worker,
+                policy_version=c.policy_version, worker=c.worker, reads=c.reads, choices=c.choices,
                 token_weights=self.token_weights[i, :n].tolist() if self.token_weights is not None else None,
                 old_logprobs=self.old_logprobs[i, :n].tolist() if self.prepared is not None and self.prepared[i] else None,
             ))

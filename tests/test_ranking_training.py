@@ -171,8 +171,6 @@ def test_erank_reward_ranks_each_query_cohort_on_its_own():
     ("erank", ["data.cohort=null"], ["reward 'erank' compares a whole cohort", "set data.cohort"]),
     ("erank", ["data.cohort=null", "algo.advantage.name=cohort_grpo", "algo.select=[{name: keep_all}]"],
      ["algo.advantage 'cohort_grpo' compares a whole cohort"]),
-    # score_at: block is read in the prompt; GRPO would train only the written answer
-    ("grouprank", ["data.task_kwargs.score_at=block"], ["grouprank score_at: block", "train block scoring with `rlpost sft` alone"]),
     ("erank", ["train.prompts_per_step=2"], ["a cohort has 3 records but train.prompts_per_step is 2"]),
     ("erank", ["train.eval_after=true"], ["verify.verifiers is empty: turn them off (rerankers evaluate with `rlpost rerank`"]),
 ])

@@ -61,14 +61,27 @@ def load_split(cfg: Config, split: str, limit: int | None = None, sft: bool = Fa
     return records
 
 
-def check_rl_records(records: list[dict[str, Any]]) -> None:
-    """Refuse RL records whose scores are read in the prompt (``rank_marks``: GroupRank's ``score_at: block``):
-    GRPO samples and rewards the written answer, which such a reranker never reads, so the run would train
-    something its evaluation ignores."""
-    if any("rank_marks" in r for r in records):
-        raise ConfigError("data.task_kwargs: these records are scored in the prompt (rank_marks, grouprank score_at: "
-                          "block), but GRPO trains the written answer, which block scoring never reads: train block "
-                          "scoring with `rlpost sft` alone, or set score_at: answer for the RL stage")
+def prompt_reads(records: list[dict[str, Any]], texts: list[str], ids: list[list[int]], tokenizer
+                 ) -> tuple[list[list[int]] | None, list[int] | None]:
+    """Where RL samples are choices in the prompt rather than generated: for records with ``rank_marks``
+    (character offsets in ``question``: GroupRank's ``score_at: block``), each prompt's token positions of its
+    marks and the digit tokens chosen there (the score each block end reads); (None, None) when no record has
+    them. Every record must then have them: a step's samples are all choices or all generated."""
+    from rlpost.ranking.slots import digit_ids, mark_positions
+
+    marked = ["rank_marks" in r for r in records]
+    if not any(marked):
+        return None, None
+    if not all(marked):
+        raise DataError(f"{marked.count(False)} of {len(records)} records have no rank_marks while the others do: "
+                        "a run's samples are either scores chosen in the prompt or generated answers")
+    reads = []
+    for i, (r, text, toks) in enumerate(zip(records, texts, ids)):
+        encoded, positions = mark_positions(text, tokenizer, r["question"], r["rank_marks"])
+        if encoded != list(toks):
+            raise ConfigError(f"record {i}: its prompt tokenizes differently with offsets; rank_marks cannot be placed")
+        reads.append(positions)
+    return reads, digit_ids(tokenizer)
 
 
 def check_task_kwargs(task: str, kwargs: dict[str, Any], where: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from rlpost.config import Config
 from rlpost.learner.data_parallel import RankGroup, digest, endpoint
 from rlpost.learner.modes import build_update_mode
 from rlpost.models.device import actor_device
-from rlpost.models.forward import completion_logits, completion_logprobs
+from rlpost.models.forward import completion_logits, completion_logprobs, read_logprobs
 from rlpost.models.loading import load_model, load_tokenizer
 from rlpost.ranking.slots import digit_ids
 from rlpost.types import SFTExample, TrainBatch, TrainSample
@@ -205,11 +205,12 @@ class Learner:
         # Weights stay fp32 (the master copy every update mode trains); model.dtype=bfloat16/float16
         # runs the forward and backward in that precision, as the rollout engine does.
         device = next(model.parameters()).device.type
+        prompts, tokens = [s.prompt_ids for s in samples], [s.token_ids for s in samples]
         with torch.autocast(device, dtype=self.compute_dtype, enabled=self.compute_dtype != torch.float32):
-            return completion_logprobs(
-                model, [s.prompt_ids for s in samples], [s.token_ids for s in samples], self.pad_id,
-                temperature=temperature, with_entropy=entropy,
-            )
+            if samples[0].reads is not None:  # choices at prompt positions (a step's samples are all one kind)
+                return read_logprobs(model, prompts, [s.reads for s in samples], tokens, [s.choices for s in samples], self.pad_id,
+                                     temperature=temperature, with_entropy=entropy)
+            return completion_logprobs(model, prompts, tokens, self.pad_id, temperature=temperature, with_entropy=entropy)
 
     @torch.no_grad()
     def _logprobs_no_grad(

@@ -106,6 +106,48 @@ def completion_logits(
     return logits, targets.to(device), mask.to(device)
 
 
+def read_logits(model, prompts: Sequence[Sequence[int]], reads: Sequence[Sequence[int]], choices: Sequence[Sequence[int]],
+                pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward over the distinct left-padded prompts (the n samples of a prompt share its pass), the
+    vocabulary head at the read positions only: fp32 logits [B, R, C] of each row's ``choices`` (C of them, the
+    same count in every row) at its prompt positions ``reads`` (R: the most reads of a row), and their mask [B, R]."""
+    device = next(model.parameters()).device
+    unique, row_of = unique_prompts(prompts)
+    ids, attn = left_pad(unique, pad_id)
+    cols = [[ids.shape[1] - len(p) + q for q in r] for p, r in zip(prompts, reads)]
+    keep = sorted({c for row in cols for c in row})
+    logits = model(input_ids=ids.to(device), attention_mask=attn.to(device), position_ids=(attn.cumsum(-1) - 1).clamp(min=0).to(device),
+                   use_cache=False, logits_to_keep=torch.tensor(keep, device=device)).logits.float()
+    R, C = max(len(r) for r in reads), len(choices[0])
+    out, mask = logits.new_zeros(len(prompts), R, C), torch.zeros(len(prompts), R, device=device)
+    where = {c: i for i, c in enumerate(keep)}
+    for b, (row, ch) in enumerate(zip(cols, choices)):
+        out[b, : len(row)] = logits[row_of[b], [where[c] for c in row]][:, list(ch)]
+        mask[b, : len(row)] = 1.0
+    return out, mask
+
+
+def read_logprobs(
+    model, prompts: Sequence[Sequence[int]], reads: Sequence[Sequence[int]], tokens: Sequence[Sequence[int]],
+    choices: Sequence[Sequence[int]], pad_id: int, temperature: float = 1.0, with_entropy: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-read logprobs [B, R] of ``tokens[b][j]`` chosen at prompt position ``reads[b][j]`` among
+    ``choices[b]`` (the temperature-scaled distribution renormalised over them), their mask, and that
+    distribution's entropy when asked: ``completion_logprobs`` for samples that are choices in the prompt."""
+    logits, mask = read_logits(model, prompts, reads, choices, pad_id)
+    logp_all = torch.log_softmax(logits / temperature, dim=-1)
+    index = torch.zeros(mask.shape, dtype=torch.long, device=logits.device)
+    for b, (toks, ch) in enumerate(zip(tokens, choices)):
+        at = {t: i for i, t in enumerate(ch)}
+        index[b, : len(toks)] = torch.tensor([at[t] for t in toks], dtype=torch.long)
+    logp = logp_all.gather(-1, index[..., None]).squeeze(-1) * mask
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1) * mask
+    return logp, mask, entropy
+
+
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """input_ids and attention_mask [B, P] with every prompt flush right."""
     P = max(len(p) for p in prompts)

@@ -2,7 +2,8 @@
 
 ERank answers ``<think>...</think><answer>7</answer>`` with one integer 0..10. GroupRank answers
 ``<reason>...</reason><answer>```json {"[1]": 8, ...}```</answer>``: strictly for training (the format reward
-needs to know exactly what is wrong) and leniently for inference (repairs, like the upstream code)."""
+needs to know exactly what is wrong) and leniently for inference (repairs, like the upstream code). With
+``score_at: block`` an RL sample is the digits chosen at the block ends, joined by spaces."""
 from __future__ import annotations
 
 import json
@@ -50,6 +51,19 @@ def parse_grouprank(text: str, size: int) -> tuple[bool, list[int] | None]:
     if not all(type(v) is int and 0 <= v <= 10 for v in values):
         return True, None
     return True, values
+
+
+def parse_block_scores(text: str, size: int) -> list[float] | None:
+    """The scores of a GroupRank sample chosen at the block ends (``score_at: block``): ``size`` digits joined
+    by spaces, each worth what block scoring reads it as (a "1" is 10 on the 0..10 scale: rank_loss.digit_values);
+    None when the count or a digit is wrong."""
+    from rlpost.algos.rank_loss import digit_values
+
+    parts = text.split()
+    if len(parts) != size or not all(p.isdigit() and len(p) == 1 for p in parts):
+        return None
+    values = digit_values()
+    return [values[int(p)] for p in parts]
 
 
 def parse_grouprank_lenient(text: str, size: int) -> dict[int, float]:

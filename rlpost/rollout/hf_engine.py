@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from rlpost.models.forward import completion_logprobs, left_pad, unique_prompts, with_cache
+from rlpost.models.forward import completion_logprobs, left_pad, read_logits, unique_prompts, with_cache
 from rlpost.models.loading import load_model, load_tokenizer
 from rlpost.types import Completion, Request, SamplingParams, WeightPayload
 
@@ -90,6 +90,10 @@ class HFEngine:
     @torch.no_grad()
     def generate(self, requests: Sequence[Request], sampling: SamplingParams) -> list[Completion]:
         """n samples per request, in request order (all samples of request 0 first)."""
+        if any(r.reads is not None for r in requests):
+            if not all(r.reads is not None for r in requests):
+                raise ValueError("a generate call mixes requests with reads (choices in the prompt) and without")
+            return self._choose(requests, sampling)
         rows: list[tuple[Request, int]] = []
         for req in requests:
             rows += [(req, j) for j in range(req.n if req.n is not None else sampling.n)]
@@ -130,6 +134,31 @@ class HFEngine:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
         self.version = state["version"]
+
+    # ------------------------------------------------------------------ choosing in the prompt
+
+    @torch.no_grad()
+    def _choose(self, requests: Sequence[Request], sp: SamplingParams) -> list[Completion]:
+        """Each request's n samples from one forward over its prompt: at every read position one token of its
+        choices, drawn from the temperature-scaled distribution renormalised over them (argmax at temperature 0);
+        the text is the chosen tokens' strings joined by spaces."""
+        out: list[Completion] = []
+        for start in range(0, len(requests), self.batch_size):
+            chunk = requests[start : start + self.batch_size]
+            logits, _ = read_logits(self.model, [r.prompt_ids for r in chunk], [r.reads for r in chunk], [r.choices for r in chunk], self.pad_id)
+            for b, req in enumerate(chunk):
+                k = len(req.reads)
+                logp = torch.log_softmax(logits[b, :k] / (sp.temperature or 1.0), dim=-1)  # [k, C]
+                for _ in range(req.n if req.n is not None else sp.n):
+                    pick = logp.argmax(-1) if sp.temperature == 0 else torch.multinomial(logp.exp(), 1, generator=self.generator).squeeze(-1)
+                    toks = [req.choices[i] for i in pick.tolist()]
+                    out.append(Completion(
+                        key=req.key, prompt_ids=list(req.prompt_ids), token_ids=toks,
+                        text=" ".join(self.tokenizer.decode([t]) for t in toks),
+                        logprobs=logp.gather(-1, pick[:, None]).squeeze(-1).tolist(), finish_reason="stop",
+                        policy_version=self.version, reads=list(req.reads), choices=list(req.choices),
+                    ))
+        return out
 
     # ------------------------------------------------------------------ decoding
 

@@ -60,7 +60,7 @@ class KnapsackSampler(Sampler):
         total = self.budget if self.budget is not None else self.n * len(items)
         alloc, info = allocate_rollouts(stats, self.n, total, **self.options)
         self.last = {k: v for k, v in info.items() if k not in ("max", "min")}  # rollout/samples_per_prompt_* say these
-        return [Request(prompt_ids=it.prompt_ids, n=k, key=it.key) for it, k in zip(items, alloc) if k > 0]
+        return [it.request(k) for it, k in zip(items, alloc) if k > 0]
 
     def finish(self, items: list[PromptItem], members: dict[int, list[Scored]]) -> dict[int, Group]:
         groups, visits = {}, {}

@@ -38,7 +38,7 @@ class ReinforceAdaSampler(Sampler):
         return self._requests(items)
 
     def _requests(self, items: list[PromptItem]) -> list[Request]:
-        return [Request(prompt_ids=it.prompt_ids, n=self.round_size, key=it.key) for it in items if it.key not in self.retired]
+        return [it.request(self.round_size) for it in items if it.key not in self.retired]
 
     def _sides(self, members: list[Scored]) -> tuple[list[int], list[int]]:
         """Indices of the positive and negative members with a known reward, in generation order."""

@@ -35,7 +35,7 @@ class Sampler:
         pass
 
     def plan(self, items: list[PromptItem]) -> list[Request]:
-        return [Request(prompt_ids=it.prompt_ids, n=self.n, key=it.key) for it in items]
+        return [it.request(self.n) for it in items]
 
     def next_round(self, items: list[PromptItem], members: dict[int, list[Scored]]) -> list[Request]:
         return []

@@ -110,6 +110,8 @@ class VLLMEngine:
 
     def generate(self, requests: Sequence[Request], sampling: SamplingParams) -> list[Completion]:
         """n samples per request, in request order (all samples of request 0 first)."""
+        if any(r.reads is not None for r in requests):
+            raise ValueError("the vLLM engine only generates: choices in the prompt (Request.reads) need rollout.engine: hf")
         sp = sampling
         greedy = sp.temperature < 1e-5  # vLLM's own greedy threshold (it refuses n > 1 below it)
         prompts, params, owners = [], [], []
