@@ -26,7 +26,7 @@ def plugins_on_path(monkeypatch):
 
 
 def test_builtin_names():
-    assert REWARDS.names() == ["conciseness", "correctness", "erank", "format", "grouprank", "length_penalty"]
+    assert REWARDS.names() == ["conciseness", "correctness", "erank", "format", "grouprank", "grouprank_block", "length_penalty"]
     assert {n: reward_locality(REWARDS.get(n)) for n in REWARDS.names() if reward_locality(REWARDS.get(n)) != "row"} == {"erank": "cohort"}
 
 
