@@ -325,11 +325,15 @@ def check_components(cfg: Config) -> None:
 
 def check_choices(cfg: Config, records: list[dict[str, Any]]) -> None:
     """Records scored in the prompt (``rank_marks``: GroupRank's ``score_at: block``) are sampled as choices
-    there, not generated: that needs the hf engine and a reward that reads choices (``reads_choices``), and
-    such a reward needs those records."""
+    there, not generated: that needs every record marked, the hf engine and a reward that reads choices
+    (``reads_choices``), and such a reward needs those records."""
     from rlpost.rollout.worker import engine_name
 
-    marked = any("rank_marks" in r for r in records)
+    flags = ["rank_marks" in r for r in records]
+    marked = any(flags)
+    if marked and not all(flags):
+        raise ConfigError(f"data: {flags.count(False)} of {len(records)} records have no rank_marks while the others do: "
+                          "a run's samples are either scores chosen in the prompt or generated answers")
     specs, fns = recipe_rewards(cfg)
     readers = [name for (name, _, _), fn in zip(specs, fns) if getattr(fn, "reads_choices", False)]
     where = "these records are scored in the prompt (rank_marks, grouprank score_at: block), so an RL sample is a score chosen at each block end"

@@ -66,15 +66,11 @@ def prompt_reads(records: list[dict[str, Any]], texts: list[str], ids: list[list
     """Where RL samples are choices in the prompt rather than generated: for records with ``rank_marks``
     (character offsets in ``question``: GroupRank's ``score_at: block``), each prompt's token positions of its
     marks and the digit tokens chosen there (the score each block end reads); (None, None) when no record has
-    them. Every record must then have them: a step's samples are all choices or all generated."""
+    them (every record has them otherwise: controller.check_choices)."""
     from rlpost.ranking.slots import digit_ids, mark_positions
 
-    marked = ["rank_marks" in r for r in records]
-    if not any(marked):
+    if not any("rank_marks" in r for r in records):
         return None, None
-    if not all(marked):
-        raise DataError(f"{marked.count(False)} of {len(records)} records have no rank_marks while the others do: "
-                        "a run's samples are either scores chosen in the prompt or generated answers")
     reads = []
     for i, (r, text, toks) in enumerate(zip(records, texts, ids)):
         encoded, positions = mark_positions(text, tokenizer, r["question"], r["rank_marks"])
