@@ -268,19 +268,16 @@ class GroupRankReranker(Reranker):
     @torch.no_grad()
     def _block_scores(self, prompts: list[tuple[list[int], list[int]]]) -> list[dict[int, float]]:
         """``score_at="block"``: one forward over each group's prompt (left-padded batches, the LM head on the
-        block ends only); member k's score is the expected digit where its block ends, as ``_direct_scores``."""
-        from rlpost.models.forward import left_pad
+        block ends only: forward.read_logits, as GRPO on block scores draws them); member k's score is the
+        expected digit where its block ends, as ``_direct_scores``."""
+        from rlpost.models.forward import read_logits
 
         out = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
-            ids, mask = left_pad([p for p, _ in chunk], self.tokenizer.pad_token_id)
-            cols = [[ids.shape[1] - len(p) + q for q in ends] for p, ends in chunk]
-            keep = sorted({c for row in cols for c in row})
-            logits = self.model(input_ids=ids.to(self.model.device), attention_mask=mask.to(self.model.device),
-                                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(self.model.device), use_cache=False,
-                                logits_to_keep=torch.tensor(keep, device=self.model.device)).logits.float()
-            for b, row in enumerate(cols):
-                values = expected_scores(logits[b, [keep.index(c) for c in row]], self.digits, digit_values()).tolist()
+            logits, _ = read_logits(self.model, [p for p, _ in chunk], [ends for _, ends in chunk], [self.digits] * len(chunk),
+                                    self.tokenizer.pad_token_id)
+            for b, (_, ends) in enumerate(chunk):
+                values = expected_scores(logits[b, : len(ends)], range(10), digit_values()).tolist()
                 out.append({k: v for k, v in enumerate(values, 1)})
         return out
