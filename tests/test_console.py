@@ -171,7 +171,8 @@ def test_a_piped_run_shows_every_phase_in_plain_lines_and_no_warning(tmp_path):
         "train.steps=4", "log.every=2", "train.eval_every=2", "train.prompts_per_step=4", "rollout.n=4", "eval.limit=8",
         "cluster.num_cpus=2", "log.tensorboard=false",
     ]
-    proc = subprocess.run([sys.executable, "-m", "rlpost.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    # ~30 s alone; the timeout only catches a hang (at load 5 beside a training run it took over 300 s)
+    proc = subprocess.run([sys.executable, "-m", "rlpost.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     for expected in (
