@@ -113,6 +113,28 @@ def test_a_teacher_run_that_misses_a_candidate_is_one_line(pools, tmp_path):
         load_task("erank", "train", train=pools, top=3, teacher=str(tmp_path / "t.trec"), teacher_weight=2)
 
 
+def test_a_reference_run_gives_erank_its_t_i(pools, tmp_path):
+    """``reference`` (the SFT model's scores, as `rlpost rerank` writes them) sets each record's ref_score; the
+    targets stay the grades'. Without it t_i is the written target; a run that misses a candidate or scores off
+    ERank's 0..10 scale is one line."""
+    (tmp_path / "r.trec").write_text("".join(f"{q} Q0 {q}d{i} {i + 1} {v} sft\n" for q, vs in
+                                             {"q1": [6.5, 2.25, 0.0], "q2": [1.0, 9.75, 3.0], "q3": [4, 4, 10]}.items()
+                                             for i, v in enumerate(vs)))
+    plain = load_task("erank", "train", train=pools, top=3)
+    records = load_task("erank", "train", train=pools, top=3, reference=str(tmp_path / "r.trec"))
+    assert [r["ref_score"] for r in records] == [6.5, 2.25, 0.0, 1.0, 9.75, 3.0, 4.0, 4.0, 10.0]
+    assert [r["ref_score"] for r in plain] == [10.0, 0.0, 3.0, 0.0, 7.0, 0.0, 0.0, 0.0, 0.0]
+    assert [{k: v for k, v in r.items() if k != "ref_score"} for r in records] == [
+        {k: v for k, v in r.items() if k != "ref_score"} for r in plain]
+    (tmp_path / "short.trec").write_text("q1 Q0 q1d0 1 5 sft\n")
+    with pytest.raises(DataError, match="the reference run has no score for query q1, document q1d1"):
+        load_task("erank", "train", train=pools, top=3, reference=str(tmp_path / "short.trec"))
+    (tmp_path / "off.trec").write_text("".join(f"q{q} Q0 q{q}d{i} 1 {-1 if (q, i) == (2, 1) else 5} sft\n"
+                                               for q in (1, 2, 3) for i in range(3)))
+    with pytest.raises(DataError, match="the reference run scores query q2, document q2d1 -1; expected ERank's scores on 0..10"):
+        load_task("erank", "train", train=pools, top=3, reference=str(tmp_path / "off.trec"))
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"train": "dl18"}, "ranking dataset 'dl18' is unknown (known: dl19, dl20"),
     ({"train": {"candidates": "c.json"}}, "missing qrels"),

@@ -85,17 +85,35 @@ def read_teacher(path: str | None, weight: float) -> Run | None:
     return out
 
 
+def run_scores(run: Run, pool: dict[str, Any], what: str) -> list[float]:
+    """``run``'s score of each of ``pool``'s candidates; a DataError naming the first one it lacks."""
+    mine = run.get(pool["qid"])
+    missing = [c["docid"] for c in pool["candidates"] if mine is None or c["docid"] not in mine]
+    if missing:
+        raise DataError(f"the {what} run has no score for query {pool['qid']}, document {missing[0]} (expected a "
+                        f"run over the same candidates)")
+    return [mine[c["docid"]] for c in pool["candidates"]]
+
+
 def targets(pool: dict[str, Any], scores: list[int], teacher: Run | None, weight: float) -> list[float]:
     """Each candidate's target on 0..10: its grade's score, mixed with the teacher's scaled score."""
     gold = [float(_score(c["grade"], scores)) for c in pool["candidates"]]
     if teacher is None:
         return gold
-    mine = teacher.get(pool["qid"])
-    missing = [c["docid"] for c in pool["candidates"] if mine is None or c["docid"] not in mine]
-    if missing:
-        raise DataError(f"the teacher run has no score for query {pool['qid']}, document {missing[0]} (expected a "
-                        f"run over the same candidates)")
-    return [weight * mine[c["docid"]] + (1 - weight) * g for c, g in zip(pool["candidates"], gold)]
+    return [weight * t + (1 - weight) * g for t, g in zip(run_scores(teacher, pool, "teacher"), gold)]
+
+
+def references(pool: dict[str, Any], reference: Run | None, written_scores: list[int]) -> list[float]:
+    """ERank's t_i for each candidate: the reference run's score (the SFT model's, on 0..10), else the score the
+    SFT target writes."""
+    if reference is None:
+        return [float(s) for s in written_scores]
+    out = run_scores(reference, pool, "reference")
+    for c, v in zip(pool["candidates"], out):
+        if not -1e-3 <= v <= 10 + 1e-3:  # a run file nudges tied scores apart by 1e-5
+            raise DataError(f"the reference run scores query {pool['qid']}, document {c['docid']} {v:g}; expected ERank's "
+                            f"scores on 0..10 (e.g. `rlpost rerank --method erank --out` with the SFT model over these candidates)")
+    return [min(max(v, 0.0), 10.0) for v in out]
 
 
 def written(target: float) -> int:
@@ -118,22 +136,26 @@ def erank(
     teacher: str | None = None,
     teacher_weight: float = 1.0,
     layout: str = "query-first",
+    reference: str | None = None,
 ) -> list[Record]:
     """One record per (query, candidate): ``question`` (the ERank user message in ``layout``, one of
     LAYOUTS; rerank with the same), ``answer`` (the target score), ``qid``, ``docid``, ``grade``,
-    ``relevant`` (grade >= ``positive_grade``) and ``ref_score`` (the reference score of ERank's
-    squared-error case: the target, standing in for a teacher's);
+    ``relevant`` (grade >= ``positive_grade``) and ``ref_score`` (t_i, the reference score of r_RR's
+    squared-error case: from ``reference``, a TREC run of the SFT model's scores over the same candidates,
+    as the spec has it; without one the target score stands in);
     ``rank_gains`` ([the unrounded target]) and ``rank_group`` (the qid) for SFT's ranking term."""
     if problem := unknown_layout(layout):
         raise DataError(f"erank {problem}")
     records, scaled = [], read_teacher(teacher, teacher_weight)
+    ref_run = read_run(reference) if reference is not None else None
     for pool in judged_pools(_split_source("erank", split, train, test), top):
-        for c, target in zip(pool["candidates"], targets(pool, scores, scaled, teacher_weight)):
-            score = written(target)
+        gains = targets(pool, scores, scaled, teacher_weight)
+        scores_written = [written(t) for t in gains]
+        for c, target, score, ref in zip(pool["candidates"], gains, scores_written, references(pool, ref_run, scores_written)):
             records.append({
                 "question": erank_prompt(pool["query"], c["text"][:max_doc_chars], instruction, layout), "answer": str(score),
                 "qid": pool["qid"], "docid": c["docid"], "grade": c["grade"], "relevant": c["grade"] >= positive_grade,
-                "ref_score": float(score), "rank_gains": [target], "rank_group": pool["qid"],
+                "ref_score": ref, "rank_gains": [target], "rank_group": pool["qid"],
             })
     return records
 
