@@ -287,3 +287,34 @@ def test_tiny_recipe_trains_and_its_model_reranks(recipe, method, extra, tmp_pat
     assert main(["rerank", "--model", str(run / "final"), "--method", method, "--candidates", pools["candidates"],
                  "--qrels", pools["qrels"], "--top", "3", "--out", str(out), "--max-new-tokens", "8"]) == 0
     assert len(out.read_text().splitlines()) == 12
+
+
+def test_rank_eval_reads_ndcg_of_the_current_weights_during_rl(tmp_path, pools):
+    """The rank_eval callback reranks a TREC set with the learner's weights every step (and after the last):
+    each step's metrics carry the nDCG@10 `rlpost rerank` wrote, its run file stays, its weights do not."""
+    run = tmp_path / "run"
+    spec = {"name": "rank_eval", "kwargs": {"method": "erank", "candidates": pools["candidates"], "qrels": pools["qrels"],
+                                            "every": 1, "options": ["--top", "3"]}}
+    args = ["train", "recipes/erank/tiny.yaml", f"run.output_dir={run}", "log.tensorboard=false", "train.steps=3",
+            f"data.task_kwargs.train={json.dumps(pools)}", f"callbacks=[{json.dumps(spec)}]"]
+    assert main(args) == 0
+    steps = [s for s in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "reward/erank" in s]
+    for label, row in (("step1", steps[0]), ("step2", steps[1])):
+        written = json.loads((run / "rank_eval" / label / "c.trec.json").read_text())
+        assert row["rank_eval/ndcg@10"] == written["erank top 3"]["ndcg_cut_10"] and 0 < row["rank_eval/ndcg@10"] <= 1
+        assert not (run / "rank_eval" / label / "model").exists()
+    assert "rank_eval/ndcg@10" not in steps[2]  # the last step's weights are read once, as "after"
+    assert (run / "rank_eval" / "after" / "c.trec").is_file() and not (run / "rank_eval" / "step3").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"method": "monot5"}, "method 'monot5' is unknown (expected erank or grouprank)"),
+    ({"method": "erank", "candidates": "dl18.json"}, "candidates 'dl18.json' is a file: give its qrels too"),
+    ({"method": "erank", "options": ["--out", "x.trec"]}, "options may not set --out"),
+    ({"method": "erank", "options": ["--tpo", "3"]}, "are not `rlpost rerank` options"),
+])
+def test_rank_eval_refuses_bad_kwargs_in_one_line_before_any_model_loads(kwargs, message, capsys, tmp_path):
+    spec = {"name": "rank_eval", "kwargs": kwargs}
+    assert main(["train", "recipes/erank/tiny.yaml", f"run.output_dir={tmp_path}", f"callbacks=[{json.dumps(spec)}]"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "callbacks[0] 'rank_eval'" in err[0]

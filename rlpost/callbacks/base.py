@@ -17,6 +17,7 @@ are logged, then checkpoints (train.save_every) so a checkpoint holds what every
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from rlpost import console
@@ -26,7 +27,7 @@ from rlpost.registry import Registry
 if TYPE_CHECKING:
     from rlpost.controller import Run
 
-CALLBACKS: Registry = Registry("callback", ("rlpost.callbacks.next", "rlpost.callbacks.linear_extrapolation"))
+CALLBACKS: Registry = Registry("callback", ("rlpost.callbacks.next", "rlpost.callbacks.linear_extrapolation", "rlpost.callbacks.rank_eval"))
 
 
 def every(n: int, step: int) -> bool:
@@ -104,12 +105,22 @@ class CallbackContext:
     def checkpoint(self) -> None:
         self._run.checkpoint()
 
-    def save_final(self) -> None:
-        """The trained model as a plain Hugging Face folder: <run>/final (with the task it was trained on)."""
+    @property
+    def run_dir(self) -> Path:
+        """The run's output folder."""
+        return self._run.dir
+
+    def save_model(self, folder: str | Path) -> Path:
+        """The learner's current weights as a plain Hugging Face folder, with the task they train on."""
         from rlpost.data.recipe import save_task_record
 
-        self._run.learner.call("save_hf", str(self._run.dir / "final"))
-        save_task_record(self._run.dir / "final", self._run.cfg)
+        self._run.learner.call("save_hf", str(folder))
+        save_task_record(folder, self._run.cfg)
+        return Path(folder)
+
+    def save_final(self) -> None:
+        """The trained model as a plain Hugging Face folder: <run>/final (with the task it was trained on)."""
+        self.save_model(self._run.dir / "final")
 
     def read_weights(self, kind: str = "merged") -> dict[str, Any]:
         """Copies of the learner's weight matrices: ``merged`` (effective) or ``lora`` ((A, B, scale))."""
