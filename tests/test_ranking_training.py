@@ -126,6 +126,9 @@ def test_a_reference_run_gives_erank_its_t_i(pools, tmp_path):
     assert [r["ref_score"] for r in plain] == [10.0, 0.0, 3.0, 0.0, 7.0, 0.0, 0.0, 0.0, 0.0]
     assert [{k: v for k, v in r.items() if k != "ref_score"} for r in records] == [
         {k: v for k, v in r.items() if k != "ref_score"} for r in plain]
+    # the run scores the training split (the SFT model on RL's queries): the test split keeps the targets
+    assert load_task("erank", "test", test=pools, top=3, reference=str(tmp_path / "missing.trec")) == load_task(
+        "erank", "test", test=pools, top=3)
     (tmp_path / "short.trec").write_text("q1 Q0 q1d0 1 5 sft\n")
     with pytest.raises(DataError, match="the reference run has no score for query q1, document q1d1"):
         load_task("erank", "train", train=pools, top=3, reference=str(tmp_path / "short.trec"))

@@ -141,13 +141,13 @@ def erank(
     """One record per (query, candidate): ``question`` (the ERank user message in ``layout``, one of
     LAYOUTS; rerank with the same), ``answer`` (the target score), ``qid``, ``docid``, ``grade``,
     ``relevant`` (grade >= ``positive_grade``) and ``ref_score`` (t_i, the reference score of r_RR's
-    squared-error case: from ``reference``, a TREC run of the SFT model's scores over the same candidates,
-    as the spec has it; without one the target score stands in);
+    squared-error case: from ``reference``, a TREC run of the SFT model's scores over the training split's
+    candidates, as the spec has it; on the test split, or without one, the target score stands in);
     ``rank_gains`` ([the unrounded target]) and ``rank_group`` (the qid) for SFT's ranking term."""
     if problem := unknown_layout(layout):
         raise DataError(f"erank {problem}")
     records, scaled = [], read_teacher(teacher, teacher_weight)
-    ref_run = read_run(reference) if reference is not None else None
+    ref_run = read_run(reference) if reference is not None and split == "train" else None  # t_i is RL's, on train
     for pool in judged_pools(_split_source("erank", split, train, test), top):
         gains = targets(pool, scores, scaled, teacher_weight)
         scores_written = [written(t) for t in gains]
