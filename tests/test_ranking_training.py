@@ -314,6 +314,7 @@ def test_rank_eval_reads_ndcg_of_the_current_weights_during_rl(tmp_path, pools):
     ({"method": "monot5"}, "method 'monot5' is unknown (expected erank or grouprank)"),
     ({"method": "erank", "candidates": "dl18.json"}, "candidates 'dl18.json' is a file: give its qrels too"),
     ({"method": "erank", "options": ["--out", "x.trec"]}, "options may not set --out"),
+    ({"method": "erank", "options": ["--model=x"]}, "options may not set --model"),
     ({"method": "erank", "options": ["--tpo", "3"]}, "are not `rlpost rerank` options"),
 ])
 def test_rank_eval_refuses_bad_kwargs_in_one_line_before_any_model_loads(kwargs, message, capsys, tmp_path):

@@ -59,7 +59,7 @@ class RankEval(Callback):
             if not path.is_file():
                 raise ValueError(f"{path} not found")
         taken = {"--model", "--method", "--candidates", "--qrels", "--out", "--relevance-level", "--topics", "--corpus", "--run"}
-        if clash := sorted(taken & set(self.options)):
+        if clash := sorted(taken & {o.split("=")[0] for o in self.options}):
             raise ValueError(f"options may not set {', '.join(clash)} (the callback sets them)")
         try:
             _parse(["rerank", "--model", ".", *self.options])
