@@ -25,13 +25,11 @@ from rlpost.config import LearnerConfig
 
 def _dataset_files(candidates: str, qrels: str | None) -> tuple[Path, Path]:
     """A shared dataset's name (dl19, dl20) or a rank_llm JSON path, and its qrels."""
-    from rlpost.data.paths import shared_data_path
-    from rlpost.ranking.tasks import DATASETS
+    from rlpost.ranking.tasks import DATASETS, dataset_paths
 
     if candidates in DATASETS:
-        folder, qrels_file = DATASETS[candidates]
-        return shared_data_path("retrieval", folder, "bm25_top100.rank_llm.json"), Path(qrels) if qrels else shared_data_path(
-            "retrieval", folder, qrels_file)
+        paths = dataset_paths(candidates)
+        return paths["candidates"], Path(qrels) if qrels else paths["qrels"]
     if qrels is None:
         raise ValueError(f"candidates '{candidates}' is a file: give its qrels too (or a dataset name: {', '.join(DATASETS)})")
     return Path(candidates), Path(qrels)

@@ -36,15 +36,20 @@ DATASETS = {
 DL_SCORES = [0, 3, 7, 10]  # TREC DL grades 0..3 as 0..10 scores
 
 
+def dataset_paths(name: str) -> dict[str, Path]:
+    """A shared dataset's (one of DATASETS) BM25 candidates (rank_llm JSON) and qrels."""
+    folder, qrels_file = DATASETS[name]
+    return {"candidates": shared_data_path("retrieval", folder, "bm25_top100.rank_llm.json"),
+            "qrels": shared_data_path("retrieval", folder, qrels_file)}
+
+
 def judged_pools(source: str | dict[str, str], top: int) -> list[dict[str, Any]]:
     """[{qid, query, candidates: [{docid, text, grade}]}] for every judged query, top ``top`` candidates each
     (unjudged candidates have grade 0, as in trec_eval)."""
     if isinstance(source, str):
         if source not in DATASETS:
             raise DataError(f"ranking dataset '{source}' is unknown (known: {', '.join(DATASETS)}; or give {{candidates, qrels}} paths)")
-        folder, qrels_file = DATASETS[source]
-        paths = {"candidates": shared_data_path("retrieval", folder, "bm25_top100.rank_llm.json"),
-                 "qrels": shared_data_path("retrieval", folder, qrels_file)}
+        paths = dataset_paths(source)
     else:
         missing = sorted({"candidates", "qrels"} - set(source))
         if missing:
